@@ -1,0 +1,35 @@
+"""studio: model management for ML researchers.
+
+`import studio` stays cheap: submodules (and their heavy dependencies) load on first use.
+`from studio import fs_tracker, model_util` and `studio.log(...)` work as documented.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"fs_tracker", "model_util", "workbook", "api", "config"}
+_FUNCTIONS = {
+    "log": ("studio.tracking.metrics", "log"),
+    "params": ("studio.tracking.params", "params"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"studio.{name}")
+        globals()[name] = module
+        return module
+    if name in _FUNCTIONS:
+        module_name, attr = _FUNCTIONS[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'studio' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES | set(_FUNCTIONS))
