@@ -1,0 +1,176 @@
+"""Settings, built once and passed down.
+
+Sources, later ones win: built-in defaults < `$STUDIOML_HOME/config.yaml` (or `--config FILE`)
+< `STUDIOML_*` environment variables < command-line flags (applied by the caller with
+`Settings.replace`). Secrets in the config (database passwords, tokens, cloud keys) stay in
+this object: they are never written into experiment records, queue entries or logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.exceptions import ConfigError, UsageError
+from studio.units import parse_duration
+
+DEFAULT_HOME = "~/.studioml"
+
+_KNOWN_KEYS = {
+    "database",
+    "storage",
+    "saveWorkspaceFrequency",
+    "env",
+    "cloud",
+    "optimizer",
+    "resources_needed",
+    "worker",
+    "owner",
+    "verbose",
+    "server",
+}
+_DB_KEYS = {"url", "type", "serverUrl", "token", "guest"}
+_STORAGE_KEYS = {"url", "cache"}
+_WORKER_KEYS = {"lease", "heartbeat", "max_attempts", "poll"}
+
+
+def studio_home(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(os.path.expanduser(env.get("STUDIOML_HOME") or DEFAULT_HOME)).absolute()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    storage_url: str
+    save_workspace_frequency: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    resources_needed: dict[str, Any] = field(default_factory=dict)
+    cloud: dict[str, Any] = field(default_factory=dict)
+    owner: str = "guest"
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    max_attempts: int = 3
+    poll_seconds: float = 0.2
+    config_path: Path | None = None
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def blob_cache(self) -> Path:
+        return self.home / "blobcache"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.home / "experiments"
+
+    def experiment_dir(self, key: str) -> Path:
+        return self.experiments_dir / key
+
+
+def _default_owner() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "guest"
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}; fix the path given to --config") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}: fix the syntax") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys like `database:` and `storage:`")
+    return data
+
+
+def _check_keys(section: str, data: Any, known: set[str], path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: `{section}` must be a mapping")
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"config {path}: unknown key `{section}.{key}`; known keys: {', '.join(sorted(known))}"
+            )
+    return data
+
+
+def expand_env(values: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
+    """Expand `$VAR` / `${VAR}` in the config's `env:` section from the submitting environment."""
+    pattern = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+    def sub(m: re.Match[str]) -> str:
+        return environ.get(m.group(1) or m.group(2), "")
+
+    return {str(k): pattern.sub(sub, str(v)) for k, v in values.items()}
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, the config file and `STUDIOML_*` variables."""
+    env = dict(os.environ if environ is None else environ)
+    home = studio_home(env)
+    path = Path(os.path.expanduser(str(config))) if config else home / "config.yaml"
+    data: dict[str, Any] = {}
+    if config or path.exists():
+        data = _load_yaml(path)
+    for key in data:
+        if key not in _KNOWN_KEYS:
+            raise ConfigError(f"config {path}: unknown key `{key}`; known keys: {', '.join(sorted(_KNOWN_KEYS))}")
+
+    db = _check_keys("database", data.get("database") or {}, _DB_KEYS, path)
+    storage = _check_keys("storage", data.get("storage") or {}, _STORAGE_KEYS, path)
+    worker = _check_keys("worker", data.get("worker") or {}, _WORKER_KEYS, path)
+    database_url = env.get("STUDIOML_DATABASE_URL") or db.get("url") or f"sqlite:///{home / 'studio.db'}"
+    storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
+
+    try:
+        freq = parse_duration(env.get("STUDIOML_SAVE_FREQUENCY") or data.get("saveWorkspaceFrequency", 60))
+        lease = parse_duration(worker.get("lease", 30))
+        heartbeat = parse_duration(worker.get("heartbeat", min(5.0, lease / 3)))
+        poll = parse_duration(worker.get("poll", 0.2))
+    except UsageError as exc:
+        raise ConfigError(f"config {path}: {exc}") from exc
+    try:
+        max_attempts = int(worker.get("max_attempts", 3))
+    except (TypeError, ValueError):
+        raise ConfigError(f"config {path}: `worker.max_attempts` must be an integer") from None
+    env_section = data.get("env") or {}
+    if not isinstance(env_section, dict):
+        raise ConfigError(f"config {path}: `env` must be a mapping of NAME: value")
+    for section in ("optimizer", "resources_needed", "cloud"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise ConfigError(f"config {path}: `{section}` must be a mapping")
+
+    return Settings(
+        home=home,
+        database_url=database_url,
+        storage_url=storage_url,
+        save_workspace_frequency=freq,
+        env=expand_env(env_section, env),
+        optimizer=dict(data.get("optimizer") or {}),
+        resources_needed=dict(data.get("resources_needed") or {}),
+        cloud=dict(data.get("cloud") or {}),
+        owner=str(env.get("STUDIOML_OWNER") or data.get("owner") or _default_owner()),
+        lease_seconds=lease,
+        heartbeat_seconds=heartbeat,
+        max_attempts=max_attempts,
+        poll_seconds=poll,
+        config_path=path if path.exists() else None,
+    )
