@@ -1,0 +1,166 @@
+"""The metadata store interface: experiments, artifacts, status history, output, metrics, queue.
+
+Implementations guarantee, for every method:
+- atomicity: each call is one transaction; it either happens entirely or not at all;
+- process safety: any number of processes on any number of machines may call concurrently
+  (SQLite: WAL + busy timeout + BEGIN IMMEDIATE for writes; PostgreSQL: row locks);
+- `claim` hands an experiment to exactly one caller (FOR UPDATE SKIP LOCKED / BEGIN IMMEDIATE);
+- no secrets: callers never pass credentials, and stores never add them.
+
+Missing experiments raise NotFoundError; duplicate keys and illegal status changes raise
+ConflictError; a database at an older schema version raises SchemaVersionError naming
+`studio db upgrade`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from studio.entities import (
+    ArtifactSpec,
+    Experiment,
+    ExperimentQuery,
+    MetricSummary,
+    Status,
+    StatusEvent,
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Experiment]
+    total: int
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    seq: int
+    attempt: int
+    text: str
+    time: float
+
+
+class MetaStore(abc.ABC):
+    """Everything studio records about experiments except file contents (see ObjectStore)."""
+
+    # -- experiments -------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_experiment(self, exp: Experiment) -> Experiment:
+        """Insert `exp` with its artifacts and a first status event. ConflictError if the key exists."""
+
+    @abc.abstractmethod
+    def get_experiment(self, key: str) -> Experiment:
+        """The experiment with its artifacts. NotFoundError if absent."""
+
+    @abc.abstractmethod
+    def get_experiments(self, keys: Sequence[str]) -> list[Experiment]:
+        """Several experiments in one query, in the order given; unknown keys are skipped."""
+
+    @abc.abstractmethod
+    def query(self, q: ExperimentQuery) -> Page:
+        """One page of experiments (artifacts not loaded: `artifacts` is empty) and the total
+        count matching the filters. Sorting and filtering happen in the database."""
+
+    @abc.abstractmethod
+    def update_experiment(self, key: str, **fields: Any) -> Experiment:
+        """Set plain fields (not `status`, not `artifacts`). NotFoundError if absent."""
+
+    @abc.abstractmethod
+    def set_status(
+        self,
+        key: str,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        **fields: Any,
+    ) -> Experiment:
+        """Change status (checked by `entities.check_transition`), record a StatusEvent and set
+        `fields` in the same transaction. With `expect`, ConflictError unless the current
+        status is one of them (compare-and-set)."""
+
+    @abc.abstractmethod
+    def delete_experiment(self, key: str) -> None:
+        """Delete the experiment and everything hanging off it. NotFoundError if absent."""
+
+    @abc.abstractmethod
+    def status_history(self, key: str) -> list[StatusEvent]:
+        """Status events, oldest first."""
+
+    # -- artifacts ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
+        """Insert or replace the experiment's artifact with this tag."""
+
+    @abc.abstractmethod
+    def referenced_trees(self) -> set[str]:
+        """Every tree hash any experiment's artifact points to (for garbage collection)."""
+
+    # -- supervision -------------------------------------------------------------------
+    @abc.abstractmethod
+    def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
+        """Renew the lease of a running experiment held by `worker`. Returns `stop_requested`.
+        Raises ConflictError if the experiment is no longer held by `worker` (lost the lease)."""
+
+    @abc.abstractmethod
+    def request_stop(self, key: str) -> Experiment:
+        """Ask whoever runs the experiment to stop it (seen at its next heartbeat).
+        A queued experiment becomes `stopped` at once."""
+
+    # -- queue -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim(
+        self,
+        queue: str,
+        worker: str,
+        lease_seconds: float,
+        resources: dict[str, Any] | None = None,
+    ) -> Experiment | None:
+        """Atomically take the oldest queued experiment on `queue` whose resource needs fit
+        `resources` (None: anything): status -> running, worker set, attempts += 1, lease set.
+        Exactly one concurrent caller gets any given experiment."""
+
+    @abc.abstractmethod
+    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
+        """Running experiments whose lease lapsed go back to `queued` (attempts < max_attempts)
+        or become `lost`. Queued experiments older than their `lifetime` become `lost` with a
+        reason. Returns the keys changed."""
+
+    @abc.abstractmethod
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """queue -> status -> count, for every queue that holds experiments."""
+
+    # -- output (live log) -------------------------------------------------------------
+    @abc.abstractmethod
+    def append_output(self, key: str, attempt: int, seq: int, text: str) -> None:
+        """Store one chunk of stdout/stderr. (key, attempt, seq) is unique; repeats are ignored."""
+
+    @abc.abstractmethod
+    def read_output(self, key: str, after_seq: int = -1, attempt: int | None = None) -> list[OutputChunk]:
+        """Chunks with seq > after_seq, in order (default: the latest attempt)."""
+
+    # -- metrics -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_metric_summaries(self, key: str, summaries: Sequence[MetricSummary]) -> None:
+        """Upsert per-metric-name summaries of the experiment's series."""
+
+    @abc.abstractmethod
+    def metric_summaries(self, keys: Sequence[str]) -> dict[str, list[MetricSummary]]:
+        """experiment key -> its summaries, in one query."""
+
+    # -- listings ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def projects(self) -> list[dict[str, Any]]:
+        """[{name, count, running, finished, last_added}] per project."""
+
+    @abc.abstractmethod
+    def users(self) -> list[dict[str, Any]]:
+        """[{name, count, last_added}] per owner."""
+
+    # -- misc --------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
