@@ -1,0 +1,104 @@
+"""Library verbs on recorded experiments: list, show, stop, kill, rerun, fetch artifacts, gc."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from studio.api.context import Context
+from studio.entities import Experiment, ExperimentQuery, Status
+from studio.exceptions import NotFoundError, UsageError
+from studio.meta.base import Page
+
+
+def refresh_lost(ctx: Context) -> None:
+    """Experiments whose supervisor stopped heartbeating are requeued or marked lost."""
+    ctx.meta.requeue_expired(time.time(), ctx.settings.max_attempts)
+
+
+def list_experiments(ctx: Context, query: ExperimentQuery) -> Page:
+    refresh_lost(ctx)
+    return ctx.meta.query(query)
+
+
+def show(ctx: Context, key: str) -> dict[str, Any]:
+    """Everything recorded about one experiment, as one JSON-ready object."""
+    refresh_lost(ctx)
+    exp = ctx.meta.get_experiment(key)
+    data = exp.to_dict()
+    data["duration"] = exp.duration
+    data["history"] = [
+        {"status": e.status.value, "time": e.time, "reason": e.reason, "worker": e.worker}
+        for e in ctx.meta.status_history(key)
+    ]
+    data["metrics"] = {
+        s.key: {"last": s.last, "min": s.min, "max": s.max, "count": s.count, "last_step": s.last_step}
+        for s in ctx.meta.metric_summaries([key]).get(key, [])
+    }
+    return data
+
+
+def output_text(ctx: Context, key: str, tail: int | None = None) -> str:
+    ctx.meta.get_experiment(key)
+    text = "".join(c.text for c in ctx.meta.read_output(key))
+    if tail is not None:
+        text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
+    return text
+
+
+def stop(ctx: Context, key: str) -> Experiment:
+    """Ask the supervisor running `key` to stop it; a queued experiment stops at once."""
+    exp = ctx.meta.get_experiment(key)
+    if exp.status.terminal:
+        return exp
+    return ctx.meta.request_stop(key)
+
+
+def wait_terminal(ctx: Context, key: str, timeout: float) -> Experiment:
+    deadline = time.monotonic() + timeout
+    while True:
+        refresh_lost(ctx)
+        exp = ctx.meta.get_experiment(key)
+        if exp.status.terminal or time.monotonic() > deadline:
+            return exp
+        time.sleep(0.2)
+
+
+def kill(ctx: Context, key: str, timeout: float = 30.0) -> None:
+    """Stop the experiment if it runs (upstream deleted running experiments under the
+    runner's feet), then delete its records. Stored objects go at the next `studio gc`."""
+    exp = stop(ctx, key)
+    if not exp.status.terminal:
+        exp = wait_terminal(ctx, key, timeout)
+        if not exp.status.terminal:
+            raise UsageError(
+                f"experiment {key} did not stop within {timeout:.0f}s; try again or wait for its lease to lapse"
+            )
+    ctx.meta.delete_experiment(key)
+
+
+def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -> Path:
+    exp = ctx.meta.get_experiment(key)
+    art = exp.artifacts.get(tag)
+    if art is None or art.tree is None:
+        tags = ", ".join(sorted(t for t, a in exp.artifacts.items() if a.tree)) or "none"
+        raise NotFoundError(f"experiment {key} has no stored artifact {tag!r} (stored: {tags})")
+    target = dest if dest is not None else Path.cwd() / tag
+    tree = ctx.objects.get_tree(art.tree)
+    if tree.kind == "file" and target.is_dir():
+        target = target / tree.entries[0].path
+    return ctx.objects.materialize(art.tree, target)
+
+
+def gc(ctx: Context, dry_run: bool = False) -> dict[str, int]:
+    """Drop stored objects that no experiment references."""
+    report = ctx.objects.gc(ctx.meta.referenced_trees(), dry_run=dry_run)
+    return {
+        "removed_objects": report.removed_objects,
+        "removed_bytes": report.removed_bytes,
+        "kept_objects": report.kept_objects,
+    }
+
+
+__all__ = ["list_experiments", "show", "stop", "kill", "fetch_artifact", "gc", "Status"]

@@ -1,0 +1,50 @@
+"""`studio rerun KEY`: the same stored workspace, args, artifacts and environment, as a new experiment."""
+
+from __future__ import annotations
+
+import time
+
+from studio.api.context import Context
+from studio.api.local import start
+from studio.api.run import _check_key_free, redact_env, worker_id
+from studio.entities import ArtifactSpec, Experiment, Status
+from studio.keys import check_key, new_key
+from studio.runner.executor import Executor, Outcome
+
+
+def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None) -> Experiment:
+    """A new queued experiment that will run exactly what `key` ran."""
+    old = ctx.meta.get_experiment(key)
+    if "workspace" not in old.artifacts or not old.artifacts["workspace"].tree:
+        from studio.exceptions import NotFoundError
+
+        raise NotFoundError(f"experiment {key} has no stored workspace to rerun")
+    nk = check_key(new_key_) if new_key_ else new_key()
+    _check_key_free(ctx, nk)
+    artifacts: dict[str, ArtifactSpec] = {}
+    for tag, art in old.artifacts.items():
+        if tag == "workspace" or not art.mutable:
+            artifacts[tag] = art  # stored inputs, same trees
+        elif tag not in ("output", "modeldir", "tb", "metrics"):
+            artifacts[tag] = ArtifactSpec(tag=tag, mutable=True, local_path=art.local_path)
+    exp = old.replace(
+        key=nk, status=Status.QUEUED, returncode=None, status_reason=f"rerun of {key}", queue=queue,
+        env=redact_env(ctx.settings.env), metric_value=None, time_added=time.time(), time_started=None,
+        time_last_checkpoint=None, time_finished=None, heartbeat=None, worker=None, lease_expires=None,
+        attempts=0, stop_requested=False, artifacts=artifacts, owner=ctx.settings.owner,
+    )
+    return ctx.meta.create_experiment(exp)
+
+
+def rerun(ctx: Context, key: str, new_key: str | None = None, queue: str | None = None,
+          echo: bool = True) -> tuple[Experiment, Outcome | None]:
+    from studio.runner.remote import stored_launch
+
+    exp = clone(ctx, key, new_key, queue)
+    if queue:
+        return exp, None
+    wid = worker_id()
+    exp = start(ctx, exp, wid)
+    launch = stored_launch(ctx, exp, ctx.settings.experiment_dir(exp.key) / "run", echo=echo)
+    outcome = Executor(ctx, wid).run(exp, launch)
+    return ctx.meta.get_experiment(exp.key), outcome

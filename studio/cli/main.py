@@ -1,0 +1,87 @@
+"""The `studio` command: a lazy click group and the one error boundary.
+
+Subcommands live in their own modules and are imported only when invoked, so
+`studio --help` and `studio run` start fast. StudioError -> one line on stderr + exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from studio import __version__
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "run": "studio.cli.run:run",
+    "runs": "studio.cli.runs:runs",
+    "artifacts": "studio.cli.artifacts:artifacts",
+    "rerun": "studio.cli.runs:rerun",
+    "gc": "studio.cli.artifacts:gc",
+    "db": "studio.cli.db:db",
+    "worker": "studio.cli.worker:worker",
+    "remote": "studio.cli.worker:remote",
+    "queue": "studio.cli.queue:queue",
+    "sweep": "studio.cli.sweep:sweep",
+    "ui": "studio.cli.ui:ui",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        module = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(module) is not None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None or not self._available(name):
+            return None
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="studio")
+def cli() -> None:
+    """studio: record, run and compare machine-learning experiments."""
+
+
+def setup_logging(verbose: str | bool | None) -> None:
+    level = logging.WARNING
+    if verbose:
+        level = getattr(logging, str(verbose).upper(), logging.DEBUG) if isinstance(verbose, str) else logging.DEBUG
+    logging.basicConfig(level=level, format="studio %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    from studio.exceptions import StudioError
+
+    try:
+        return cli.main(args=argv, prog_name="studio", standalone_mode=False)
+    except StudioError as exc:
+        click.echo(f"studio: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("studio: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("studio: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`studio run [flags] script.py [script args]`.
+
+Option parsing stops at the script: everything after it belongs to the script, so
+`studio run train.py --experiment x` passes `--experiment x` to train.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from studio.cli.common import config_option, context
+from studio.cli.main import setup_logging
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False},
+    short_help="Run a script as a recorded experiment.",
+)
+@config_option
+@click.option("--project", default=None, help="Project name (default: 'default'; sweeps: the script's name).")
+@click.option("--experiment", "-e", "key", default=None, help="Experiment key (generated when absent).")
+@click.option("--capture-once", "-co", "capture_once", multiple=True, metavar="PATH:TAG",
+              help="Immutable artifact captured once at start; PATH must exist.")
+@click.option("--capture", "-c", "capture", multiple=True, metavar="PATH:TAG",
+              help="Mutable artifact saved every saveWorkspaceFrequency and at the end.")
+@click.option("--reuse", "-r", "reuse", multiple=True, metavar="EXPERIMENT/TAG[:NEWTAG]",
+              help="Another experiment's artifact, read-only.")
+@click.option("--max-duration", default=None, metavar="DURATION", help="Kill the experiment after this long, e.g. 48h2m10s.")
+@click.option("--lifetime", default=None, metavar="DURATION", help="Discard if still queued after this long.")
+@click.option("--queue", "-q", default=None, help="Submit to this queue instead of running here.")
+@click.option("--num-workers", type=int, default=None, help="Start this many local workers to run what is submitted.")
+@click.option("--python-pkg", "python_pkgs", multiple=True, metavar="PKG[==VER]", help="Extra package for the worker's environment.")
+@click.option("--cpus", default=None, help="CPUs needed.")
+@click.option("--gpus", default=None, help="GPUs needed.")
+@click.option("--ram", default=None, help="Memory needed, e.g. 8g.")
+@click.option("--hdd", default=None, help="Disk needed, e.g. 10G.")
+@click.option("--hyperparam", "-hp", "hyperparams", multiple=True, metavar="NAME=SPEC", help="Hyperparameter range (repeatable).")
+@click.option("--metric", default=None, metavar="NAME[:min|:max]", help="The scalar that ranks experiments.")
+@click.option("--optimizer", "-opt", default=None, help="grid (default), random, tpe, cmaes, or a plugin path/name.")
+@click.option("--force", is_flag=True, help="Allow grids of more than 100,000 points.")
+@click.option("--module", "-m", "module", is_flag=True, help="Run SCRIPT as a module (like python -m); also pkg::mod.")
+@click.option("--guest", is_flag=True, hidden=True, help="Accepted for compatibility; local runs need no login.")
+@click.option("--cloud", default=None, hidden=True)
+@click.option("--bid", default=None, hidden=True)
+@click.option("--verbose", default=None, metavar="LEVEL", help="Log level: debug, info, warning, error.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | None, **flags: Any) -> None:
+    """Run SCRIPT (a .py file, or a module with -m / pkg::mod) and record everything about it."""
+    setup_logging(verbose)
+    from studio.api.run import RunOptions
+    from studio.exceptions import UsageError
+    from studio.units import parse_size
+
+    if flags["cloud"]:
+        raise UsageError("--cloud workers are not available in this version; start `studio worker --queue Q` on the machine instead")
+    resources: dict[str, Any] = {}
+    for name in ("cpus", "gpus"):
+        if flags[name] is not None:
+            resources[name] = _count(flags[name], f"--{name}")
+    for name in ("ram", "hdd"):
+        if flags[name] is not None:
+            resources[name] = parse_size(flags[name])
+    if flags["num_workers"] is not None and flags["num_workers"] < 1:
+        raise UsageError("--num-workers must be at least 1")
+    opts = RunOptions(
+        script=script,
+        args=list(args),
+        module=flags["module"],
+        project=flags["project"],
+        key=flags["key"],
+        capture_once=list(flags["capture_once"]),
+        capture=list(flags["capture"]),
+        reuse=list(flags["reuse"]),
+        max_duration=flags["max_duration"],
+        lifetime=flags["lifetime"],
+        queue=flags["queue"],
+        python_pkgs=list(flags["python_pkgs"]),
+        resources=resources,
+        metric=flags["metric"],
+    )
+    ctx = context(config)
+    if flags["hyperparams"] or flags["optimizer"]:
+        from studio.api.sweep import run_sweep
+
+        code = run_sweep(ctx, opts, list(flags["hyperparams"]), optimizer=flags["optimizer"],
+                         num_workers=flags["num_workers"], force=flags["force"])
+        sys.exit(code)
+    if opts.queue or flags["num_workers"]:
+        from studio.api.submit import submit_and_maybe_work
+
+        sys.exit(submit_and_maybe_work(ctx, opts, num_workers=flags["num_workers"]))
+    from studio.api.local import run_local
+
+    _exp, outcome = run_local(ctx, opts)
+    if outcome.status.value != "finished":
+        click.echo(f"studio: experiment {_exp.key} {outcome.status.value}"
+                   + (f" ({outcome.reason})" if outcome.reason else ""), err=True)
+    sys.exit(outcome.exit_code)
+
+
+def _count(value: str, flag: str) -> int:
+    from studio.exceptions import UsageError
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} must be a whole number") from None
+    if n < 0:
+        raise UsageError(f"{flag} must not be negative")
+    return n

@@ -1,0 +1,29 @@
+"""Experiment keys: `YYYYMMDDHHMM-XXXXXXXXXX` (UTC minute + 10 random alphanumerics).
+
+The lab workbook's tag format; sortable by creation time, unique without coordination.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+
+_ALPHABET = string.ascii_uppercase + string.digits
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def new_key(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d%H%M", time.gmtime(time.time() if now is None else now))
+    return stamp + "-" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+def check_key(key: str) -> str:
+    from studio.exceptions import UsageError
+
+    if not _KEY.match(key):
+        raise UsageError(
+            f"experiment key {key!r} must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return key

@@ -1,0 +1,116 @@
+"""Save mutable artifacts (only what changed), import TensorBoard scalars and fold metrics.
+
+Runs every `saveWorkspaceFrequency` seconds in a background thread of the supervisor, and
+once more after the script ends. Each artifact version is a tree in the object store; the
+metadata row is updated only when the tree hash changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from studio.api.context import Context
+from studio.entities import ArtifactSpec, MetricSummary
+
+log = logging.getLogger(__name__)
+
+IgnoreFn = Callable[[str, bool], bool]
+
+
+def fold_metric(spec: str | None, summaries: list[MetricSummary]) -> float | None:
+    """`name[:min|:max]` folded over the series summaries (empty suffix: last value)."""
+    if not spec:
+        return None
+    name, _, how = spec.partition(":")
+    for s in summaries:
+        if s.key == name:
+            return {"min": s.min, "max": s.max}.get(how, s.last)
+    return None
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        ctx: Context,
+        key: str,
+        artifacts: dict[str, ArtifactSpec],
+        paths: dict[str, Path],
+        ignore: dict[str, IgnoreFn] | None = None,
+        metric: str | None = None,
+    ) -> None:
+        """artifacts: the experiment's artifact records; paths: tag -> local path to capture
+        (mutable artifacts only)."""
+        self.ctx = ctx
+        self.key = key
+        self.artifacts = dict(artifacts)
+        self.paths = paths
+        self.ignore = ignore or {}
+        self.metric = metric
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.summaries: list[MetricSummary] = []
+
+    def start(self, interval: float) -> None:
+        if interval <= 0:
+            return
+        self._thread = threading.Thread(target=self._loop, args=(interval,), name="studio-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.checkpoint()
+            except Exception:
+                log.exception("checkpoint of %s failed; will retry", self.key)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def checkpoint(self) -> None:
+        """One pass: metrics first (so the `metrics` artifact includes imported scalars)."""
+        with self._lock:
+            self._metrics()
+            for tag, path in self.paths.items():
+                self._capture(tag, path)
+            self.ctx.meta.update_experiment(self.key, time_last_checkpoint=time.time())
+
+    def _capture(self, tag: str, path: Path) -> None:
+        if not path.exists():
+            return
+        current = self.artifacts.get(tag) or ArtifactSpec(tag=tag, local_path=str(path))
+        result = self.ctx.objects.put_tree(path, ignore=self.ignore.get(tag), previous=current.tree)
+        if result.tree == current.tree:
+            return
+        updated = current.replace(tree=result.tree, size=result.size, files=result.files, updated=time.time())
+        self.ctx.meta.put_artifact(self.key, updated)
+        self.artifacts[tag] = updated
+        log.debug("captured %s/%s: %d files, %d uploaded", self.key, tag, result.files, result.uploaded_files)
+
+    def _metrics(self) -> None:
+        metrics_dir = self.paths.get("metrics")
+        if metrics_dir is None:
+            return
+        from studio.tracking import series, tensorboard
+
+        tb_dir = self.paths.get("tb")
+        if tb_dir is not None and tb_dir.exists():
+            try:
+                tensorboard.import_tensorboard(tb_dir, metrics_dir)
+            except Exception:
+                log.warning("could not import TensorBoard scalars from %s", tb_dir, exc_info=True)
+        if not metrics_dir.exists():
+            return
+        summaries = series.summarize(metrics_dir)
+        if summaries and summaries != self.summaries:
+            self.ctx.meta.put_metric_summaries(self.key, summaries)
+            self.summaries = summaries
+            value = fold_metric(self.metric, summaries)
+            if value is not None:
+                self.ctx.meta.update_experiment(self.key, metric_value=value)

@@ -1,0 +1,288 @@
+"""Run one experiment's script as a supervised child process.
+
+The supervisor owns the truth: it is the child's parent, so it always learns the exit code or
+signal and records the final status itself. While the child runs it heartbeats (renewing the
+lease, noticing `studio runs stop`), enforces `--max-duration`, tees output, samples system
+metrics and checkpoints mutable artifacts. Used alike by `studio run` and by workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.api.context import Context
+from studio.entities import Experiment, Status
+from studio.exceptions import ConflictError
+from studio.runner.checkpoint import Checkpointer
+from studio.runner.tee import OutputTee
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Launch:
+    """What to start and where. `paths` maps every artifact tag to its local path."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    paths: dict[str, Path]
+    capture: dict[str, Path]  # mutable artifacts to checkpoint: tag -> local path
+    ignore: dict[str, Callable[[str, bool], bool]] = field(default_factory=dict)
+    output_file: Path | None = None
+    echo: bool = True
+
+
+@dataclass
+class Outcome:
+    status: Status
+    returncode: int | None
+    reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """What `studio run` exits with: the script's code, or 128+N for signal N."""
+        if self.returncode is None:
+            return 1
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
+
+
+class _Signals:
+    """SIGINT/SIGTERM to the supervisor are recorded and forwarded to the child's group."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, object] = {}
+        self.on_signal: Callable[[int], None] | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        if self.on_signal is not None:
+            self.on_signal(signum)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+class Executor:
+    def __init__(self, ctx: Context, worker: str, stop_grace: float = 10.0) -> None:
+        self.ctx = ctx
+        self.worker = worker
+        self.stop_grace = stop_grace
+        self.handback_on_sigterm = False
+
+    def run(self, exp: Experiment, launch: Launch) -> Outcome:
+        settings = self.ctx.settings
+        meta = self.ctx.meta
+        output_path = launch.output_file or launch.paths["output"]
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(output_path, "ab")  # noqa: SIM115 - closed in finally
+        attempt = exp.attempts
+
+        def sink(seq: int, text: str) -> None:
+            meta.append_output(exp.key, attempt, seq, text)
+
+        tee = OutputTee(out, sink=sink, echo=launch.echo)
+        metric_logger = _output_metrics_logger(launch.paths.get("metrics"))
+        if metric_logger is not None:
+            tee.listeners.append(metric_logger.feed)
+        checkpointer = Checkpointer(
+            self.ctx, exp.key, exp.artifacts, launch.capture, ignore=launch.ignore, metric=exp.metric
+        )
+        signals = _Signals()
+        child: subprocess.Popen[bytes] | None = None
+        sampler = None
+        stopping: dict[str, object] = {}
+        try:
+            child = subprocess.Popen(
+                launch.argv,
+                cwd=str(launch.cwd),
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
+            out.close()
+            meta.set_status(exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time())
+            return Outcome(Status.FAILED, None, f"could not start: {exc}")
+
+        proc = child
+
+        def terminate(reason: Status, why: str) -> None:
+            if "status" not in stopping:
+                stopping.update(status=reason, reason=why, since=time.monotonic(), step=0)
+                _signal_group(proc, signal.SIGINT if reason == Status.STOPPED else signal.SIGTERM)
+
+        def on_signal(signum: int) -> None:
+            if signum == signal.SIGINT:
+                terminate(Status.STOPPED, "interrupted (Ctrl-C)")
+            elif self.handback_on_sigterm:
+                stopping["handback"] = True
+                terminate(Status.QUEUED, "worker shutting down: experiment handed back")
+            else:
+                terminate(Status.KILLED, "studio received SIGTERM")
+
+        signals.on_signal = on_signal
+        signals.install()
+        try:
+            tee.start([(proc.stdout, _binary(sys.stdout)), (proc.stderr, _binary(sys.stderr))])  # type: ignore[list-item]
+            sampler = _start_sampler(proc.pid, launch.paths.get("metrics"))
+            checkpointer.start(settings.save_workspace_frequency)
+            started = time.monotonic()
+            next_beat = 0.0
+            while True:
+                try:
+                    proc.wait(timeout=min(0.2, settings.heartbeat_seconds))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if exp.max_duration and now - started > exp.max_duration:
+                    terminate(Status.KILLED, f"max duration of {exp.max_duration:g}s exceeded")
+                if now >= next_beat:
+                    next_beat = now + settings.heartbeat_seconds
+                    try:
+                        if meta.heartbeat(exp.key, self.worker, settings.lease_seconds):
+                            terminate(Status.STOPPED, "stop requested")
+                    except ConflictError:
+                        log.warning("lost the lease on %s; stopping the local copy", exp.key)
+                        stopping["lost"] = True
+                        terminate(Status.LOST, "lease lost")
+                    except Exception:
+                        log.warning("heartbeat failed; will retry", exc_info=True)
+                if "since" in stopping:
+                    self._escalate(proc, stopping)
+        finally:
+            signals.restore()
+            if proc.poll() is None:  # an exception in the loop: never leave the child behind
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            tee.join(timeout=10)
+            if sampler is not None:
+                sampler.stop()
+            if metric_logger is not None:
+                metric_logger.close()
+            checkpointer.stop()
+            out.close()
+
+        returncode = proc.returncode
+        if stopping.get("lost"):
+            return Outcome(Status.LOST, returncode, "lease lost")
+        try:
+            checkpointer.checkpoint()
+        except Exception as exc:  # the run's outcome still gets recorded
+            log.error("final checkpoint of %s failed: %s", exp.key, exc)
+        outcome = self._outcome(returncode, stopping)
+        if outcome.status == Status.QUEUED:
+            meta.set_status(exp.key, Status.QUEUED, reason=outcome.reason, worker=self.worker, worker_clear=True)
+        else:
+            meta.set_status(
+                exp.key,
+                outcome.status,
+                reason=outcome.reason,
+                worker=self.worker,
+                returncode=returncode,
+                time_finished=time.time(),
+            )
+        return outcome
+
+    def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object]) -> None:
+        """SIGINT/SIGTERM first; SIGTERM then SIGKILL if the script ignores it."""
+        waited = time.monotonic() - float(stopping["since"])  # type: ignore[arg-type]
+        step = int(stopping["step"])  # type: ignore[call-overload]
+        if step == 0 and waited > self.stop_grace:
+            _signal_group(proc, signal.SIGTERM)
+            stopping["step"] = 1
+        elif step == 1 and waited > 2 * self.stop_grace:
+            _signal_group(proc, signal.SIGKILL)
+            stopping["step"] = 2
+
+    @staticmethod
+    def _outcome(returncode: int, stopping: dict[str, object]) -> Outcome:
+        if "status" in stopping:
+            return Outcome(stopping["status"], returncode, str(stopping["reason"]))  # type: ignore[arg-type]
+        if returncode == 0:
+            return Outcome(Status.FINISHED, 0)
+        if returncode > 0:
+            return Outcome(Status.FAILED, returncode, f"exit code {returncode}")
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return Outcome(Status.KILLED, returncode, f"killed by {name}")
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _binary(stream: object) -> object:
+    return getattr(stream, "buffer", None)
+
+
+def _start_sampler(pid: int, metrics_dir: Path | None) -> object | None:
+    if metrics_dir is None:
+        return None
+    try:
+        from studio.tracking.system import SystemSampler
+
+        sampler = SystemSampler(pid, metrics_dir)
+        sampler.start()
+        return sampler
+    except Exception:
+        log.debug("system metrics unavailable", exc_info=True)
+        return None
+
+
+class _OutputMetrics:
+    """Feeds `name: value` lines of the output into the experiment's series."""
+
+    def __init__(self, metrics_dir: Path) -> None:
+        from studio.tracking.metrics import Logger
+
+        self._logger = Logger(metrics_dir)
+        self._rest = ""
+
+    def feed(self, text: str) -> None:
+        from studio.tracking.outputmetrics import parse_metric_lines
+
+        text = self._rest + text
+        complete, _, self._rest = text.rpartition("\n")
+        for name, value in parse_metric_lines(complete):
+            self._logger.log(**{name: value})
+
+    def close(self) -> None:
+        self.feed("\n")
+        self._logger.close()
+
+
+def _output_metrics_logger(metrics_dir: Path | None) -> _OutputMetrics | None:
+    if metrics_dir is None:
+        return None
+    try:
+        return _OutputMetrics(metrics_dir)
+    except Exception:
+        log.debug("output metric parsing unavailable", exc_info=True)
+        return None

@@ -1,0 +1,62 @@
+"""Prepare a run from stored data only: what workers and `studio rerun` execute.
+
+Everything the script needs is materialized from the object store into a directory of the
+runner's own (under STUDIOML_HOME), never into the submitter's folders, even on the same
+machine. Mutable artifacts start from their last stored version (a requeued experiment
+continues from its last checkpoint) and are captured from these runner-side locations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.api.context import Context
+from studio.api.run import child_env, command_for, write_mapping
+from studio.entities import Experiment
+from studio.runner.executor import Launch
+from studio.runner.materialize import cached_tree
+
+_DEFAULT_FILES = {"output": "output.log"}
+
+
+def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | None = None,
+                  echo: bool = False, extra_env: dict[str, str] | None = None) -> Launch:
+    from studio.capture import workspace_ignore
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    capture: dict[str, Path] = {}
+    for tag, art in exp.artifacts.items():
+        if art.source and art.tree:
+            paths[tag] = cached_tree(ctx, art.tree)
+            continue
+        dest = workdir / tag if tag != "workspace" else workdir / "workspace"
+        if tag in _DEFAULT_FILES:
+            dest = workdir / _DEFAULT_FILES[tag]
+        if art.tree:
+            ctx.objects.materialize(art.tree, dest)
+        elif tag not in _DEFAULT_FILES:
+            dest.mkdir(parents=True, exist_ok=True)
+        paths[tag] = dest
+        if art.mutable:
+            capture[tag] = dest
+    for tag in ("modeldir", "tb", "metrics"):
+        if tag not in paths:
+            paths[tag] = workdir / tag
+            paths[tag].mkdir(parents=True, exist_ok=True)
+            capture[tag] = paths[tag]
+    if "output" not in paths:
+        paths["output"] = capture["output"] = workdir / "output.log"
+    mapping = write_mapping(ctx, exp.key, paths)
+    env = child_env(ctx, exp, mapping, paths)
+    env.update(extra_env or {})
+    workspace = paths["workspace"]
+    return Launch(
+        argv=command_for(exp, python),
+        cwd=workspace,
+        env=env,
+        paths=paths,
+        capture=capture,
+        ignore={"workspace": workspace_ignore(workspace)},
+        echo=echo,
+    )
