@@ -1,0 +1,70 @@
+"""Collectors that describe an experiment's code and environment at the start of a run.
+
+    workspace   which files of the script's directory form the `workspace` artifact
+    pythonenv   interpreter version and installed distributions (pip-freeze lines)
+    git         remote, branch, commit, and the uncommitted diff including untracked files
+    host        OS, CPUs, RAM, GPUs, user
+    cmdline     the command line as run
+
+Every collector is local (no network), fast (they run before every `studio run`) and never
+raises: what cannot be read is left out, so a broken git or a strange host never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from studio.capture.cmdline import command_line
+from studio.capture.git import git_info, strip_credentials
+from studio.capture.host import host_info
+from studio.capture.pythonenv import installed_packages, python_version
+from studio.capture.workspace import (
+    DEFAULT_IGNORE,
+    IGNORE_FILE,
+    find_workspace_root,
+    iter_workspace,
+    workspace_ignore,
+)
+
+__all__ = [
+    "DEFAULT_IGNORE",
+    "IGNORE_FILE",
+    "collect_environment",
+    "command_line",
+    "find_workspace_root",
+    "git_info",
+    "host_info",
+    "installed_packages",
+    "iter_workspace",
+    "python_version",
+    "strip_credentials",
+    "workspace_ignore",
+]
+
+log = logging.getLogger(__name__)
+
+
+def collect_environment(script_path: Path | str) -> dict[str, Any]:
+    """Everything the collectors record about a run of `script_path`, JSON-ready.
+
+    Keys: `workspace_root`, `command_line`, `python_version`, `pythonenv` (list of lines),
+    `git` (`{}` outside a repository), `host`. Git runs in a worker thread alongside the
+    Python and host collectors: git's time is spent in subprocesses, so they overlap.
+    """
+    root = find_workspace_root(script_path)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-capture") as pool:
+        git_future = pool.submit(git_info, root)
+        packages = installed_packages()
+        host = host_info()
+        git = git_future.result()
+    return {
+        "workspace_root": str(root),
+        "command_line": command_line(),
+        "python_version": python_version(),
+        "pythonenv": packages,
+        "git": git,
+        "host": host,
+    }

@@ -1,0 +1,159 @@
+"""Which files of the script's directory belong to the `workspace` artifact.
+
+Rules, in gitignore order (a later rule wins over an earlier one):
+
+1. the built-in defaults in `DEFAULT_IGNORE` plus every directory that holds a virtual
+   environment (a `pyvenv.cfg` file or a `conda-meta/` folder);
+2. the lines of `.studioml_ignore` in the workspace root, in gitignore syntax
+   (`#` comments, `!` negation, `/` anchoring, trailing `/` for directories only, `**`).
+
+So a `!pattern` line re-includes what a default excluded (`!.venv/`, `!*.pyc`), except, as in
+git, a file inside an excluded directory: nothing below an ignored directory is ever included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
+log = logging.getLogger(__name__)
+
+IGNORE_FILE = ".studioml_ignore"
+
+# The defaults as gitignore lines (documented in docs/capture.md). They are all single-name,
+# unanchored patterns, so `_default_ignored` matches them by name without pathspec.
+DEFAULT_IGNORE: tuple[str, ...] = (
+    ".git/",
+    "__pycache__/",
+    "*.pyc",
+    ".venv/",
+    "venv/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".ipynb_checkpoints/",
+    "node_modules/",
+    ".studioml/",
+)
+_DEFAULT_DIR_NAMES = frozenset(p[:-1] for p in DEFAULT_IGNORE if p.endswith("/"))
+_DEFAULT_FILE_SUFFIXES = tuple(p[1:] for p in DEFAULT_IGNORE if p.startswith("*."))
+# A directory holding one of these is a Python environment, whatever its name (`env/`, ...).
+_ENV_MARKERS = ("pyvenv.cfg", "conda-meta")
+
+Ignore = Callable[[str, bool], bool]
+
+
+def find_workspace_root(script: Path | str) -> Path:
+    """The workspace of a script: its directory, absolute (symlinks are not resolved)."""
+    path = Path(os.path.abspath(os.path.expanduser(str(script))))
+    return path if path.is_dir() else path.parent
+
+
+def load_ignore_spec(root: Path) -> GitIgnoreSpec | None:
+    """Parse `root/.studioml_ignore`, or None when there is none (or it cannot be read)."""
+    try:
+        text = (root / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        return None
+    from pathspec import GitIgnoreSpec  # only paid for when the file exists
+
+    return GitIgnoreSpec.from_lines(text.splitlines())
+
+
+def workspace_ignore(root: Path | str) -> Ignore:
+    """Return `ignore(rel_posix_path, is_dir) -> bool`, True for paths to leave out.
+
+    `rel_posix_path` is relative to `root` with `/` separators (no leading `./`). The function
+    also answers correctly for paths whose parent directories were never asked about (a file
+    under an ignored directory is ignored), and caches directory answers, so a walker that
+    prunes ignored directories pays one lookup per entry. Not thread-safe for concurrent
+    first calls on the same directory, which is harmless: both compute the same answer.
+    """
+    root = Path(root)
+    spec = load_ignore_spec(root)
+    root_str = str(root)
+    dir_cache: dict[str, bool] = {}
+
+    def is_env_dir(rel: str) -> bool:
+        base = os.path.join(root_str, rel)
+        return any(os.path.lexists(os.path.join(base, marker)) for marker in _ENV_MARKERS)
+
+    def own_rule(rel: str, is_dir: bool) -> bool:
+        if spec is not None:
+            verdict = spec.check_file(rel + "/" if is_dir else rel).include
+            if verdict is not None:
+                return verdict
+        name = rel.rpartition("/")[2]
+        if is_dir:
+            return name in _DEFAULT_DIR_NAMES or is_env_dir(rel)
+        return name.endswith(_DEFAULT_FILE_SUFFIXES)
+
+    def dir_ignored(rel: str) -> bool:
+        verdict = dir_cache.get(rel)
+        if verdict is None:
+            parent = rel.rpartition("/")[0]
+            verdict = (bool(parent) and dir_ignored(parent)) or own_rule(rel, True)
+            dir_cache[rel] = verdict
+        return verdict
+
+    def ignore(rel: str, is_dir: bool) -> bool:
+        rel = rel.strip("/")
+        if rel.startswith("./"):
+            rel = rel[2:]
+        if not rel or rel == ".":
+            return False  # the root itself
+        if is_dir:
+            return dir_ignored(rel)
+        parent = rel.rpartition("/")[0]
+        if parent and dir_ignored(parent):
+            return True
+        return own_rule(rel, False)
+
+    return ignore
+
+
+def iter_workspace(
+    root: Path | str, ignore: Ignore | None = None
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield `(rel_posix_path, entry)` for every non-directory entry kept by `ignore`.
+
+    Walks depth-first in sorted order, prunes ignored directories, never follows symlinked
+    directories (a symlink is yielded as an entry for the caller to judge) and skips
+    directories it cannot read.
+    """
+    root = Path(root)
+    keep_out = ignore if ignore is not None else workspace_ignore(root)
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        path, prefix = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            log.debug("skipping unreadable directory %s: %s", path, exc)
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if keep_out(rel, is_dir):
+                continue
+            if is_dir:
+                subdirs.append((entry.path, rel + "/"))
+            else:
+                yield rel, entry
+        stack.extend(reversed(subdirs))
