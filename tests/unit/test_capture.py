@@ -1,0 +1,395 @@
+"""Capture collectors: workspace ignore rules, python env, git state, host, command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.capture import (
+    collect_environment,
+    command_line,
+    find_workspace_root,
+    git_info,
+    host_info,
+    installed_packages,
+    iter_workspace,
+    python_version,
+    strip_credentials,
+    workspace_ignore,
+)
+from studio.capture import git as capture_git
+from studio.capture.host import parse_nvidia_smi
+from studio.capture.pythonenv import _scan
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def tree(root: Path, skip: set[str] = frozenset()) -> dict[str, bytes]:  # type: ignore[assignment]
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel == ".git" or rel.startswith(".git/") or rel in skip or not path.is_file():
+            continue
+        out[rel] = path.read_bytes()
+    return out
+
+
+def replay(info: dict, dest: Path) -> None:
+    """Clone-equivalent of the recorded commit in `dest`, then `git apply` the diff."""
+    make_repo(dest)
+    if info["commit"]:
+        git(dest, "fetch", "-q", info["repo_root"], info["commit"])
+        git(dest, "checkout", "-q", info["commit"])
+    patch = dest.parent / (dest.name + ".patch")
+    patch.write_text(info["diff"])
+    git(dest, "apply", "--whitespace=nowarn", str(patch))
+
+
+# --- git ------------------------------------------------------------------------------------
+
+
+@needs_git
+def test_diff_with_untracked_files_replays_on_a_fresh_clone(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "a.txt", "one\ntwo\nthree\n")
+    write(repo / "sub" / "b.py", "print('b')\n")
+    write(repo / "gone.txt", "bye\n")
+    write(repo / ".gitignore", "*.log\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    write(repo / "a.txt", "one\n2\nthree\nfour\n")  # modified, unstaged
+    (repo / "gone.txt").unlink()  # deleted
+    write(repo / "staged.py", "x = 1\n")
+    git(repo, "add", "staged.py")  # staged new file
+    write(repo / "new dir" / "deep" / "u.py", "untracked = True\n")  # untracked, nested, spaces
+    write(repo / "empty.txt", "")  # untracked empty file
+    write(repo / "run.log", "ignored\n")  # ignored: not in the diff
+    write(repo / "blob.bin", bytes(range(256)) * 4)  # binary: skipped
+    index_before = (repo / ".git" / "index").read_bytes()
+    status_before = git(repo, "status", "--porcelain")
+
+    info = git_info(repo / "sub")
+
+    assert info["repo_root"] == str(repo)
+    assert info["branch"] == "main"
+    assert info["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    assert info["dirty"] is True
+    assert info["diff_skipped"] == ["blob.bin"]
+    assert info["diff_truncated"] is False
+    assert "run.log" not in info["diff"]
+    # The real index is untouched: untracked files went to a temporary index.
+    assert (repo / ".git" / "index").read_bytes() == index_before
+    assert git(repo, "status", "--porcelain") == status_before
+
+    clone = tmp_path / "clone"
+    replay(info, clone)
+    assert tree(clone) == tree(repo, skip={"run.log", "blob.bin"})
+
+
+@needs_git
+def test_repo_without_commits(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "staged.py", "a = 1\n")
+    git(repo, "add", "staged.py")
+    write(repo / "pkg" / "untracked.py", "b = 2\n")
+
+    info = git_info(repo)
+
+    assert info["commit"] is None
+    assert info["branch"] == "main"
+    assert info["dirty"] is True
+    fresh = tmp_path / "fresh"
+    replay(info, fresh)
+    assert tree(fresh) == tree(repo)
+
+
+@needs_git
+def test_clean_repo_detached_head_and_credentials(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "a.txt", "a\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    git(repo, "remote", "add", "origin", "https://alice:s3cr3t@example.com/org/repo.git")
+    git(repo, "remote", "add", "backup", "https://other.example.com/x.git")
+    git(repo, "checkout", "-q", "--detach")
+
+    info = git_info(repo)
+
+    assert info["dirty"] is False
+    assert info["diff"] == ""
+    assert info["branch"] is None
+    assert info["remote_url"] == "https://example.com/org/repo.git"
+    assert "s3cr3t" not in json.dumps(info)
+
+
+@needs_git
+def test_diff_is_capped_at_whole_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "keep.txt", "k\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    for i in range(20):
+        write(repo / f"f{i:02d}.txt", f"line {i}\n" * 200)
+    monkeypatch.setattr(capture_git, "MAX_DIFF_BYTES", 8000)
+
+    info = git_info(repo)
+
+    assert info["diff_truncated"] is True
+    assert 0 < len(info["diff"].encode()) <= 8000
+    assert info["diff"].endswith("\n")
+    replay(info, tmp_path / "clone")  # what was kept still applies
+
+
+def test_not_a_repo_and_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert git_info(tmp_path) == {}
+    assert git_info(tmp_path / "missing" / "script.py") == {}
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert git_info(Path.cwd()) == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:token@github.com/o/r.git", "https://github.com/o/r.git"),
+        ("https://ghp_abc@github.com/o/r.git", "https://github.com/o/r.git"),
+        ("http://u:p@host:8080/r?x=1", "http://host:8080/r?x=1"),
+        ("ssh://git:pw@host/r.git", "ssh://git@host/r.git"),
+        ("ssh://git@host/r.git", "ssh://git@host/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("/srv/repos/r.git", "/srv/repos/r.git"),
+        ("https://github.com/o/r.git", "https://github.com/o/r.git"),
+    ],
+)
+def test_strip_credentials(url: str, expected: str) -> None:
+    assert strip_credentials(url) == expected
+
+
+# --- workspace ------------------------------------------------------------------------------
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(rel for rel, _ in iter_workspace(root))
+
+
+def test_default_ignores_and_venv_detection(tmp_path: Path) -> None:
+    for rel in [
+        "train.py",
+        "pkg/mod.py",
+        "pkg/__pycache__/mod.cpython-311.pyc",
+        "stray.pyc",
+        ".git/HEAD",
+        ".venv/lib/x.py",
+        "venv/bin/python",
+        "env/pyvenv.cfg",
+        "env/lib/site.py",
+        "myenv/pyvenv.cfg",
+        "conda/conda-meta/history",
+        "env2/data.csv",  # a folder called like an env but not one: kept
+        "web/node_modules/x.js",
+        ".mypy_cache/x",
+        ".pytest_cache/x",
+        "nb/.ipynb_checkpoints/a.ipynb",
+        ".studioml/x",
+        "data/env/notes.txt",
+    ]:
+        write(tmp_path / rel, "x")
+
+    assert listing(tmp_path) == ["data/env/notes.txt", "env2/data.csv", "pkg/mod.py", "train.py"]
+    ignore = workspace_ignore(tmp_path)
+    # Answers are right even for paths whose parents were never asked about.
+    assert ignore("env/lib/site.py", False)
+    assert ignore("pkg/__pycache__", True)
+    assert not ignore("pkg", True)
+    assert not ignore("", True)
+
+
+def test_studioml_ignore_patterns(tmp_path: Path) -> None:
+    write(
+        tmp_path / ".studioml_ignore",
+        "\n".join(
+            [
+                "# comment line",
+                "data/",  # any directory named data, at any depth
+                "/build",  # only at the root
+                "*.ckpt",
+                "!best.ckpt",
+                "logs/**/*.tmp",
+                "!.venv/",  # re-include a default
+                "!keep.pyc",
+                "secret.txt",
+                "!data/readme.md",  # cannot re-include below an excluded directory
+            ]
+        ),
+    )
+    for rel in [
+        "train.py",
+        "data/a.csv",
+        "data/readme.md",
+        "src/data/b.csv",
+        "build/out.o",
+        "src/build/kept.o",
+        "m.ckpt",
+        "sub/best.ckpt",
+        "logs/a/b/x.tmp",
+        "logs/x.txt",
+        ".venv/lib/x.py",
+        "keep.pyc",
+        "drop.pyc",
+        "deep/nested/secret.txt",
+    ]:
+        write(tmp_path / rel, "x")
+
+    assert listing(tmp_path) == [
+        ".studioml_ignore",
+        ".venv/lib/x.py",
+        "keep.pyc",
+        "logs/x.txt",
+        "src/build/kept.o",
+        "sub/best.ckpt",
+        "train.py",
+    ]
+    ignore = workspace_ignore(tmp_path)
+    assert ignore("data/readme.md", False)
+    assert ignore("a/b/data", True)
+    assert not ignore("a/b/data", False)  # `data/` matches directories only
+
+
+def test_find_workspace_root(tmp_path: Path) -> None:
+    script = write(tmp_path / "proj" / "train.py", "")
+    assert find_workspace_root(script) == tmp_path / "proj"
+    assert find_workspace_root(tmp_path / "proj") == tmp_path / "proj"
+    rel = os.path.relpath(script)
+    assert find_workspace_root(rel) == tmp_path / "proj"
+
+
+# --- python env, host, command line ---------------------------------------------------------
+
+
+def test_python_version_and_installed_packages() -> None:
+    assert python_version() == ".".join(map(str, sys.version_info[:3]))
+    packages = installed_packages()
+    assert f"pytest=={pytest.__version__}" in packages
+    names = [line.split("==")[0].split(" @ ")[0].lower() for line in packages]
+    assert names == sorted(names) and len(names) == len(set(names))
+    assert installed_packages() == packages  # cached, same answer
+
+
+def test_package_scan_notes_editable_vcs_and_duplicates(tmp_path: Path) -> None:
+    site, other = tmp_path / "site", tmp_path / "other"
+    write(site / "plain_pkg-1.2.dist-info" / "METADATA", "Name: plain-pkg\nVersion: 1.2\n")
+    write(
+        site / "mine-0.1.dist-info" / "direct_url.json",
+        json.dumps({"url": "file:///home/me/mine", "dir_info": {"editable": True}}),
+    )
+    write(
+        site / "tool-2.0.dist-info" / "direct_url.json",
+        json.dumps(
+            {
+                "url": "https://bob:tok@github.com/org/tool",
+                "vcs_info": {"vcs": "git", "commit_id": "abc123"},
+            }
+        ),
+    )
+    write(site / "old-3.0-py3.11.egg-info", "Name: old\nVersion: 3.0\n")
+    write(other / "plain_pkg-9.9.dist-info" / "METADATA", "")  # shadowed by the first entry
+    write(other / "checkout.egg-info" / "PKG-INFO", "Name: checkout\nVersion: 0.5\n\nbody\n")
+
+    assert _scan([str(site), str(other), str(tmp_path / "missing")]) == [
+        "checkout==0.5  # source checkout " + str(other),
+        "mine==0.1  # editable install from file:///home/me/mine",
+        "old==3.0",
+        "plain_pkg==1.2",
+        "tool @ git+https://github.com/org/tool@abc123",
+    ]
+
+
+def test_host_info_has_sane_values() -> None:
+    info = host_info()
+    assert info["hostname"] and isinstance(info["hostname"], str)
+    assert info["os"] and info["python_implementation"]
+    assert info["cpu_count_logical"] >= 1
+    assert info["cpu_count_usable"] >= 1
+    assert info["ram_total"] > 64 * 1024 * 1024
+    assert isinstance(info["gpus"], list)
+    json.dumps(info)
+
+
+def test_gpus_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = write(
+        tmp_path / "bin" / "nvidia-smi",
+        "#!/bin/sh\necho '0, NVIDIA A100-SXM4-40GB, 40960'\necho '1, Tesla T4, [N/A]'\n",
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert host_info()["gpus"] == [
+        {"index": 0, "name": "NVIDIA A100-SXM4-40GB", "memory_total": 40960 * 1024 * 1024},
+        {"index": 1, "name": "Tesla T4", "memory_total": None},
+    ]
+    assert parse_nvidia_smi("0, Odd, Name, 1024\n") == [
+        {"index": 0, "name": "Odd, Name", "memory_total": 1024 * 1024 * 1024}
+    ]
+
+
+def test_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["studio", "run", "train.py", "--lr", "0.1"])
+    assert command_line() == ["studio", "run", "train.py", "--lr", "0.1"]
+
+
+@needs_git
+def test_collect_environment(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    script = write(repo / "train.py", "print(1)\n")
+
+    env = collect_environment(script)
+
+    assert env["workspace_root"] == str(repo)
+    assert env["git"]["repo_root"] == str(repo)
+    assert "train.py" in env["git"]["diff"]
+    assert env["python_version"] == python_version()
+    assert env["pythonenv"] == installed_packages()
+    assert env["host"]["cpu_count_logical"] >= 1
+    assert isinstance(env["command_line"], list)
+    json.dumps(env)
