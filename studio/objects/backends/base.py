@@ -1,0 +1,76 @@
+"""The object backend interface: a flat key -> bytes store under one root.
+
+Keys are POSIX-style relative paths such as `objects/ab/cdef...`. The ObjectStore decides
+what the keys are (content hashes) and keeps every rule about hashing, trees, caching and
+verification; a backend only moves bytes.
+
+Implementations guarantee:
+- atomicity: `put_file` makes a key appear with its complete content or not at all, never
+  a partial object (temp file then rename, or a single-request upload);
+- idempotency: putting a key that exists is harmless (keys name their content, so both
+  writers carry the same bytes); deleting a missing key is not an error;
+- thread and process safety: any number of threads and processes may call concurrently;
+- no secrets: credentials come from the environment or the provider's own configuration,
+  never from the URL stored in experiment records.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+class ObjectBackend(abc.ABC):
+    """Where objects live: a local folder, or any fsspec file system (S3, GCS, memory...)."""
+
+    url: str
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """True if `key` is stored."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int | None:
+        """Size in bytes of `key`, or None if it is not stored."""
+
+    @abc.abstractmethod
+    def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
+        """Store the content of `local_path` as `key`, atomically.
+
+        With move=True the backend may consume `local_path` (rename it into place); the
+        caller must not use it afterwards.
+        """
+
+    @abc.abstractmethod
+    def get_file(self, key: str, local_path: Path) -> None:
+        """Write `key` to `local_path` (overwritten; the caller writes to a temp path).
+        NotFoundError if `key` is not stored."""
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A binary reader of `key`. NotFoundError if it is not stored."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key is not an error."""
+
+    @abc.abstractmethod
+    def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Every stored (key, size, mtime in epoch seconds) whose key starts with `prefix`."""
+
+    # -- optional fast paths -----------------------------------------------------------
+    @property
+    def staging_dir(self) -> Path | None:
+        """A local folder on the same file system as the objects, where put_file(move=True)
+        is a rename. None for remote backends."""
+        return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The local file holding `key` (readable in place), or None for remote backends."""
+        return None
+
+    def purge_temporary(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes older than `older_than` seconds. Returns count."""
+        return 0

@@ -1,0 +1,126 @@
+"""Local folder backend: `<root>/<key>`, written through `<root>/tmp/` and os.replace."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from studio.exceptions import NotFoundError, StoreError
+from studio.objects.backends.base import ObjectBackend
+
+
+class LocalBackend(ObjectBackend):
+    """Objects as plain files. Writes go to a temp file in `<root>/tmp` (same file system)
+    and are renamed into place, so a crash leaves at most a stray temp file, never a partial
+    object. Readers open the files directly."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+        self._tmp = self.root / "tmp"
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create object store at {self.root}: {exc.strerror}; check the storage URL") from exc
+        self._made: set[str] = set()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    @property
+    def staging_dir(self) -> Path:
+        return self._tmp
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def _ensure_parent(self, path: Path) -> None:
+        parent = str(path.parent)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+
+    def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
+        dest = self._path(key)
+        self._ensure_parent(dest)
+        if move:
+            try:
+                os.replace(local_path, dest)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        try:
+            with open(local_path, "rb") as src, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        if move:
+            _unlink(local_path)
+
+    def get_file(self, key: str, local_path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), local_path)
+        except FileNotFoundError:
+            raise NotFoundError(f"object {key} is not in store {self.url}") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"object {key} is not in store {self.url}") from None
+
+    def delete(self, key: str) -> None:
+        _unlink(self._path(key))
+
+    def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if base.is_file():
+            st = base.stat()
+            yield prefix, st.st_size, st.st_mtime
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield f"{rel}/{name}", st.st_size, st.st_mtime
+
+    def purge_temporary(self, older_than: float) -> int:
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self._tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _unlink(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

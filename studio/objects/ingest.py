@@ -1,0 +1,246 @@
+"""Capture: turn a folder or file into stored blobs plus a tree (the work behind `put_tree`).
+
+For each file the stat cache answers first; a miss reads the file exactly once, copying it
+into a private staging file while hashing it, so the stored blob is always the content that
+was hashed even if the file changes meanwhile. The staging file is then renamed into the
+object folder (local backend) or uploaded and dropped (remote backends), unless that blob
+is already stored.
+
+Invariant relied on for the fast path: a tree object is written only after every blob it
+names is stored. So when the manifest of an unchanged folder already exists, nothing else
+needs checking: one existence check re-captures 10,000 unchanged files.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from studio.exceptions import NotFoundError, StoreError
+from studio.objects.backends.base import ObjectBackend
+from studio.objects.hashing import copy_and_hash, object_key
+from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
+from studio.objects.statcache import StatCache, StatKey
+from studio.objects.tree import Tree, TreeEntry, make_tree, mode_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What one `put_tree` did. `files`/`size` describe the tree; `uploaded_*` count blobs that
+    were not stored before (the manifest itself not included); `hashed_files` counts files
+    read because the stat cache could not vouch for them."""
+
+    tree: str
+    files: int
+    size: int
+    uploaded_files: int
+    uploaded_bytes: int
+    hashed_files: int
+
+
+@dataclass(frozen=True)
+class _Ingested:
+    item: ScanItem
+    hash: str
+    size: int
+    uploaded: bool
+    key: StatKey | None  # stat to remember, None if the file changed while being read
+
+
+class BlobWriter:
+    """Stage-then-store of single blobs, shared by put_tree and put_bytes."""
+
+    def __init__(self, backend: ObjectBackend, staging: Path) -> None:
+        self.backend = backend
+        self.staging = staging
+
+    def present(self, h: str, size: int) -> bool:
+        # Comparing sizes also catches a truncated object left by a power loss.
+        return self.backend.size(object_key(h)) == size
+
+    def store_staged(self, tmp: str, h: str) -> None:
+        self.backend.put_file(Path(tmp), object_key(h), move=True)
+
+    def put_bytes(self, data: bytes, h: str) -> bool:
+        """Store `data` as `h` unless present. True if it was written."""
+        if self.present(h, len(data)):
+            return False
+        fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            self.store_staged(tmp, h)
+        finally:
+            _unlink(tmp)
+        return True
+
+    def ingest(self, item: ScanItem, known: Callable[[str], bool]) -> _Ingested | None:
+        """Read `item` once (copy to staging while hashing) and store it if new.
+        None if the file vanished or is unreadable (it is left out of the tree)."""
+        try:
+            src = open(item.path, "rb", buffering=0)
+        except FileNotFoundError:
+            log.debug("%s vanished before capture; leaving it out", item.path)
+            return None
+        except PermissionError:
+            log.warning("skipping %s: permission denied", item.path)
+            return None
+        fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="ingest-")
+        try:
+            with src, os.fdopen(fd, "wb", buffering=0) as out:
+                before = StatKey.of(os.fstat(src.fileno()))
+                h, size = copy_and_hash(src, out)  # type: ignore[arg-type]
+                after = StatKey.of(os.fstat(src.fileno()))
+            stable = before == after and after.size == size
+            uploaded = not (known(h) or self.present(h, size))
+            if uploaded:
+                self.store_staged(tmp, h)
+        except OSError as exc:
+            raise StoreError(f"cannot store {item.path}: {exc}; check free space and permissions") from exc
+        finally:
+            _unlink(tmp)
+        return _Ingested(item, h, size, uploaded, after if stable else None)
+
+
+class TreeWriter:
+    """One capture of a folder or file. Memory holds the manifest list, a bounded window of
+    pending jobs and one read buffer per worker thread: not the files."""
+
+    def __init__(
+        self,
+        writer: BlobWriter,
+        pool: ThreadPoolExecutor,
+        window: int,
+        stat_cache: StatCache | None,
+        load_tree: Callable[[str], Tree],
+    ) -> None:
+        self.writer = writer
+        self.pool = pool
+        self.window = window
+        self.stat_cache = stat_cache
+        self.load_tree = load_tree
+        self.entries: list[TreeEntry] = []
+        self.to_record: list[tuple[str, StatKey, str]] = []
+        self.uploaded_files = 0
+        self.uploaded_bytes = 0
+        self.hashed_files = 0
+        self.stored: set[str] = set()  # blobs this capture found or put in the store
+
+    def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
+        kind, items = self._items(root, ignore)
+        unverified: list[tuple[int, ScanItem]] = []
+        for result in self._bounded(self._classify(items, unverified)):
+            self._add(result)
+        tree, data = make_tree(kind, self.entries)
+        if not self.writer.present(tree.hash, len(data)):
+            if unverified and self._verify(unverified, previous):
+                tree, data = make_tree(kind, self.entries)
+            self.writer.put_bytes(data, tree.hash)
+        if self.stat_cache is not None and self.to_record:
+            self.stat_cache.record(self.to_record)
+        return PutResult(
+            tree=tree.hash,
+            files=len(tree.entries),
+            size=tree.size,
+            uploaded_files=self.uploaded_files,
+            uploaded_bytes=self.uploaded_bytes,
+            hashed_files=self.hashed_files,
+        )
+
+    def _items(self, root: Path, ignore: IgnoreFn | None) -> tuple[Literal["dir", "file"], Iterable[ScanItem]]:
+        real = os.path.realpath(root)
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            raise NotFoundError(f"cannot capture {root}: it does not exist") from None
+        if os.path.isdir(real):
+            return "dir", scan_tree(real, ignore)
+        name = os.path.basename(os.path.abspath(root))
+        return "file", [ScanItem(name, real, st)]
+
+    def _classify(
+        self, items: Iterable[ScanItem], unverified: list[tuple[int, ScanItem]]
+    ) -> Iterator[Future[_Ingested | None] | _Ingested]:
+        """Stat-cache hits become entries at once (their blobs checked later only if needed);
+        misses become ingest jobs on the pool."""
+        for item in items:
+            key = StatKey.of(item.st)
+            h = self.stat_cache.lookup(item.path, key) if self.stat_cache is not None else None
+            if h is None:
+                yield self.pool.submit(self.writer.ingest, item, self.stored.__contains__)
+            else:
+                unverified.append((len(self.entries), item))
+                self.entries.append(TreeEntry(item.rel, h, key.size, mode_of(item.st.st_mode)))
+
+    def _bounded(
+        self, jobs: Iterator[Future[_Ingested | None] | _Ingested]
+    ) -> Iterator[_Ingested | None]:
+        pending: collections.deque[Future[_Ingested | None]] = collections.deque()
+        for job in jobs:
+            if isinstance(job, _Ingested):
+                yield job
+                continue
+            pending.append(job)
+            while len(pending) >= self.window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def _add(self, result: _Ingested | None, index: int | None = None) -> None:
+        if result is None:
+            return
+        self.hashed_files += 1
+        self.stored.add(result.hash)
+        if result.uploaded:
+            self.uploaded_files += 1
+            self.uploaded_bytes += result.size
+        item = result.item
+        entry = TreeEntry(item.rel, result.hash, result.size, mode_of(item.st.st_mode))
+        if index is None:
+            self.entries.append(entry)
+        else:
+            self.entries[index] = entry
+        if result.key is not None:
+            self.to_record.append((item.path, result.key, result.hash))
+
+    def _verify(self, unverified: list[tuple[int, ScanItem]], previous: str | None) -> bool:
+        """Make sure the blobs of stat-cache hits are stored (the cache is per machine, the
+        store may be new or garbage-collected). Returns True if an entry changed."""
+        known = set(self.stored)
+        if previous:
+            try:
+                known.update(e.hash for e in self.load_tree(previous).entries)
+            except (NotFoundError, StoreError) as exc:
+                log.debug("ignoring previous tree %s: %s", previous, exc)
+        todo = [(i, it) for i, it in unverified if self.entries[i].hash not in known]
+        checks = self.pool.map(lambda j: self.writer.present(self.entries[j[0]].hash, j[1].st.st_size), todo)
+        missing = [job for job, ok in zip(todo, checks, strict=True) if not ok]
+        changed = False
+        gone: list[int] = []
+        for (index, _item), result in zip(
+            missing, self.pool.map(lambda j: self.writer.ingest(j[1], known.__contains__), missing), strict=True
+        ):
+            if result is None:
+                gone.append(index)
+                continue
+            changed |= result.hash != self.entries[index].hash
+            self._add(result, index)
+        for index in sorted(gone, reverse=True):
+            del self.entries[index]
+        return changed or bool(gone)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,100 @@
+"""Walk a directory for capture: which files go into a tree, and under which names.
+
+Rules (documented in docs/storage.md):
+- `ignore(rel_posix_path, is_dir)` returning True skips an entry; a skipped directory's
+  whole subtree is pruned without being listed;
+- a symlink to a file inside the root is captured as that file's content under the link's
+  name; links to directories are not followed (their target is captured where it lives, and
+  following could loop); dangling links and links leaving the root are skipped with a warning;
+- sockets, FIFOs and devices are skipped; names that are not valid UTF-8 are skipped with a
+  warning (a manifest is UTF-8 JSON).
+
+Only one directory listing is held at a time, so memory does not grow with the tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+IgnoreFn = Callable[[str, bool], bool]
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    rel: str  # POSIX path relative to the root (the tree entry path)
+    path: str  # absolute path to open (may be a symlink inside the root)
+    st: os.stat_result  # stat of the file's content (symlinks followed)
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _utf8(name: str, where: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("skipping %r in %s: its name is not valid UTF-8", name, where)
+        return False
+    return True
+
+
+def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanItem]:
+    """Yield every file to capture under the directory `root_real` (already resolved)."""
+    stack: list[tuple[str, str]] = [(root_real, "")]
+    while stack:
+        dirpath, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(dirpath))
+        except OSError as exc:
+            log.warning("skipping directory %s: %s", dirpath, exc.strerror)
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            if not _utf8(entry.name, dirpath):
+                continue
+            rel = prefix + entry.name
+            try:
+                if entry.is_symlink():
+                    item = _follow_link(entry, rel, root_real)
+                    if item is not None and not (ignore and ignore(rel, False)):
+                        yield item
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if not (ignore and ignore(rel, True)):
+                        subdirs.append((entry.path, rel + "/"))
+                    continue
+                if ignore and ignore(rel, False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # deleted while we looked: not part of this version
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield ScanItem(rel, entry.path, st)
+            else:
+                log.debug("skipping %s: not a regular file", entry.path)
+        stack.extend(reversed(subdirs))
+
+
+def _follow_link(entry: os.DirEntry[str], rel: str, root_real: str) -> ScanItem | None:
+    target = os.path.realpath(entry.path)
+    if not _inside(target, root_real):
+        log.warning("skipping symlink %s: it points outside the captured folder (%s)", entry.path, target)
+        return None
+    try:
+        st = os.stat(target)
+    except OSError:
+        log.warning("skipping symlink %s: its target %s does not exist", entry.path, target)
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        log.info("not following symlink %s to directory %s (captured where it lives)", entry.path, target)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return ScanItem(rel, target, st)  # open the checked target, not the link
