@@ -1,0 +1,253 @@
+"""`ExperimentQuery` -> SQL: filters, `params.<name>` / `metrics.<name>` conditions and sorting.
+
+Field names (in `where` and `order_by`):
+- a column of `experiments` (see `COLUMN_NAMES`), or `duration` (end or last heartbeat minus start);
+- `params.<name>`: a hyperparameter. Compared with a number (int/float) it matches experiments
+  whose parameter is a JSON number, compared numerically; with a string or a bool it matches
+  string/bool parameters by their text (`true`/`false` for bools). `like` always uses the text;
+- `metrics.<name>`: the `last` value of the metric's summary.
+
+Operators: `= != < <= > >= like` (`==` is accepted for `=`). `= None` / `!= None` test for
+absence. Sorting puts NULLs (missing params or metrics) last in both directions; ties are broken
+by key so pages are stable.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.operators import ColumnOperators
+
+from studio.entities import ExperimentQuery, Status
+from studio.exceptions import UsageError
+from studio.meta.sql.models import SqlExperiment, SqlMetricSummary
+
+COLUMN_NAMES = (
+    "key", "project", "owner", "script", "module", "status", "returncode", "status_reason",
+    "queue", "python_version", "metric", "metric_value", "max_duration", "lifetime",
+    "time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat",
+    "worker", "lease_expires", "attempts", "stop_requested",
+)  # fmt: skip
+_NOT_NULL = {
+    "key",
+    "project",
+    "owner",
+    "script",
+    "module",
+    "status",
+    "time_added",
+    "attempts",
+    "stop_requested",
+}
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
+FIELD_HINT = "use a column (" + ", ".join(COLUMN_NAMES) + ", duration), params.NAME or metrics.NAME"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass
+class _Builder:
+    dialect: str
+    metric_joins: dict[str, Any] = field(default_factory=dict)
+
+    # -- field expressions ---------------------------------------------------------------
+    def column(self, name: str) -> ColumnElement[Any]:
+        if name == "duration":
+            end = func.coalesce(SqlExperiment.time_finished, SqlExperiment.heartbeat)
+            return end - SqlExperiment.time_started
+        if name not in COLUMN_NAMES:
+            raise UsageError(f"unknown field `{name}`: {FIELD_HINT}")
+        col: ColumnElement[Any] = getattr(SqlExperiment, name).expression
+        return col
+
+    def metric(self, name: str) -> ColumnElement[Any]:
+        if not name:
+            raise UsageError(f"empty metric name: {FIELD_HINT}")
+        if name not in self.metric_joins:
+            self.metric_joins[name] = aliased(SqlMetricSummary, name=f"m{len(self.metric_joins)}")
+        last: ColumnElement[Any] = self.metric_joins[name].last
+        return last
+
+    def param_number(self, name: str) -> ColumnElement[Any]:
+        params = SqlExperiment.params
+        if self.dialect == "postgresql":
+            return case(
+                (
+                    func.jsonb_typeof(params.op("->")(literal(name, String))) == "number",
+                    cast(params.op("->>")(literal(name, String)), Float),
+                ),
+            )
+        path = _sqlite_path(name)
+        return case(
+            (
+                func.json_type(params, path).in_(("integer", "real")),
+                func.json_extract(params, path),
+            ),
+        )
+
+    def param_text(self, name: str) -> ColumnElement[Any]:
+        params = SqlExperiment.params
+        if self.dialect == "postgresql":
+            return case(
+                (
+                    func.jsonb_typeof(params.op("->")(literal(name, String))).in_(
+                        ("string", "boolean")
+                    ),
+                    params.op("->>", return_type=String)(literal(name, String)),
+                ),
+            )
+        path = _sqlite_path(name)
+        kind = func.json_type(params, path)
+        return case(
+            (kind == "text", func.json_extract(params, path)),
+            (kind == "true", literal("true")),
+            (kind == "false", literal("false")),
+        )
+
+    # -- conditions ----------------------------------------------------------------------
+    def condition(self, name: str, op: str, value: Any) -> ColumnElement[bool]:
+        op = "=" if op == "==" else op
+        if op not in OPERATORS:
+            raise UsageError(
+                f"unknown operator `{op}` in filter on `{name}`: use one of {' '.join(OPERATORS)}"
+            )
+        if name.startswith("params."):
+            pname = name[len("params.") :]
+            if not pname:
+                raise UsageError(f"empty parameter name: {FIELD_HINT}")
+            if value is None:
+                both = and_(self.param_number(pname).is_(None), self.param_text(pname).is_(None))
+                return _null_test(op, name, both)
+            if op != "like" and _is_number(value):
+                return _compare(self.param_number(pname), op, float(value))
+            text_value = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            return _compare(self.param_text(pname), op, text_value)
+        expr = (
+            self.metric(name[len("metrics.") :])
+            if name.startswith("metrics.")
+            else self.column(name)
+        )
+        if value is None:
+            return _null_test(op, name, expr.is_(None))
+        if isinstance(value, Status):
+            value = value.value
+        if name.startswith("metrics.") and not _is_number(value):
+            raise UsageError(f"`{name}` compares with numbers, got {value!r}")
+        return _compare(expr, op, value)
+
+    def order(self, spec: str) -> list[Any]:
+        desc = spec.startswith("-")
+        name = spec.lstrip("-+").strip()
+        if not name:
+            raise UsageError(f"empty sort field: {FIELD_HINT}")
+        if name.startswith("params."):
+            exprs = [self.param_number(name[7:]), self.param_text(name[7:])]
+        elif name.startswith("metrics."):
+            exprs = [self.metric(name[8:])]
+        else:
+            exprs = [self.column(name)]
+        keys: list[Any] = []
+        for e in exprs:
+            ordered = e.desc() if desc else e.asc()
+            # NOT NULL columns skip NULLS LAST so their indexes can serve the ORDER BY.
+            keys.append(ordered if name in _NOT_NULL else ordered.nulls_last())
+        if name != "key":
+            keys.append(SqlExperiment.key.desc() if desc else SqlExperiment.key.asc())
+        return keys
+
+    def join_metrics(self, stmt: Select[Any]) -> Select[Any]:
+        for name, alias in self.metric_joins.items():
+            stmt = stmt.outerjoin(
+                alias, and_(alias.experiment_key == SqlExperiment.key, alias.name == name)
+            )
+        return stmt
+
+
+def _sqlite_path(name: str) -> ColumnElement[str]:
+    return literal('$."' + name.replace('"', '\\"') + '"', String)
+
+
+def _null_test(op: str, name: str, is_null: ColumnElement[bool]) -> ColumnElement[bool]:
+    if op == "=":
+        return is_null
+    if op == "!=":
+        return ~is_null
+    raise UsageError(f"`{name} {op} None` makes no sense: use = or != with None")
+
+
+def _compare(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+    target: ColumnOperators = expr
+    if op == "=":
+        return target == value  # type: ignore[return-value]
+    if op == "!=":
+        return target != value  # type: ignore[return-value]
+    if op == "<":
+        return target < value  # type: ignore[return-value]
+    if op == "<=":
+        return target <= value  # type: ignore[return-value]
+    if op == ">":
+        return target > value  # type: ignore[return-value]
+    if op == ">=":
+        return target >= value  # type: ignore[return-value]
+    return target.like(str(value))  # type: ignore[return-value]
+
+
+def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
+    """(page statement selecting SqlExperiment rows, statement counting all matches)."""
+    b = _Builder(dialect)
+    conds: list[ColumnElement[bool]] = []
+    if q.project is not None:
+        conds.append(SqlExperiment.project == q.project)
+    if q.owner is not None:
+        conds.append(SqlExperiment.owner == q.owner)
+    if q.status:
+        conds.append(SqlExperiment.status.in_([Status(s).value for s in q.status]))
+    if q.queue is not None:
+        conds.append(SqlExperiment.queue == q.queue)
+    if q.text:
+        conds.append(
+            or_(
+                *(
+                    col.icontains(q.text, autoescape=True)
+                    for col in (SqlExperiment.key, SqlExperiment.script, SqlExperiment.project)
+                )
+            )
+        )
+    for cond in q.where:
+        if len(cond) != 3:
+            raise UsageError(f"filter {cond!r} must be (field, operator, value)")
+        conds.append(b.condition(str(cond[0]), str(cond[1]).strip().lower(), cond[2]))
+    where = and_(true(), *conds) if conds else true()
+
+    count = b.join_metrics(select(func.count()).select_from(SqlExperiment)).where(where)
+    order = b.order(q.order_by or "-time_added")
+    page = b.join_metrics(select(SqlExperiment)).where(where).order_by(*order)
+    if q.limit is not None:
+        if q.limit < 0:
+            raise UsageError("limit must not be negative")
+        page = page.limit(q.limit) if q.limit else page.where(false())
+    if q.offset:
+        if q.offset < 0:
+            raise UsageError("offset must not be negative")
+        page = page.offset(q.offset)
+    return page, count

@@ -1,0 +1,386 @@
+"""`SqlMetaStore`: the MetaStore on SQLAlchemy, for SQLite and PostgreSQL.
+
+Every method is one transaction run by `engine.Transactions` (write methods take the SQLite
+write lock at BEGIN and are retried on transient lock errors). Rows never escape: results are
+the frozen entities of `studio.entities`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from studio.entities import (
+    ArtifactSpec,
+    Experiment,
+    ExperimentQuery,
+    MetricSummary,
+    Status,
+    StatusEvent,
+    check_transition,
+)
+from studio.exceptions import ConflictError
+from studio.meta.base import MetaStore, OutputChunk, Page
+from studio.meta.sql import leases, query
+from studio.meta.sql.engine import Transactions
+from studio.meta.sql.models import (
+    SqlArtifact,
+    SqlExperiment,
+    SqlMetricSummary,
+    SqlOutputChunk,
+    SqlStatusEvent,
+)
+from studio.meta.sql.rows import (
+    add_event,
+    artifact_row,
+    change_status,
+    column_values,
+    exists,
+    experiment_row,
+    load,
+    not_found,
+)
+
+#: Keys per `IN (...)` list, well under every backend's bound-parameter limit.
+_CHUNK = 500
+
+
+def _chunks(keys: Sequence[str]) -> Iterator[list[str]]:
+    unique = list(dict.fromkeys(keys))
+    for i in range(0, len(unique), _CHUNK):
+        yield unique[i : i + _CHUNK]
+
+
+class SqlMetaStore(MetaStore):
+    """The metadata store on a SQLAlchemy engine (see `studio.meta.open_meta_store`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._tx = Transactions(engine)
+
+    def __repr__(self) -> str:
+        return f"SqlMetaStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- experiments -------------------------------------------------------------------
+    def create_experiment(self, exp: Experiment) -> Experiment:
+        def tx(s: Session) -> Experiment:
+            if exists(s, exp.key):
+                raise _duplicate(exp.key)
+            row = experiment_row(exp, time.time())
+            s.add(row)
+            add_event(
+                s,
+                exp.key,
+                row.status,
+                at=row.time_added,
+                reason=exp.status_reason,
+                worker=exp.worker,
+            )
+            try:
+                s.flush()
+            except IntegrityError as e:  # created concurrently (PostgreSQL)
+                raise _duplicate(exp.key) from e
+            return row.to_entity()
+
+        return self._tx.write(tx)
+
+    def get_experiment(self, key: str) -> Experiment:
+        return self._tx.read(lambda s: load(s, key).to_entity())
+
+    def get_experiments(self, keys: Sequence[str]) -> list[Experiment]:
+        def tx(s: Session) -> list[Experiment]:
+            found: dict[str, Experiment] = {}
+            for chunk in _chunks(keys):
+                stmt = (
+                    select(SqlExperiment)
+                    .where(SqlExperiment.key.in_(chunk))
+                    .options(selectinload(SqlExperiment.artifacts))
+                )
+                found.update((r.key, r.to_entity()) for r in s.execute(stmt).scalars())
+            return [found[k] for k in keys if k in found]
+
+        return self._tx.read(tx)
+
+    def query(self, q: ExperimentQuery) -> Page:
+        page, count = query.build(q, self.dialect)
+
+        def tx(s: Session) -> Page:
+            items = [r.to_entity(artifacts=False) for r in s.execute(page).scalars()]
+            if not q.offset and (q.limit is None or len(items) < q.limit):
+                total = len(items)  # the whole result fits in this page: no COUNT needed
+            else:
+                total = int(s.execute(count).scalar_one())
+            return Page(items=items, total=total)
+
+        return self._tx.read(tx)
+
+    def update_experiment(self, key: str, **fields: Any) -> Experiment:
+        values = column_values(fields)
+
+        def tx(s: Session) -> Experiment:
+            row = load(s, key, lock=True)
+            for name, value in values.items():
+                setattr(row, name, value)
+            return row.to_entity()
+
+        return self._tx.write(tx)
+
+    def set_status(
+        self,
+        key: str,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        **fields: Any,
+    ) -> Experiment:
+        """See MetaStore.set_status. Bookkeeping that every change implies, unless `fields`
+        say otherwise: to `running` sets the heartbeat, `time_started` (if unset) and the
+        worker; to `queued` clears worker and lease; to a terminal status clears the lease and
+        sets `time_finished`. `status_reason` becomes `reason`."""
+        new = Status(status)
+        allowed = None if expect is None else {Status(x) for x in expect}
+        values = column_values(fields)
+
+        def tx(s: Session) -> Experiment:
+            row = load(s, key, lock=True)
+            current = Status(row.status)
+            if allowed is not None and current not in allowed:
+                expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
+                raise ConflictError(
+                    f"experiment {key} is {current}, not {expected}: it changed meanwhile"
+                )
+            check_transition(current, new)
+            now = time.time()
+            if new is Status.RUNNING and row.time_started is None:
+                row.time_started = now
+            change_status(s, row, new, now=now, reason=reason, worker=worker)
+            for name, value in values.items():
+                setattr(row, name, value)
+            return row.to_entity()
+
+        return self._tx.write(tx)
+
+    def delete_experiment(self, key: str) -> None:
+        def tx(s: Session) -> None:
+            # Artifacts, events, output and metric summaries go by ON DELETE CASCADE.
+            result = s.execute(
+                delete(SqlExperiment).where(SqlExperiment.key == key),
+                execution_options={"synchronize_session": False},
+            )
+            if not getattr(result, "rowcount", 0):
+                raise not_found(key)
+
+        self._tx.write(tx)
+
+    def status_history(self, key: str) -> list[StatusEvent]:
+        def tx(s: Session) -> list[StatusEvent]:
+            stmt = (
+                select(SqlStatusEvent)
+                .where(SqlStatusEvent.experiment_key == key)
+                .order_by(SqlStatusEvent.id)
+            )
+            events = [e.to_entity() for e in s.execute(stmt).scalars()]
+            if not events and not exists(s, key):
+                raise not_found(key)
+            return events
+
+        return self._tx.read(tx)
+
+    # -- artifacts ---------------------------------------------------------------------
+    def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
+        def tx(s: Session) -> None:
+            if not exists(s, key):
+                raise not_found(key)
+            s.merge(artifact_row(key, artifact))
+
+        self._tx.write(tx)
+
+    def referenced_trees(self) -> set[str]:
+        stmt = select(SqlArtifact.tree).where(SqlArtifact.tree.is_not(None)).distinct()
+        return self._tx.read(lambda s: {t for t in s.execute(stmt).scalars() if t})
+
+    # -- supervision and queue ---------------------------------------------------------
+    def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
+        return self._tx.write(lambda s: leases.heartbeat(s, key, worker, lease_seconds))
+
+    def request_stop(self, key: str) -> Experiment:
+        return self._tx.write(lambda s: leases.request_stop(s, key))
+
+    def claim(
+        self,
+        queue: str,
+        worker: str,
+        lease_seconds: float,
+        resources: dict[str, Any] | None = None,
+    ) -> Experiment | None:
+        return self._tx.write(lambda s: leases.claim(s, queue, worker, lease_seconds, resources))
+
+    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
+        return self._tx.write(lambda s: leases.requeue_expired(s, now, max_attempts))
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        return self._tx.read(leases.queue_counts)
+
+    # -- output ------------------------------------------------------------------------
+    def append_output(self, key: str, attempt: int, seq: int, text: str) -> None:
+        stmt = (
+            self._insert(SqlOutputChunk)
+            .values(experiment_key=key, attempt=attempt, seq=seq, text=text, time=time.time())
+            .on_conflict_do_nothing(index_elements=["experiment_key", "attempt", "seq"])
+        )
+
+        def tx(s: Session) -> None:
+            try:
+                s.execute(stmt)
+            except IntegrityError as e:  # foreign key: no such experiment
+                raise not_found(key) from e
+
+        self._tx.write(tx)
+
+    def read_output(
+        self, key: str, after_seq: int = -1, attempt: int | None = None
+    ) -> list[OutputChunk]:
+        def tx(s: Session) -> list[OutputChunk]:
+            which = attempt
+            if which is None:
+                which = s.execute(
+                    select(func.max(SqlOutputChunk.attempt)).where(
+                        SqlOutputChunk.experiment_key == key
+                    )
+                ).scalar()
+            if which is None:
+                if not exists(s, key):
+                    raise not_found(key)
+                return []
+            stmt = (
+                select(
+                    SqlOutputChunk.seq,
+                    SqlOutputChunk.attempt,
+                    SqlOutputChunk.text,
+                    SqlOutputChunk.time,
+                )
+                .where(
+                    SqlOutputChunk.experiment_key == key,
+                    SqlOutputChunk.attempt == which,
+                    SqlOutputChunk.seq > after_seq,
+                )
+                .order_by(SqlOutputChunk.seq)
+            )
+            chunks = [
+                OutputChunk(seq=r[0], attempt=r[1], text=r[2], time=r[3]) for r in s.execute(stmt)
+            ]
+            if not chunks and attempt is not None and not exists(s, key):
+                raise not_found(key)
+            return chunks
+
+        return self._tx.read(tx)
+
+    # -- metrics -----------------------------------------------------------------------
+    def put_metric_summaries(self, key: str, summaries: Sequence[MetricSummary]) -> None:
+        if not summaries:
+            return
+        now = time.time()
+        rows = [
+            {
+                "experiment_key": key,
+                "name": m.key,
+                "last": m.last,
+                "min": m.min,
+                "max": m.max,
+                "count": m.count,
+                "last_step": m.last_step,
+                "updated": now if m.updated is None else m.updated,
+            }
+            for m in {m.key: m for m in summaries}.values()
+        ]
+        ins = self._insert(SqlMetricSummary).values(rows)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["experiment_key", "name"],
+            set_={
+                c: getattr(ins.excluded, c)
+                for c in ("last", "min", "max", "count", "last_step", "updated")
+            },
+        )
+
+        def tx(s: Session) -> None:
+            try:
+                s.execute(stmt)
+            except IntegrityError as e:
+                raise not_found(key) from e
+
+        self._tx.write(tx)
+
+    def metric_summaries(self, keys: Sequence[str]) -> dict[str, list[MetricSummary]]:
+        def tx(s: Session) -> dict[str, list[MetricSummary]]:
+            result: dict[str, list[MetricSummary]] = {k: [] for k in keys}
+            for chunk in _chunks(keys):
+                stmt = (
+                    select(SqlMetricSummary)
+                    .where(SqlMetricSummary.experiment_key.in_(chunk))
+                    .order_by(SqlMetricSummary.experiment_key, SqlMetricSummary.name)
+                )
+                for m in s.execute(stmt).scalars():
+                    result[m.experiment_key].append(m.to_entity())
+            return result
+
+        return self._tx.read(tx)
+
+    # -- listings ----------------------------------------------------------------------
+    def projects(self) -> list[dict[str, Any]]:
+        def count_of(status: Status) -> Any:
+            return func.sum(case((SqlExperiment.status == status.value, 1), else_=0))
+
+        stmt = (
+            select(
+                SqlExperiment.project,
+                func.count(),
+                count_of(Status.RUNNING),
+                count_of(Status.FINISHED),
+                func.max(SqlExperiment.time_added),
+            )
+            .group_by(SqlExperiment.project)
+            .order_by(SqlExperiment.project)
+        )
+        keys = ("name", "count", "running", "finished", "last_added")
+        return self._tx.read(
+            lambda s: [
+                dict(
+                    zip(keys, (r[0], int(r[1]), int(r[2] or 0), int(r[3] or 0), r[4]), strict=True)
+                )
+                for r in s.execute(stmt)
+            ]
+        )
+
+    def users(self) -> list[dict[str, Any]]:
+        stmt = (
+            select(SqlExperiment.owner, func.count(), func.max(SqlExperiment.time_added))
+            .group_by(SqlExperiment.owner)
+            .order_by(SqlExperiment.owner)
+        )
+        return self._tx.read(
+            lambda s: [
+                {"name": r[0], "count": int(r[1]), "last_added": r[2]} for r in s.execute(stmt)
+            ]
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _duplicate(key: str) -> ConflictError:
+    return ConflictError(
+        f"experiment {key!r} already exists: pick another key with --experiment, "
+        f"or delete the old one with `studio runs kill {key}`"
+    )
