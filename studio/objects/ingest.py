@@ -17,6 +17,7 @@ import collections
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,9 +84,12 @@ class BlobWriter:
             _unlink(tmp)
         return True
 
-    def ingest(self, item: ScanItem, known: Callable[[str], bool]) -> _Ingested | None:
+    def ingest(self, item: ScanItem, claim: Callable[[str], bool]) -> _Ingested | None:
         """Read `item` once (copy to staging while hashing) and store it if new.
-        None if the file vanished or is unreadable (it is left out of the tree)."""
+
+        `claim(h)` is True for the first caller of a capture to meet blob `h` (others skip
+        it: same content). None if the file vanished or is unreadable (left out of the tree).
+        """
         try:
             src = open(item.path, "rb", buffering=0)
         except FileNotFoundError:
@@ -101,7 +105,7 @@ class BlobWriter:
                 h, size = copy_and_hash(src, out)  # type: ignore[arg-type]
                 after = StatKey.of(os.fstat(src.fileno()))
             stable = before == after and after.size == size
-            uploaded = not (known(h) or self.present(h, size))
+            uploaded = claim(h) and not self.present(h, size)
             if uploaded:
                 self.store_staged(tmp, h)
         except OSError as exc:
@@ -133,7 +137,15 @@ class TreeWriter:
         self.uploaded_files = 0
         self.uploaded_bytes = 0
         self.hashed_files = 0
-        self.stored: set[str] = set()  # blobs this capture found or put in the store
+        self._claimed: set[str] = set()  # blobs this capture found in or put into the store
+        self._claim_lock = threading.Lock()
+
+    def claim(self, h: str) -> bool:
+        with self._claim_lock:
+            if h in self._claimed:
+                return False
+            self._claimed.add(h)
+            return True
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
         kind, items = self._items(root, ignore)
@@ -176,7 +188,7 @@ class TreeWriter:
             key = StatKey.of(item.st)
             h = self.stat_cache.lookup(item.path, key) if self.stat_cache is not None else None
             if h is None:
-                yield self.pool.submit(self.writer.ingest, item, self.stored.__contains__)
+                yield self.pool.submit(self.writer.ingest, item, self.claim)
             else:
                 unverified.append((len(self.entries), item))
                 self.entries.append(TreeEntry(item.rel, h, key.size, mode_of(item.st.st_mode)))
@@ -199,7 +211,6 @@ class TreeWriter:
         if result is None:
             return
         self.hashed_files += 1
-        self.stored.add(result.hash)
         if result.uploaded:
             self.uploaded_files += 1
             self.uploaded_bytes += result.size
@@ -215,20 +226,21 @@ class TreeWriter:
     def _verify(self, unverified: list[tuple[int, ScanItem]], previous: str | None) -> bool:
         """Make sure the blobs of stat-cache hits are stored (the cache is per machine, the
         store may be new or garbage-collected). Returns True if an entry changed."""
-        known = set(self.stored)
         if previous:
             try:
-                known.update(e.hash for e in self.load_tree(previous).entries)
+                known = {e.hash for e in self.load_tree(previous).entries}
             except (NotFoundError, StoreError) as exc:
                 log.debug("ignoring previous tree %s: %s", previous, exc)
-        todo = [(i, it) for i, it in unverified if self.entries[i].hash not in known]
+                known = set()
+            with self._claim_lock:
+                self._claimed |= known
+        todo = [(i, it) for i, it in unverified if self.claim(self.entries[i].hash)]
         checks = self.pool.map(lambda j: self.writer.present(self.entries[j[0]].hash, j[1].st.st_size), todo)
         missing = [job for job, ok in zip(todo, checks, strict=True) if not ok]
+        results = self.pool.map(lambda j: self.writer.ingest(j[1], _always), missing)
         changed = False
         gone: list[int] = []
-        for (index, _item), result in zip(
-            missing, self.pool.map(lambda j: self.writer.ingest(j[1], known.__contains__), missing), strict=True
-        ):
+        for (index, _item), result in zip(missing, results, strict=True):
             if result is None:
                 gone.append(index)
                 continue
@@ -237,6 +249,10 @@ class TreeWriter:
         for index in sorted(gone, reverse=True):
             del self.entries[index]
         return changed or bool(gone)
+
+
+def _always(h: str) -> bool:
+    return True
 
 
 def _unlink(path: str) -> None:
