@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from studio.exceptions import HyperParamError
 
@@ -201,15 +201,11 @@ def _arithmetic(start: _Number, step: Decimal, count: int, all_int: bool) -> lis
     if all_int:
         first, delta = int(start.exact), int(step)
         return [first + k * delta for k in range(count)]
-    with localcontext() as ctx:
-        ctx.prec = 34
-        return [_to_float(start.exact + k * step) for k in range(count)]
+    return [_to_float(start.exact + k * step) for k in range(count)]
 
 
 def _count_from_step(start: Decimal, end: Decimal, step: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 34
-        return ((end - start) / step).to_integral_value(rounding=ROUND_FLOOR) + 1
+    return ((end - start) / step).to_integral_value(rounding=ROUND_FLOOR) + 1
 
 
 def _colon_range(text: str, spec: str, limit: int, force: bool) -> list[Value]:
@@ -274,14 +270,13 @@ def _colon_range(text: str, spec: str, limit: int, force: bool) -> list[Value]:
 def _linspace(start: _Number, end: _Number, points: int) -> list[Value]:
     if points == 1:
         return [start.value()]
-    span = end.exact - start.exact
-    if start.is_int and end.is_int and span % (points - 1) == 0:
-        first, delta = int(start.exact), int(span) // (points - 1)
-        return [first + k * delta for k in range(points)]
-    with localcontext() as ctx:
-        ctx.prec = 34
-        step = span / (points - 1)
-        values: list[Value] = [_to_float(start.exact + k * step) for k in range(points - 1)]
+    if start.is_int and end.is_int:
+        first, int_span = int(start.exact), int(end.exact) - int(start.exact)
+        if int_span % (points - 1) == 0:
+            delta = int_span // (points - 1)
+            return [first + k * delta for k in range(points)]
+    step = (end.exact - start.exact) / (points - 1)
+    values: list[Value] = [_to_float(start.exact + k * step) for k in range(points - 1)]
     values.append(_to_float(end.exact))
     return values
 
@@ -289,21 +284,18 @@ def _linspace(start: _Number, end: _Number, points: int) -> list[Value]:
 def _logspace(start: _Number, end: _Number, points: int) -> list[Value]:
     if points == 1:
         return [start.value()]
-    with localcontext() as ctx:
-        ctx.prec = 34
-        # A constant ratio applied in 34-digit decimals: the error stays ~1e-27 even after a
-        # million steps, far below a float's resolution, so 0.01:4l:10 gives exactly 0.1 and
-        # 1 rather than 0.09999999999999999.
-        ratio = (end.exact / start.exact) ** (Decimal(1) / (points - 1))
-        inner: list[float] = []
-        current = start.exact
-        for _ in range(points - 2):
-            current *= ratio
-            inner.append(_to_float(current))
-    values = [_to_float(start.exact), *inner, _to_float(end.exact)]
-    if start.is_int and end.is_int and all(v.is_integer() for v in values):
-        return [int(v) for v in values]
-    return list(values)
+    # A constant ratio applied in 34-digit decimals: the error stays ~1e-27 even after a
+    # million steps, far below a float's resolution, so 0.01:4l:10 gives exactly 0.1 and 1
+    # rather than 0.09999999999999999.
+    ratio = (end.exact / start.exact) ** (Decimal(1) / (points - 1))
+    inner: list[float] = []
+    current = start.exact
+    for _ in range(points - 2):
+        current *= ratio
+        inner.append(_to_float(current))
+    if start.is_int and end.is_int and all(v.is_integer() for v in inner):
+        return [start.value(), *(int(v) for v in inner), end.value()]
+    return [_to_float(start.exact), *inner, _to_float(end.exact)]
 
 
 def parse_hyperparam(
@@ -320,7 +312,9 @@ def parse_hyperparam(
     if "," in spec:
         values = _comma_list(text, spec)
     elif ":" in spec:
-        values = _colon_range(text, spec, limit, force)
+        # A private context: 34 digits (beyond a float's 17) whatever the caller's context says.
+        with localcontext(Context(prec=34, rounding=ROUND_HALF_EVEN)):
+            values = _colon_range(text, spec, limit, force)
     else:
         values = [literal_value(text, spec)]
     _check_size(text, len(values), limit, force)

@@ -130,6 +130,23 @@ def test_name_and_spec_are_recorded() -> None:
     assert len(param) == 3
 
 
+def test_big_integers_stay_exact() -> None:
+    big = 10**30
+    assert values(f"n=1:3l:{big}") == [1, 10**15, big]
+    odd = 12345678901234567890123456789012346
+    assert values(f"n=0:u3:{odd}") == [0, odd // 2, odd]
+    assert values(f"n={big}:{big + 3}") == [big, big + 1, big + 2, big + 3]
+
+
+def test_callers_decimal_context_does_not_matter() -> None:
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3
+        assert values("x=1.23456:0.00001:1.2346") == [1.23456, 1.23457, 1.23458, 1.23459, 1.2346]
+        assert ctx.prec == 3
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 
