@@ -82,28 +82,45 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _start(
+    cwd: str, args: tuple[str, ...], env: dict[str, str] | None = None, stdin: bool = False
+) -> subprocess.Popen[bytes] | None:
+    try:
+        return subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env=env if env is not None else _env(),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        log.debug("git %s failed to start: %s", args[0], exc)
+        return None
+
+
+def _finish(proc: subprocess.Popen[bytes] | None, stdin: bytes | None = None) -> bytes | None:
+    """Output of a started git command, or None when it failed or timed out."""
+    if proc is None:
+        return None
+    try:
+        out, err = proc.communicate(stdin, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        log.debug("git %s timed out", proc.args)
+        return None
+    if proc.returncode != 0:
+        log.debug("git exited %s: %s", proc.returncode, err[:500])
+        return None
+    return out
+
+
 def _git(
     cwd: str, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> bytes | None:
     """Output of a git command, or None when it fails."""
-    try:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=env if env is not None else _env(),
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("git %s failed: %s", args[0], exc)
-        return None
-    if proc.returncode != 0:
-        log.debug("git %s exited %s: %s", args[0], proc.returncode, proc.stderr[:500])
-        return None
-    return proc.stdout
+    return _finish(_start(cwd, args, env, stdin=stdin is not None), stdin)
 
 
 def _git_capped(
@@ -169,8 +186,15 @@ def _parse_status(out: bytes) -> tuple[str | None, str | None, bool, list[str]]:
     return commit, branch, changed, untracked
 
 
-def _remote_url(root: str) -> str | None:
-    out = _git(root, "config", "-z", "--get-regexp", r"^remote\..*\.url$")
+def _larger_than(root: str, rel: str, limit: int) -> bool:
+    try:
+        return os.lstat(os.path.join(root, rel)).st_size > limit
+    except OSError:
+        return False
+
+
+def _remote_url(out: bytes | None) -> str | None:
+    """The `origin` remote's URL (else the first by name), from `config -z --get-regexp`."""
     if not out:
         return None
     remotes: dict[str, str] = {}
@@ -273,28 +297,34 @@ def _git_info(path: Path) -> dict[str, Any]:
     cwd = str(path if path.is_dir() else path.parent)
     if shutil.which("git") is None or not os.path.isdir(cwd):
         return {}
-    out = _git(cwd, "rev-parse", "--show-toplevel", "--absolute-git-dir")
-    if out is None:
+    # Three independent questions, asked at once (git's time is mostly process start-up).
+    # `status --porcelain` paths are relative to the repository root even from a subdirectory.
+    procs = [
+        _start(cwd, ("rev-parse", "--show-toplevel", "--absolute-git-dir")),
+        _start(cwd, ("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")),
+        _start(cwd, ("config", "-z", "--get-regexp", r"^remote\..*\.url$")),
+    ]
+    out, status, remotes = (_finish(p) for p in procs)
+    if out is None or status is None:
         return {}
     lines = out.decode("utf-8", "surrogateescape").splitlines()
     if len(lines) < 2:
         return {}  # a bare repository has no work tree to describe
     root, git_dir = lines[0], lines[1]
-    status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
-    if status is None:
-        return {}
     commit, branch, changed, untracked = _parse_status(status)
-    # A nested repository shows up as one untracked `dir/`: it is not part of this diff.
-    nested = [p for p in untracked if p.endswith("/")]
-    untracked = [p for p in untracked if not p.endswith("/")]
+    # A nested repository shows up as one untracked `dir/`: it is not part of this diff; nor is
+    # a file too large to fit in it (spares git reading it).
+    skipped = [p for p in untracked if p.endswith("/") or _larger_than(root, p, MAX_DIFF_BYTES)]
+    left_out = set(skipped)
+    untracked = [p for p in untracked if p not in left_out]
     info: dict[str, Any] = {
         "repo_root": root,
-        "remote_url": _remote_url(root),
+        "remote_url": _remote_url(remotes),
         "branch": branch,
         "commit": commit,
-        "dirty": changed or bool(untracked) or bool(nested),
+        "dirty": changed or bool(untracked) or bool(skipped),
         "diff": "",
-        "diff_skipped": list(nested),
+        "diff_skipped": list(skipped),
         "diff_truncated": False,
     }
     if changed or untracked:
@@ -303,8 +333,8 @@ def _git_info(path: Path) -> dict[str, Any]:
             if commit is not None
             else _EMPTY_TREE.get(_object_id_length(root), _EMPTY_TREE[40])
         )
-        diff, skipped, truncated = _diff(root, git_dir, base, untracked)
-        info.update(diff=diff, diff_skipped=nested + skipped, diff_truncated=truncated)
+        diff, binary, truncated = _diff(root, git_dir, base, untracked)
+        info.update(diff=diff, diff_skipped=sorted(skipped + binary), diff_truncated=truncated)
     return info
 
 

@@ -96,9 +96,15 @@ def test_diff_with_untracked_files_replays_on_a_fresh_clone(tmp_path: Path) -> N
     write(repo / "a.txt", "one\ntwo\nthree\n")
     write(repo / "sub" / "b.py", "print('b')\n")
     write(repo / "gone.txt", "bye\n")
+    write(repo / "untracked_again.txt", "still here\n")
+    write(repo / "tool.sh", "#!/bin/sh\n")
     write(repo / ".gitignore", "*.log\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "first")
+    git(repo, "rm", "-q", "--cached", "untracked_again.txt")  # staged deletion, file kept
+    (repo / "tool.sh").chmod(0o755)  # mode change
+    write(repo / "bin" / "run.sh", "#!/bin/sh\necho hi")  # untracked, executable, no final newline
+    (repo / "bin" / "run.sh").chmod(0o755)
     write(repo / "a.txt", "one\n2\nthree\nfour\n")  # modified, unstaged
     (repo / "gone.txt").unlink()  # deleted
     write(repo / "staged.py", "x = 1\n")
@@ -126,6 +132,8 @@ def test_diff_with_untracked_files_replays_on_a_fresh_clone(tmp_path: Path) -> N
     clone = tmp_path / "clone"
     replay(info, clone)
     assert tree(clone) == tree(repo, skip={"run.log", "blob.bin"})
+    assert os.access(clone / "bin" / "run.sh", os.X_OK)
+    assert os.access(clone / "tool.sh", os.X_OK)
 
 
 @needs_git
@@ -172,10 +180,12 @@ def test_diff_is_capped_at_whole_files(tmp_path: Path, monkeypatch: pytest.Monke
     git(repo, "commit", "-qm", "first")
     for i in range(20):
         write(repo / f"f{i:02d}.txt", f"line {i}\n" * 200)
+    write(repo / "big.txt", "x" * 9000)  # can never fit: git is not even asked
     monkeypatch.setattr(capture_git, "MAX_DIFF_BYTES", 8000)
 
     info = git_info(repo)
 
+    assert info["diff_skipped"] == ["big.txt"]
     assert info["diff_truncated"] is True
     assert 0 < len(info["diff"].encode()) <= 8000
     assert info["diff"].endswith("\n")
