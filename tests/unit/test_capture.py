@@ -307,6 +307,14 @@ def test_studioml_ignore_patterns(tmp_path: Path) -> None:
     assert not ignore("a/b/data", False)  # `data/` matches directories only
 
 
+def test_reinclude_inside_a_directory_by_excluding_its_contents(tmp_path: Path) -> None:
+    write(tmp_path / ".studioml_ignore", "data/*\n!data/readme.md\n")
+    write(tmp_path / "data" / "readme.md", "x")
+    write(tmp_path / "data" / "big.csv", "x")
+    write(tmp_path / "data" / "sub" / "c.csv", "x")
+    assert listing(tmp_path) == [".studioml_ignore", "data/readme.md"]
+
+
 def test_find_workspace_root(tmp_path: Path) -> None:
     script = write(tmp_path / "proj" / "train.py", "")
     assert find_workspace_root(script) == tmp_path / "proj"
