@@ -26,7 +26,7 @@ def callable_name(func: Callable[..., Any]) -> str:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     if name is None:
         name = type(func).__name__
-    return str(name)
+    return str(name).rpartition("<locals>.")[2]
 
 
 @dataclass(frozen=True)
