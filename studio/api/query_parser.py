@@ -7,16 +7,18 @@
 Grammar (keywords are case-insensitive)::
 
     filter     := condition ("and" condition)*
-    condition  := name op value | name "in" "(" value ("," value)* ")"
-    op         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">=" | "~"
+    condition  := name op value | "status" "in" "(" value ("," value)* ")"
+    op         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">=" | "~" | "like"
     name       := identifier ("." identifier)*   (identifier: letters, digits, _, -, /)
     value      := number | "quoted" | 'quoted' | bare word | true | false | null
 
 Names: a known column (`key`, `project`, `owner`, `script`, `queue`, `metric`, `metric_value`,
 `time_added`, ...) or `params.<name>` / `metrics.<name>` (a metric's last value); any other bare
 name is a parameter, so `lr` means `params.lr`. `status` conditions become
-`ExperimentQuery.status`; everything else becomes `ExperimentQuery.where` triples.
-`~` means "contains" (case-insensitive substring) and applies to text.
+`ExperimentQuery.status`; everything else becomes `ExperimentQuery.where` triples with the
+store's operators (`studio.meta.sql.query`). `~` means "contains" (`like %text%`); `like`
+takes SQL wildcards (`%`, `_`). Numbers compare with numeric columns and `metrics.*` only;
+`= null` / `!= null` test for absence.
 
 Nothing is evaluated: the result is plain data that the metadata store turns into bound SQL
 parameters. Malformed input raises `FilterSyntaxError` naming the 1-based position.
@@ -32,16 +34,24 @@ from typing import Any
 from studio.entities import ExperimentQuery, Status
 from studio.exceptions import UsageError
 
-#: Experiment columns a filter (or a sort) may name directly.
-COLUMNS = frozenset(
+#: Experiment columns that hold numbers (`duration` is derived by the store).
+NUMERIC_COLUMNS = frozenset(
     {
-        "key", "project", "owner", "script", "status", "queue", "metric", "metric_value",
-        "returncode", "attempts", "worker", "time_added", "time_started", "time_finished",
-        "time_last_checkpoint", "heartbeat", "python_version",
+        "metric_value", "returncode", "attempts", "max_duration", "lifetime", "time_added",
+        "time_started", "time_last_checkpoint", "time_finished", "heartbeat", "lease_expires",
+        "duration",
     }
 )  # fmt: skip
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
+BOOL_COLUMNS = frozenset({"module", "stop_requested"})
+#: Experiment columns a filter (or a sort) may name directly (as `studio.meta.sql.query`).
+COLUMNS = NUMERIC_COLUMNS | BOOL_COLUMNS | frozenset(
+    {"key", "project", "owner", "script", "status", "status_reason", "queue", "python_version", "metric", "worker"}
+)
+#: What `where` triples may carry (the metadata store's operators).
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
 _OP_ALIASES = {"==": "=", "<>": "!="}
+_OP_LIST = "=, !=, <, <=, >, >=, ~, like, in"
+_KEYWORDS = ("and", "or", "in", "like")
 _MAX_LENGTH = 4000
 _MAX_CONDITIONS = 50
 
@@ -157,29 +167,47 @@ class _Parser:
         tok = self.take("a name like `lr`, `metrics.loss` or `status`")
         if tok.kind != "word" or tok.quoted:
             raise self.error(f"expected a name like `lr` or `metrics.loss`, found {tok.text!r}", tok)
-        if tok.text.lower() in ("and", "or", "in"):
+        if tok.text.lower() in _KEYWORDS:
             raise self.error(f"expected a name, found the keyword {tok.text!r}", tok)
         if not _NAME.match(tok.text):
             raise self.error(f"{tok.text!r} is not a valid name (letters, digits, _, - and dots)", tok)
-        name = resolve_name(tok.text, self.error, tok)
-        op_tok = self.take("an operator (=, !=, <, <=, >, >=, ~, in)")
-        if op_tok.kind == "word" and op_tok.text.lower() == "in":
+        name = resolve_name(tok.text)
+        op_tok = self.take(f"an operator ({_OP_LIST})")
+        word = op_tok.text.lower() if op_tok.kind == "word" else ""
+        if word == "in":
+            if name != "status":
+                raise self.error("`in (...)` works for status only; use = for other names", op_tok)
             values = self.value_list()
             return name, "in", values, self.tokens[self.i - 2] if len(values) == 1 else op_tok
-        if op_tok.kind != "op":
-            raise self.error(
-                f"expected an operator (=, !=, <, <=, >, >=, ~, in) after {tok.text!r}, found {op_tok.text!r}",
-                op_tok,
-            )
-        op = _OP_ALIASES.get(op_tok.text, op_tok.text)
+        if op_tok.kind != "op" and word != "like":
+            raise self.error(f"expected an operator ({_OP_LIST}) after {tok.text!r}, found {op_tok.text!r}", op_tok)
+        op = word or _OP_ALIASES.get(op_tok.text, op_tok.text)
         value = self.value()
         value_tok = self.tokens[self.i - 1]
+        return (name, *self.typed(name, op, value, value_tok), value_tok)
+
+    def typed(self, name: str, op: str, value: Any, tok: _Token) -> tuple[str, Any]:
+        """(operator, value) as the metadata store wants them, or an error naming `tok`."""
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if op in ("~", "like"):
+            if name in NUMERIC_COLUMNS or name in BOOL_COLUMNS or name.startswith("metrics."):
+                raise self.error(f"{op} compares text, and {name} is a number", tok)
+            text = tok.text if not tok.quoted else value
+            # `~` is "contains"; `like` passes its own % and _ wildcards through.
+            return "like", f"%{text}%" if op == "~" else text
         if op in ("<", "<=", ">", ">=") and not numeric:
-            raise self.error(f"{op} needs a number, found {value_tok.text!r}", value_tok)
-        if op == "~":
-            value = value_tok.text  # "contains" always compares text
-        return name, op, value, value_tok
+            raise self.error(f"{op} needs a number, found {tok.text!r}", tok)
+        if value is None or name == "status":
+            return op, value
+        if name in NUMERIC_COLUMNS or name.startswith("metrics."):
+            if not numeric:
+                raise self.error(f"{name} is a number; found {tok.text!r}", tok)
+        elif name in BOOL_COLUMNS:
+            if not isinstance(value, bool):
+                raise self.error(f"{name} is true or false; found {tok.text!r}", tok)
+        elif name in COLUMNS and not isinstance(value, str):
+            value = tok.text  # a text column: `project = 2024` means the text "2024"
+        return op, value
 
     def value(self) -> Any:
         tok = self.take("a value")
@@ -188,7 +216,7 @@ class _Parser:
         if tok.quoted:
             return tok.text
         low = tok.text.lower()
-        if low in ("and", "or", "in"):
+        if low in _KEYWORDS:
             raise self.error(f"expected a value, found the keyword {tok.text!r}; quote it to mean the word", tok)
         if low == "true":
             return True
@@ -217,15 +245,15 @@ class _Parser:
             values.append(self.value())
 
 
-def resolve_name(name: str, error: Any = None, tok: Any = None) -> str:
+def resolve_name(name: str) -> str:
     """`lr` -> `params.lr`; columns, `params.x` and `metrics.x` stay as they are."""
     low = name.lower()
     if low in COLUMNS:
         return low
     head, _, rest = name.partition(".")
-    if head.lower() in ("params", "param", "p") and rest:
+    if head.lower() in ("params", "param") and rest:
         return f"params.{rest}"
-    if head.lower() in ("metrics", "metric", "m") and rest:
+    if head.lower() in ("metrics", "metric") and rest:
         return f"metrics.{rest}"
     return f"params.{name}"
 
@@ -250,6 +278,9 @@ def parse_filter(text: str | None) -> ParsedFilter:
         return ParsedFilter()
     if len(text) > _MAX_LENGTH:
         raise FilterSyntaxError(f"filter is too long (at most {_MAX_LENGTH} characters)", _MAX_LENGTH + 1, text)
+    for i, ch in enumerate(text):
+        if ord(ch) < 32 and ch not in "\t\n\r":
+            raise FilterSyntaxError(f"control character {ch!r} is not allowed", i + 1, text)
     parser = _Parser(text)
     where: list[tuple[str, str, Any]] = []
     status: frozenset[Status] | None = None
@@ -270,8 +301,6 @@ def parse_sort(text: str | None, default: str = "-time_added") -> str:
     raw = text.strip()
     desc = raw.startswith("-")
     name = raw[1:] if desc else raw
-    if name == "duration":
-        name = "time_started"  # duration is derived; the closest sortable column
     if not _NAME.match(name):
         raise UsageError(f"cannot sort by {raw!r}: use a column, params.<name> or metrics.<name>")
     return ("-" if desc else "") + resolve_name(name)
