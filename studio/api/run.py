@@ -22,6 +22,8 @@ from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.keys import check_key, new_key
+from studio.runner.resources import parse_needs
+from studio.runner.venv import check_requirements
 from studio.units import parse_duration
 
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE")
@@ -129,6 +131,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
+    python_pkgs = check_requirements(opts.python_pkgs)
+    resources = parse_needs({**ctx.settings.resources_needed, **opts.resources})
     _check_key_free(ctx, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
@@ -150,7 +154,6 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
 
-    resources = {**ctx.settings.resources_needed, **opts.resources}
     exp = Experiment(
         key=key,
         project=opts.project or "default",
@@ -164,7 +167,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         env=redact_env(ctx.settings.env),
         python_version=environment.get("python_version"),
         pythonenv=tuple(environment.get("pythonenv") or ()),
-        python_pkgs=tuple(opts.python_pkgs),
+        python_pkgs=tuple(python_pkgs),
         git=environment.get("git") or {},
         host=environment.get("host") or {},
         resources=resources,
@@ -206,10 +209,12 @@ def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str
     return env
 
 
-def write_mapping(ctx: Context, key: str, paths: dict[str, Path]) -> Path:
-    mapping_file = ctx.settings.experiment_dir(key) / "artifacts.json"
+def write_mapping(ctx: Context, key: str, paths: dict[str, Path], directory: Path | None = None) -> Path:
+    """Write `STUDIOML_ARTIFACT_MAPPING` (tag -> local path) into `directory` (default: the
+    experiment's own directory under STUDIOML_HOME; workers pass their run directory)."""
+    mapping_file = (directory or ctx.settings.experiment_dir(key)) / "artifacts.json"
     mapping_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mapping_file.with_suffix(".tmp")
+    tmp = mapping_file.with_name(f".artifacts-{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps({tag: str(p) for tag, p in sorted(paths.items())}, indent=1))
     os.replace(tmp, mapping_file)
     return mapping_file

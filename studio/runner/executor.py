@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from studio.api.context import Context
 from studio.entities import Experiment, Status
@@ -78,6 +79,44 @@ class _Signals:
     def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+class LeaseKeeper:
+    """Renews an experiment's lease from a background thread while its supervisor is busy
+    with something other than the child (materializing, building an environment, the final
+    checkpoint). `lost`: someone else holds the experiment now; `stop_requested`: a user
+    asked to stop it."""
+
+    def __init__(self, ctx: Context, key: str, worker: str) -> None:
+        self.ctx, self.key, self.worker = ctx, key, worker
+        self.lost = False
+        self.stop_requested = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="studio-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def renew(self) -> bool:
+        """One heartbeat now; False if the lease is lost (store errors count as held)."""
+        try:
+            if self.ctx.meta.heartbeat(self.key, self.worker, self.ctx.settings.lease_seconds):
+                self.stop_requested = True
+        except ConflictError:
+            self.lost = True
+        except Exception:
+            log.warning("heartbeat of %s failed; will retry", self.key, exc_info=True)
+        return not self.lost
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.ctx.settings.heartbeat_seconds):
+            if not self.renew():
+                return
 
 
 class Executor:
@@ -177,27 +216,39 @@ class Executor:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
             tee.join(timeout=10)
-            if sampler is not None:
-                sampler.stop()
-            if metric_logger is not None:
-                metric_logger.close()
+            for closer in (getattr(sampler, "stop", None), getattr(metric_logger, "close", None)):
+                if closer is None:
+                    continue
+                try:  # metrics are a by-product: they must never cost the run its outcome
+                    closer()
+                except Exception:
+                    log.warning("closing the metric collectors failed", exc_info=True)
             checkpointer.stop()
             out.close()
 
         returncode = proc.returncode
         if stopping.get("lost"):
             return Outcome(Status.LOST, returncode, "lease lost")
-        try:
-            checkpointer.checkpoint()
-        except Exception as exc:  # the run's outcome still gets recorded
-            log.error("final checkpoint of %s failed: %s", exp.key, exc)
+        # The final checkpoint can outlast a short lease: keep it alive meanwhile. Whoever lost
+        # the lease must not record an outcome: another worker may be running the experiment.
+        with LeaseKeeper(self.ctx, exp.key, self.worker) as keeper:
+            try:
+                checkpointer.checkpoint()
+            except Exception as exc:  # the run's outcome still gets recorded
+                log.error("final checkpoint of %s failed: %s", exp.key, exc)
+        if keeper.lost or not keeper.renew():
+            log.warning("lost the lease on %s before recording its outcome", exp.key)
+            return Outcome(Status.LOST, returncode, "lease lost")
         outcome = self._outcome(returncode, stopping)
         if outcome.status == Status.QUEUED:
-            meta.set_status(exp.key, Status.QUEUED, reason=outcome.reason, worker=self.worker, worker_clear=True)
+            # set_status clears worker and lease on the way back to `queued`, in one transaction.
+            meta.set_status(exp.key, Status.QUEUED, expect=[Status.RUNNING], reason=outcome.reason,
+                            worker=self.worker)
         else:
             meta.set_status(
                 exp.key,
                 outcome.status,
+                expect=[Status.RUNNING],
                 reason=outcome.reason,
                 worker=self.worker,
                 returncode=returncode,
@@ -242,7 +293,7 @@ def _binary(stream: object) -> object:
     return getattr(stream, "buffer", None)
 
 
-def _start_sampler(pid: int, metrics_dir: Path | None) -> object | None:
+def _start_sampler(pid: int, metrics_dir: Path | None) -> Any:
     if metrics_dir is None:
         return None
     try:

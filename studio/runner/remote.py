@@ -47,7 +47,7 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
             capture[tag] = paths[tag]
     if "output" not in paths:
         paths["output"] = capture["output"] = workdir / "output.log"
-    mapping = write_mapping(ctx, exp.key, paths)
+    mapping = write_mapping(ctx, exp.key, paths, directory=workdir)
     env = child_env(ctx, exp, mapping, paths)
     env.update(extra_env or {})
     workspace = paths["workspace"]

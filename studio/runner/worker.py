@@ -1,0 +1,200 @@
+"""The worker loop: `studio worker --queue Q` (alias `studio remote worker`).
+
+    claim (lease) -> heartbeat while preparing -> materialize into a directory of our own
+    -> Python environment -> executor (heartbeats, stop, max-duration, output, checkpoints)
+    -> final status -> next
+
+Each experiment runs in `$STUDIOML_HOME/workers/<worker-id>/<key>`, filled from the object
+store only (never the submitter's folders, even on the same machine), removed afterwards:
+everything worth keeping has been captured into the stores by then.
+
+Shutdown: SIGTERM or Ctrl-C while idle or preparing exits at once (a claimed but not yet
+started experiment is handed back: `queued` again, worker and lease cleared); during a run,
+SIGTERM makes the executor stop the script and hand the experiment back, Ctrl-C stops it as
+`stopped`; either way the worker exits afterwards. A worker that dies without any of this
+(kill -9, power loss) stops heartbeating; another worker's `requeue_expired` puts its
+experiment back on the queue once the lease lapses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.api.context import Context
+from studio.entities import Experiment, Status
+from studio.exceptions import ConflictError, NotFoundError, StudioError
+from studio.queue.claimer import Claimer
+from studio.runner.executor import Executor, LeaseKeeper, Outcome
+from studio.runner.resources import WorkerResources, detect, with_overrides
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    queue: str
+    single_run: bool = False
+    idle_timeout: float | None = None  # exit after this long without work; None: never
+    resources: dict[str, Any] = field(default_factory=dict)  # --cpus/--gpus/--ram/--hdd overrides
+    echo: bool = False  # copy the experiments' output to this terminal
+    keep_workdirs: bool = False
+    worker_id: str | None = None
+
+
+class Worker:
+    def __init__(self, ctx: Context, opts: WorkerOptions,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        from studio.api.run import worker_id
+
+        self.ctx = ctx
+        self.opts = opts
+        self.id = opts.worker_id or worker_id()
+        self.resources: WorkerResources = with_overrides(detect(ctx.settings.home), opts.resources)
+        self.root = ctx.settings.home / "workers" / re.sub(r"[^A-Za-z0-9_.-]", "_", self.id)
+        self.claimer = Claimer(ctx.meta, ctx.settings, opts.queue, self.id, self.resources.as_claim())
+        self.on_event = on_event or (lambda text: log.info("%s", text))
+        self.stopping = False
+        self.done: list[tuple[str, Outcome]] = []
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until idle for `idle_timeout`, one experiment with `single_run`, or a signal."""
+        old = self._install_signals()
+        r = self.resources
+        self.on_event(
+            f"worker {self.id} on queue {self.opts.queue}: {r.cpus} cpus, {r.gpus} gpus, "
+            f"{r.ram / 2**30:.1f} GiB ram, {r.hdd / 2**30:.1f} GiB free disk"
+        )
+        try:
+            self.claimer.sweep(force=True)
+        except StudioError as exc:
+            log.warning("could not check for lapsed leases: %s", exc)
+        try:
+            while not self.stopping:
+                exp = self.claimer.wait_claim(self.opts.idle_timeout, lambda: self.stopping)
+                if exp is None:
+                    break
+                outcome = self.run_one(exp)
+                self.done.append((exp.key, outcome))
+                self.on_event(f"{exp.key}: {outcome.status.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
+                if self.opts.single_run:
+                    break
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+        self.on_event(f"worker {self.id} exiting after {len(self.done)} experiment(s)")
+        return 0
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handle(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    # -- one experiment ----------------------------------------------------------------
+    def run_one(self, exp: Experiment) -> Outcome:
+        from studio.runner.remote import stored_launch
+        from studio.runner.venv import InstallError, prepare_env
+
+        workdir = self.root / exp.key
+        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            with LeaseKeeper(self.ctx, exp.key, self.id) as beat:
+                try:
+                    env = prepare_env(self.ctx.settings.home, exp.pythonenv, exp.python_pkgs)
+                    launch = stored_launch(self.ctx, exp, workdir, python=env.python, echo=self.opts.echo,
+                                           extra_env=self.resources.child_env(exp.resources))
+                except InstallError as exc:
+                    return self._fail(exp, workdir, f"could not install the Python environment: {exc}",
+                                      exc.output)
+                except (StudioError, OSError) as exc:
+                    return self._fail(exp, workdir, f"could not prepare the experiment: {exc}", "")
+            if beat.lost:
+                return Outcome(Status.LOST, None, "lease lost while preparing")
+            if beat.stop_requested:
+                return self._finish_early(exp, Status.STOPPED, "stop requested")
+            if self.stopping:
+                return self.hand_back(exp)
+            if env.notes:
+                _append_text(launch.paths["output"], "".join(n if n.endswith("\n") else n + "\n" for n in env.notes))
+            executor = Executor(self.ctx, self.id)
+            executor.handback_on_sigterm = True
+            outcome = executor.run(exp, launch)
+            if outcome.status == Status.QUEUED or (outcome.reason or "").startswith("interrupted"):
+                self.stopping = True  # SIGTERM (handed back) or Ctrl-C reached us through the executor
+            return outcome
+        except Exception as exc:
+            # The store (or studio itself) failed mid-way: this worker carries on, and the lease
+            # lapses so that another attempt is made (up to max_attempts, then `lost`).
+            log.error("experiment %s: %s", exp.key, exc, exc_info=not isinstance(exc, StudioError))
+            return Outcome(Status.LOST, None, str(exc))
+        finally:
+            if not self.opts.keep_workdirs:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def hand_back(self, exp: Experiment) -> Outcome:
+        """Give a claimed experiment back to the queue: queued again, worker and lease cleared."""
+        reason = "worker shutting down: experiment handed back"
+        try:
+            self.ctx.meta.set_status(exp.key, Status.QUEUED, expect=[Status.RUNNING], reason=reason,
+                                     worker=self.id)
+        except (ConflictError, NotFoundError):
+            pass
+        return Outcome(Status.QUEUED, None, reason)
+
+    def _finish_early(self, exp: Experiment, status: Status, reason: str) -> Outcome:
+        try:
+            self.ctx.meta.set_status(exp.key, status, expect=[Status.RUNNING], reason=reason, worker=self.id,
+                                     time_finished=time.time())
+        except (ConflictError, NotFoundError):
+            pass
+        return Outcome(status, None, reason)
+
+    def _fail(self, exp: Experiment, workdir: Path, reason: str, detail: str) -> Outcome:
+        """The experiment cannot start: the message (and pip's output) becomes its output."""
+        from studio.entities import ArtifactSpec
+
+        text = f"studio: {reason}\n" + (detail if detail.endswith("\n") or not detail else detail + "\n")
+        meta = self.ctx.meta
+        try:
+            meta.append_output(exp.key, exp.attempts, 0, text)
+            out = workdir / "output.log"
+            _append_text(out, text)
+            stored = self.ctx.objects.put_tree(out)
+            current = exp.artifacts.get("output") or ArtifactSpec(tag="output")
+            meta.put_artifact(exp.key, current.replace(tree=stored.tree, size=stored.size, files=stored.files,
+                                                       updated=time.time()))
+        except Exception:
+            log.warning("could not record the output of %s", exp.key, exc_info=True)
+        short = reason.splitlines()[0][:500]
+        try:
+            meta.set_status(exp.key, Status.FAILED, expect=[Status.RUNNING], reason=short, worker=self.id,
+                            time_finished=time.time())
+        except (ConflictError, NotFoundError):
+            pass
+        return Outcome(Status.FAILED, None, short)
+
+
+def _append_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def run_worker(ctx: Context, opts: WorkerOptions, on_event: Callable[[str], None] | None = None) -> int:
+    """Library entry point of `studio worker`."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return Worker(ctx, opts, on_event).run()
