@@ -68,7 +68,17 @@ def load_ignore_spec(root: Path) -> GitIgnoreSpec | None:
         return None
     from pathspec import GitIgnoreSpec  # only paid for when the file exists
 
-    return GitIgnoreSpec.from_lines(text.splitlines())
+    return GitIgnoreSpec.from_lines([_directory_safe(line) for line in text.splitlines()])
+
+
+def _directory_safe(line: str) -> str:
+    """Rewrite a trailing `/**` as `/**/*`: the same files, but never the directory itself.
+
+    Directories are matched as `dir/`, which pathspec's `dir/**` accepts (an empty tail),
+    while git's `dir/**` only matches what is inside `dir`, so `!dir/keep.py` still works.
+    """
+    stripped = line.rstrip()
+    return stripped + "/*" if stripped.endswith("/**") else line
 
 
 def workspace_ignore(root: Path | str) -> Ignore:

@@ -66,7 +66,7 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def tree(root: Path, skip: set[str] = frozenset()) -> dict[str, bytes]:  # type: ignore[assignment]
+def tree(root: Path, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, bytes]:
     out = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
@@ -305,6 +305,45 @@ def test_studioml_ignore_patterns(tmp_path: Path) -> None:
     assert ignore("data/readme.md", False)
     assert ignore("a/b/data", True)
     assert not ignore("a/b/data", False)  # `data/` matches directories only
+
+
+@needs_git
+def test_ignore_rules_agree_with_git(tmp_path: Path) -> None:
+    patterns = [
+        "data/",
+        "/build",
+        "*.ckpt",
+        "!best.ckpt",
+        "logs/**/*.tmp",
+        "src/**",
+        "!src/keep.py",
+        "docs/*",
+        "!docs/index.md",
+        "**/cache",
+        "a/**/b",
+        "!data/readme.md",
+        "*.log",
+        "!important.log",
+        "foo[0-9].txt",
+        "\\#hash.txt",
+        "deep/*/x.txt",
+    ]
+    files = [
+        "data/a.csv", "data/readme.md", "x/data/b.csv", "build/o", "x/build/o", "m.ckpt",
+        "x/best.ckpt", "logs/a/b.tmp", "logs/c.tmp", "logs/keep.txt", "src/keep.py", "src/x.py",
+        "src/sub/keep.py", "docs/index.md", "docs/other.md", "docs/sub/index.md", "cache/z",
+        "q/cache/z", "a/b/f", "a/x/y/b/f", "a/bb/f", "run.log", "x/important.log",
+        "foo1.txt", "foox.txt", "#hash.txt", "deep/k/x.txt", "deep/k/l/x.txt", "ok.py",
+    ]  # fmt: skip
+    for rel in files:
+        write(tmp_path / rel, "x")
+    write(tmp_path / ".studioml_ignore", "\n".join(patterns) + "\n")
+    make_repo(tmp_path)
+    write(tmp_path / ".git" / "info" / "exclude", "\n".join(patterns) + "\n")
+    out = git(tmp_path, "ls-files", "--others", "--exclude-standard", "-z")
+    by_git = sorted(p for p in out.split("\0") if p and p != ".studioml_ignore")
+    ours = [p for p in listing(tmp_path) if p != ".studioml_ignore"]
+    assert ours == by_git
 
 
 def test_reinclude_inside_a_directory_by_excluding_its_contents(tmp_path: Path) -> None:
