@@ -1,0 +1,198 @@
+"""Segment files: the on-disk unit of a metric series.
+
+A metrics directory holds immutable, append-only segment files, each a complete table with the
+long-format columns ``key`` (string, dictionary-encoded), ``step`` (int64), ``value`` (float64)
+and ``time`` (float64, unix seconds):
+
+    seg-<flush time ns:019d>-<pid>-<counter:06d>-<random>.arrow   Arrow IPC file (Feather v2)
+    seg-<...>.csv                                                 CSV fallback (no pyarrow)
+
+Contract:
+- A segment appears under its final name only when complete: it is written to a hidden temp
+  file (name starting with ``.``) in the same directory, fsynced, then renamed. Readers list
+  ``seg-*`` names only, so a writer killed mid-write leaves at worst a stray ``.*.tmp`` file,
+  never a corrupt segment.
+- Names never collide: pid + per-writer counter + random suffix, so two processes (or two
+  loggers in one process) can write into one directory at the same time.
+- Sorting names sorts segments by flush time (then pid, then counter).
+- Names starting with ``.`` are private (temp files, reader state) and are not part of the
+  series; the checkpointer may skip them.
+
+This module imports pyarrow only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+SEGMENT_PREFIX = "seg-"
+ARROW_SUFFIX = ".arrow"
+CSV_SUFFIX = ".csv"
+COLUMNS = ("key", "step", "value", "time")
+FORMAT_TAG = b"studio.metrics/1"
+CSV_HEADER = ",".join(COLUMNS)
+
+
+def have_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_segment_name(name: str) -> bool:
+    return name.startswith(SEGMENT_PREFIX) and (
+        name.endswith(ARROW_SUFFIX) or name.endswith(CSV_SUFFIX)
+    )
+
+
+def list_segments(metrics_dir: Path) -> list[str]:
+    """Names of the complete segments in `metrics_dir`, oldest first; [] if it does not exist."""
+    try:
+        with os.scandir(metrics_dir) as entries:
+            names = [e.name for e in entries if is_segment_name(e.name)]
+    except FileNotFoundError:
+        return []
+    names.sort()
+    return names
+
+
+class SegmentNamer:
+    """Unique, sortable segment names for one writer (re-create after fork)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.token = secrets.token_hex(4)
+        self._counter = itertools.count()
+
+    def next_name(self, suffix: str) -> str:
+        return (
+            f"{SEGMENT_PREFIX}{time.time_ns():019d}-{self.pid}-{next(self._counter):06d}"
+            f"-{self.token}{suffix}"
+        )
+
+
+def _atomic_write(path: Path, write: Any, fsync: bool) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# One entry per key: (key, steps, values, times).
+Columns = Sequence[tuple[str, "np.ndarray", "np.ndarray", "np.ndarray"]]
+
+
+def arrow_table(columns: Columns) -> pa.Table:
+    """A segment table from per-key columns (rows grouped by key, each key in log order)."""
+    import numpy as np
+    import pyarrow as pa
+
+    lengths = [len(c[1]) for c in columns]
+    codes = np.repeat(np.arange(len(columns), dtype=np.int32), lengths)
+    key = pa.DictionaryArray.from_arrays(
+        pa.array(codes), pa.array([c[0] for c in columns], pa.string())
+    )
+
+    def cat(i: int, dtype: Any) -> pa.Array:
+        parts = [c[i] for c in columns]
+        return pa.array(parts[0] if len(parts) == 1 else np.concatenate(parts).astype(dtype))
+
+    return pa.table(
+        {
+            "key": key,
+            "step": cat(1, np.int64),
+            "value": cat(2, np.float64),
+            "time": cat(3, np.float64),
+        }
+    ).replace_schema_metadata({b"format": FORMAT_TAG})
+
+
+def write_arrow_segment(path: Path, table: pa.Table, fsync: bool = True) -> None:
+    import pyarrow as pa
+
+    def write(fh: Any) -> None:
+        with pa.ipc.new_file(fh, table.schema) as writer:
+            writer.write_table(table)
+
+    _atomic_write(path, write, fsync)
+
+
+def write_csv_segment(path: Path, columns: Columns, fsync: bool = True) -> None:
+    """The pyarrow-free writer: same columns, floats written with repr (exact round trip)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(COLUMNS)
+    for key, steps, values, times in columns:
+        out.writerows(
+            zip(
+                itertools.repeat(key),
+                steps.tolist(),
+                map(repr, values.tolist()),
+                map(repr, times.tolist()),
+            )
+        )
+    data = buf.getvalue().encode("utf-8")
+    _atomic_write(path, lambda fh: fh.write(data), fsync)
+
+
+def write_segment_to(path: Path, columns: Columns, fsync: bool = True) -> None:
+    """Write one segment (format chosen by the name's suffix)."""
+    if path.name.endswith(CSV_SUFFIX):
+        write_csv_segment(path, columns, fsync)
+    else:
+        write_arrow_segment(path, arrow_table(columns), fsync)
+
+
+def _csv_table(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    options = pcsv.ConvertOptions(
+        column_types={
+            "key": pa.string(),
+            "step": pa.int64(),
+            "value": pa.float64(),
+            "time": pa.float64(),
+        },
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    table = pcsv.read_csv(path, convert_options=options)
+    return table.set_column(0, "key", table.column("key").dictionary_encode())
+
+
+def read_segment(path: Path) -> pa.Table:
+    """One segment as a pyarrow Table with the canonical schema (memory-mapped for Arrow)."""
+    import pyarrow as pa
+
+    if path.name.endswith(CSV_SUFFIX):
+        table = _csv_table(path)
+    else:
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    return table.select(list(COLUMNS)).replace_schema_metadata(None)
