@@ -4,9 +4,10 @@ The diff is one patch text, relative to the repository root, that `git apply` re
 checkout of `commit` (or on an empty repository when there is no commit yet). It holds every
 uncommitted change against HEAD, staged or not, *including untracked files that are not
 ignored*: those are added as intent-to-add entries to a throw-away copy of the index
-(`GIT_INDEX_FILE`), so the real index is never touched. Binary files are left out of the patch
-and listed in `diff_skipped`; a patch over `MAX_DIFF_BYTES` stops at the last whole file that
-fits and sets `diff_truncated`.
+(`GIT_INDEX_FILE`), so the real index is never touched. Binary files, text that is not UTF-8,
+untracked files over the cap and nested repositories are left out of the patch and listed in
+`diff_skipped`; a patch over `MAX_DIFF_BYTES` stops at the last whole file that fits and sets
+`diff_truncated`.
 
 Everything here is local (no fetch, no prompt, no optional index locks) and never raises: a
 directory outside any repository, or a machine without git, gives `{}`.
