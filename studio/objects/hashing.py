@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 from typing import BinaryIO
 
 from studio.exceptions import IntegrityError
@@ -22,6 +23,18 @@ from studio.exceptions import IntegrityError
 ALGORITHM = "sha256"
 CHUNK = 1 << 20
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_local = threading.local()
+
+
+def _buffer() -> tuple[bytearray, memoryview]:
+    """One reusable read buffer per thread (allocating 1 MiB per small file costs more than
+    reading it)."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = bytearray(CHUNK)
+        _local.buf = buf
+        _local.view = memoryview(buf)
+    return buf, _local.view
 
 
 def new_hasher() -> hashlib._Hash:
@@ -53,8 +66,7 @@ def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(hash, size) of a file, read in chunks."""
     hasher = new_hasher()
     size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    buf, view = _buffer()
     with open(path, "rb", buffering=0) as src:
         while n := src.readinto(buf):
             hasher.update(view[:n])
@@ -66,12 +78,12 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
     """Copy `src` to `dst` while hashing: one read pass. Returns (hash, size) of what was copied."""
     hasher = new_hasher()
     size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    buf, view = _buffer()
     while n := src.readinto(buf):  # type: ignore[attr-defined]
         chunk = view[:n]
         hasher.update(chunk)
-        dst.write(chunk)
+        while chunk:  # unbuffered writes may be partial
+            chunk = chunk[dst.write(chunk) or 0 :]
         size += n
     return hasher.hexdigest(), size
 

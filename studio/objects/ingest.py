@@ -22,16 +22,20 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from studio.exceptions import NotFoundError, StoreError
 from studio.objects.backends.base import ObjectBackend
-from studio.objects.hashing import copy_and_hash, object_key
+from studio.objects.hashing import copy_and_hash, hash_bytes, object_key
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
 from studio.objects.tree import Tree, TreeEntry, make_tree, mode_of
 
 log = logging.getLogger(__name__)
+
+# Files up to this size are read whole (one read, written only if new); larger ones stream.
+# Memory held at once is at most this much per worker thread.
+SMALL_FILE = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,25 @@ class BlobWriter:
         """Store `data` as `h` unless present. True if it was written."""
         if self.present(h, len(data)):
             return False
+        self._store_bytes(data, h)
+        return True
+
+    def _store_bytes(self, data: bytes, h: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="blob-")
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                write_all(out, data)
             self.store_staged(tmp, h)
         finally:
             _unlink(tmp)
-        return True
 
     def ingest(self, item: ScanItem, claim: Callable[[str], bool]) -> _Ingested | None:
-        """Read `item` once (copy to staging while hashing) and store it if new.
+        """Read `item` once, hash it and store it if new.
+
+        Small files are read into memory, hashed, and written only if the blob is missing
+        (files touched but unchanged cost no write). Large ones are copied to a staging file
+        while being hashed (one read pass, memory bounded by the chunk size). Either way the
+        stored bytes are exactly the hashed bytes, even if the file changes meanwhile.
 
         `claim(h)` is True for the first caller of a capture to meet blob `h` (others skip
         it: same content). None if the file vanished or is unreadable (left out of the tree).
@@ -98,21 +110,43 @@ class BlobWriter:
         except PermissionError:
             log.warning("skipping %s: permission denied", item.path)
             return None
+        try:
+            with src:
+                before = StatKey.of(os.fstat(src.fileno()))
+                data = src.read(SMALL_FILE + 1) if before.size <= SMALL_FILE else None
+                if data is not None and len(data) <= SMALL_FILE:
+                    after = StatKey.of(os.fstat(src.fileno()))
+                    h, size = hash_bytes(data), len(data)
+                    uploaded = claim(h) and not self.present(h, size)
+                    if uploaded:
+                        self._store_bytes(data, h)
+                else:  # large, or grew past the limit while we looked
+                    src.seek(0)
+                    h, size, uploaded, after = self._ingest_large(src, claim)
+        except OSError as exc:
+            raise StoreError(f"cannot store {item.path}: {exc}; check free space and permissions") from exc
+        stable = before == after and after.size == size
+        return _Ingested(item, h, size, uploaded, after if stable else None)
+
+    def _ingest_large(self, src: BinaryIO, claim: Callable[[str], bool]) -> tuple[str, int, bool, StatKey]:
         fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="ingest-")
         try:
-            with src, os.fdopen(fd, "wb", buffering=0) as out:
-                before = StatKey.of(os.fstat(src.fileno()))
-                h, size = copy_and_hash(src, out)  # type: ignore[arg-type]
-                after = StatKey.of(os.fstat(src.fileno()))
-            stable = before == after and after.size == size
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                h, size = copy_and_hash(src, out)
+            after = StatKey.of(os.fstat(src.fileno()))
             uploaded = claim(h) and not self.present(h, size)
             if uploaded:
                 self.store_staged(tmp, h)
-        except OSError as exc:
-            raise StoreError(f"cannot store {item.path}: {exc}; check free space and permissions") from exc
         finally:
             _unlink(tmp)
-        return _Ingested(item, h, size, uploaded, after if stable else None)
+        return h, size, uploaded, after
+
+
+def write_all(out: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        view = view[n or 0 :]
 
 
 class TreeWriter:

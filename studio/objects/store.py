@@ -30,7 +30,7 @@ from studio.objects.tree import Tree, decode_manifest
 log = logging.getLogger(__name__)
 
 # Hashing and copying release the GIL; on 2 cores 4 threads keep both busy while one waits
-# for the disk (measured in bench/bench_capture.py). Remote stores wait on the network.
+# for the disk (measured in bench/bench_objects.py). Remote stores wait on the network.
 LOCAL_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 REMOTE_WORKERS = 16
 TEMP_MAX_AGE = 24 * 3600.0

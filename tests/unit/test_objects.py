@@ -183,16 +183,25 @@ def test_racy_files_are_hashed_again(local_store: ObjectStore, tmp_path: Path) -
 # -- atomicity -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["small", "large"])
 def test_crash_mid_write_leaves_no_partial_object(
-    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    src = _tree(tmp_path / "src", {"big": os.urandom(3 << 20)})
+    src = _tree(tmp_path / "src", {"f": os.urandom(3 << 20)})
 
     def half_then_crash(src_f, dst_f):  # type: ignore[no-untyped-def]
         dst_f.write(src_f.read(1 << 20))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ingest_mod, "copy_and_hash", half_then_crash)
+    def write_half_then_crash(out, data):  # type: ignore[no-untyped-def]
+        out.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    if path == "large":
+        monkeypatch.setattr(ingest_mod, "SMALL_FILE", 1024)
+        monkeypatch.setattr(ingest_mod, "copy_and_hash", half_then_crash)
+    else:
+        monkeypatch.setattr(ingest_mod, "write_all", write_half_then_crash)
     with pytest.raises(StoreError):
         store.put_tree(src)
     assert _object_files(store) == []
@@ -201,6 +210,18 @@ def test_crash_mid_write_leaves_no_partial_object(
     monkeypatch.undo()
     result = store.put_tree(src)
     assert result.uploaded_files == 1 and store.read_blob(store.get_tree(result.tree).entries[0].hash)
+
+
+@pytest.mark.parametrize("small_file", [1024, 4 << 20])
+def test_large_and_small_files_roundtrip(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_file: int
+) -> None:
+    monkeypatch.setattr(ingest_mod, "SMALL_FILE", small_file)
+    files = {"big": os.urandom(2 << 20), "tiny": b"t", "empty": b""}
+    result = store.put_tree(_tree(tmp_path / "src", files))
+    assert (result.uploaded_files, result.size) == (3, (2 << 20) + 1)
+    store.materialize(result.tree, tmp_path / "out")
+    assert _read_dir(tmp_path / "out") == files
 
 
 def test_local_put_file_crash_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
