@@ -76,7 +76,10 @@ class Checkpointer:
     def checkpoint(self) -> None:
         """One pass: metrics first (so the `metrics` artifact includes imported scalars)."""
         with self._lock:
-            self._metrics()
+            try:
+                self._metrics()
+            except Exception:  # metrics must never cost the artifacts their checkpoint
+                log.warning("metrics of %s could not be summarized", self.key, exc_info=True)
             for tag, path in self.paths.items():
                 self._capture(tag, path)
             self.ctx.meta.update_experiment(self.key, time_last_checkpoint=time.time())
