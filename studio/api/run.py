@@ -26,7 +26,9 @@ from studio.runner.resources import parse_needs
 from studio.runner.venv import check_requirements
 from studio.units import parse_duration
 
-SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE")
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE", "API_KEY",
+                "APIKEY", "AUTH")
+REDACTED = "***"
 
 
 @dataclass
@@ -77,7 +79,7 @@ def worker_id() -> str:
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
     """What of the config's `env:` section may be recorded: names always, values unless secret."""
-    return {k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in env.items()}
+    return {k: (REDACTED if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in env.items()}
 
 
 def _check_key_free(ctx: Context, key: str) -> None:
@@ -195,6 +197,9 @@ def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reu
 
 def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str, Path]) -> dict[str, str]:
     env = dict(os.environ)
+    # The submitter's recorded `env:` values (secrets were redacted when recorded), under the
+    # running machine's own `env:` section, which holds its secrets.
+    env.update({k: v for k, v in exp.env.items() if v != REDACTED})
     env.update(ctx.settings.env)
     env.update(
         STUDIOML_EXPERIMENT=exp.key,

@@ -157,6 +157,7 @@ class Executor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:
             out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
@@ -280,6 +281,20 @@ class Executor:
         except ValueError:
             name = f"signal {-returncode}"
         return Outcome(Status.KILLED, returncode, f"killed by {name}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the supervisor dies (kill -9, OOM killer), so a
+    crashed worker leaves no orphan script behind to race the re-run of its experiment."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(137)
+    except Exception:
+        pass
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
