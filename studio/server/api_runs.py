@@ -1,0 +1,267 @@
+"""Experiments: the table page, one experiment, live status, output tail, and actions.
+
+The table asks for one page (server-side filter, sort and paging: one query plus one query
+for the page's metric summaries), then polls `/api/status` with the keys it shows; upstream
+polled once per row and did not scale past a few hundred runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field
+
+from studio.api import experiments as exps
+from studio.api.context import Context
+from studio.api.query_parser import parse_filter, parse_sort
+from studio.entities import Experiment, ExperimentQuery, Status
+from studio.exceptions import ConflictError, NotFoundError, StudioError, UsageError
+from studio.keys import check_key, new_key
+from studio.server.responses import ERRORS, command_line, experiment_row, status_row, summary_dict
+
+router = APIRouter(prefix="/api", tags=["experiments"], responses=ERRORS)
+
+MAX_KEYS = 500
+REFRESH_EVERY = 5.0  # seconds between lease sweeps triggered by reads
+DELETE_WAIT = 10.0  # seconds a delete waits for a running experiment to stop
+
+
+def context(request: Request) -> Context:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def refresh(request: Request) -> None:
+    """Mark experiments whose supervisor vanished (a write), at most every few seconds."""
+    state = request.app.state
+    now = time.monotonic()
+    if now - getattr(state, "last_refresh", -REFRESH_EVERY) >= REFRESH_EVERY:
+        state.last_refresh = now
+        exps.refresh_lost(context(request))
+
+
+def load(ctx: Context, key: str) -> Experiment:
+    """The experiment `key`; NotFoundError for unknown or impossible keys."""
+    try:
+        check_key(key)
+    except UsageError:
+        raise NotFoundError(f"no experiment {key!r}: keys are letters, digits, '_', '-' and '.'") from None
+    try:
+        return ctx.meta.get_experiment(key)
+    except NotFoundError:
+        raise NotFoundError(f"no experiment {key!r}; it may have been deleted") from None
+
+
+def split_keys(keys: str | list[str]) -> list[str]:
+    items = keys.split(",") if isinstance(keys, str) else keys
+    out = [k.strip() for k in items if k.strip()]
+    if len(out) > MAX_KEYS:
+        raise UsageError(f"at most {MAX_KEYS} keys per request, got {len(out)}")
+    return out
+
+
+def parse_statuses(text: str | None) -> tuple[Status, ...]:
+    if not text:
+        return ()
+    chosen = []
+    for word in text.split(","):
+        word = word.strip().lower()
+        if not word:
+            continue
+        try:
+            chosen.append(Status(word))
+        except ValueError:
+            names = ", ".join(s.value for s in Status)
+            raise UsageError(f"unknown status {word!r}; statuses are {names}") from None
+    return tuple(chosen)
+
+
+def build_query(
+    ctx: Context, scope: str, project: str | None, owner: str | None, status: str | None,
+    text: str | None, filter: str | None, sort: str | None, limit: int, offset: int,
+) -> ExperimentQuery:
+    if scope == "mine":
+        owner = ctx.settings.owner
+    q = ExperimentQuery(
+        project=project or None, owner=owner or None, status=parse_statuses(status),
+        text=text.strip() if text and text.strip() else None, order_by=parse_sort(sort),
+        limit=limit, offset=offset,
+    )
+    return parse_filter(filter).apply(q)
+
+
+def param_columns(rows: list[dict[str, Any]], most: int = 8) -> list[str]:
+    """The params worth a column: those most rows of the page have."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for name in row["params"]:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda n: (-counts[n], n))[:most]
+
+
+@router.get("/experiments", summary="One page of experiments (filtered, sorted, paged in the database)")
+def list_experiments(
+    request: Request,
+    scope: Literal["all", "mine"] = "all",
+    project: str | None = Query(None, max_length=255),
+    owner: str | None = Query(None, max_length=255),
+    status: str | None = Query(None, max_length=200, description="Comma-separated statuses"),
+    text: str | None = Query(None, max_length=500, description="Substring of key, script or project"),
+    filter: str | None = Query(None, max_length=4000, description="e.g. `lr < 0.01 and status = finished`"),
+    sort: str | None = Query(None, max_length=300, description="Column, params.x or metrics.x; `-` descends"),
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> dict[str, Any]:
+    ctx = context(request)
+    q = build_query(ctx, scope, project, owner, status, text, filter, sort, limit, offset)
+    refresh(request)
+    page = ctx.meta.query(q)
+    summaries = ctx.meta.metric_summaries([e.key for e in page.items]) if page.items else {}
+    rows = [experiment_row(e, summaries.get(e.key)) for e in page.items]
+    metric_names = sorted({name for r in rows for name in r["metrics"]})
+    return {
+        "items": rows, "total": page.total, "offset": offset, "limit": limit, "sort": q.order_by,
+        "param_columns": param_columns(rows), "metric_columns": metric_names[:8], "owner": ctx.settings.owner,
+    }
+
+
+@router.get("/status", summary="Status of several experiments at once (the table's live updates)")
+def statuses(request: Request, keys: str = Query("", max_length=100_000, description="Comma-separated keys")) -> dict[str, Any]:
+    ctx = context(request)
+    wanted = split_keys(keys)
+    refresh(request)
+    found = ctx.meta.get_experiments(wanted) if wanted else []
+    return {"statuses": {e.key: status_row(e) for e in found}, "missing": sorted(set(wanted) - {e.key for e in found})}
+
+
+@router.get("/experiments/{key}", summary="Everything recorded about one experiment")
+def show(request: Request, key: str) -> dict[str, Any]:
+    ctx = context(request)
+    exp = load(ctx, key)
+    refresh(request)
+    data = exps.show(ctx, exp.key)
+    data["command"] = command_line(exp)
+    data["metrics"] = {s.key: summary_dict(s) for s in ctx.meta.metric_summaries([key]).get(key, [])}
+    return data
+
+
+@router.get("/experiments/{key}/output", summary="Output (stdout and stderr) after a sequence number")
+def output(
+    request: Request,
+    key: str,
+    after_seq: int = Query(-1, ge=-1, le=2**62),
+    attempt: int | None = Query(None, ge=0, le=1_000_000),
+    max_chars: int = Query(200_000, ge=1, le=10_000_000),
+) -> dict[str, Any]:
+    """New output since `after_seq`. A first read (`after_seq=-1`) of a long log returns its
+    last `max_chars` characters with `truncated: true`."""
+    ctx = context(request)
+    exp = load(ctx, key)
+    chunks = ctx.meta.read_output(key, after_seq=after_seq, attempt=attempt)
+    text = "".join(c.text for c in chunks)
+    truncated = len(text) > max_chars
+    if truncated:
+        text = text[-max_chars:]
+    return {
+        "text": text, "last_seq": chunks[-1].seq if chunks else after_seq,
+        "attempt": chunks[-1].attempt if chunks else attempt, "truncated": truncated,
+        "status": exp.status.value, "terminal": exp.status.terminal,
+    }
+
+
+class ActionResult(BaseModel):
+    key: str
+    ok: bool
+    detail: str = ""
+    status: str | None = None
+    new_key: str | None = None
+
+
+class Batch(BaseModel):
+    action: Literal["stop", "delete", "rerun"]
+    keys: list[str] = Field(min_length=1, max_length=MAX_KEYS)
+
+
+class RerunRequest(BaseModel):
+    queue: str | None = Field(None, max_length=255, description="Submit to this queue instead of running here")
+
+
+def do_stop(ctx: Context, key: str) -> ActionResult:
+    exp = exps.stop(ctx, load(ctx, key).key)
+    detail = "stopping" if not exp.status.terminal else f"already {exp.status.value}"
+    if exp.status == Status.STOPPED:
+        detail = "stopped"
+    return ActionResult(key=key, ok=True, detail=detail, status=exp.status.value)
+
+
+def do_delete(ctx: Context, key: str) -> ActionResult:
+    exps.kill(ctx, load(ctx, key).key, timeout=DELETE_WAIT)
+    return ActionResult(key=key, ok=True, detail="deleted")
+
+
+def do_rerun(ctx: Context, key: str, queue: str | None = None) -> ActionResult:
+    """Queue a copy for a worker, or run it here in a background `studio rerun` process."""
+    from studio.api.rerun import clone
+
+    old = load(ctx, key)
+    ws = old.artifacts.get("workspace")
+    if ws is None or not ws.tree:
+        raise NotFoundError(f"experiment {key} has no stored workspace to rerun")
+    if queue:
+        exp = clone(ctx, key, queue=queue)
+        return ActionResult(key=key, ok=True, detail=f"queued on {queue}", status=exp.status.value, new_key=exp.key)
+    nk = new_key()
+    cmd = [sys.executable, "-m", "studio", "rerun", key, "--experiment", nk]
+    if ctx.settings.config_path is not None:
+        cmd += ["--config", str(ctx.settings.config_path)]
+    env = dict(os.environ, STUDIOML_HOME=str(ctx.settings.home))
+    log_dir = ctx.settings.experiment_dir(nk)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "rerun.log", "ab") as log_file:
+        subprocess.Popen(  # noqa: S603 - our own CLI, arguments are validated keys
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=str(log_dir),
+        )
+    return ActionResult(key=key, ok=True, detail="started", status=Status.QUEUED.value, new_key=nk)
+
+
+ACTIONS = {"stop": do_stop, "delete": do_delete, "rerun": do_rerun}
+
+
+@router.post("/experiments/{key}/stop", summary="Ask a running experiment to stop; a queued one stops at once")
+def stop(request: Request, key: str) -> ActionResult:
+    return do_stop(context(request), key)
+
+
+@router.delete("/experiments/{key}", summary="Delete an experiment (stopping it first if it runs)")
+def delete(request: Request, key: str) -> ActionResult:
+    return do_delete(context(request), key)
+
+
+@router.post("/experiments/{key}/rerun", summary="Run the same stored workspace and args as a new experiment")
+def rerun(request: Request, key: str, body: RerunRequest | None = Body(None)) -> ActionResult:
+    return do_rerun(context(request), key, body.queue if body else None)
+
+
+@router.post("/batch", summary="Stop, delete or rerun several experiments; one result per key")
+def batch(request: Request, body: Batch) -> dict[str, list[ActionResult]]:
+    ctx = context(request)
+    results = []
+    for key in split_keys(body.keys):
+        try:
+            results.append(ACTIONS[body.action](ctx, key))
+        except StudioError as exc:
+            results.append(ActionResult(key=key, ok=False, detail=str(exc)))
+    return {"results": results}
+
+
+@router.get("/queues", summary="Experiments per queue and status", tags=["lists"])
+def queues(request: Request) -> dict[str, Any]:
+    return {"queues": context(request).meta.queue_counts()}
+
+
+__all__ = ["router", "load", "context", "ConflictError"]

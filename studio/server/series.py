@@ -1,0 +1,192 @@
+"""Metric series for charts: read an experiment's segments, cache them, bucket them.
+
+Where the points are: a running experiment's `metrics` artifact has its live folder at
+`local_path` (segments appear there as the script logs); otherwise the stored tree is
+materialized once into `$STUDIOML_HOME/cache/metrics/<tree>` (trees never change, so that
+copy is valid forever); a local folder that still exists is the last resort.
+
+Bucketing keeps spikes: a range of n points is cut into `buckets` equal runs and each run
+contributes its minimum and its maximum, in step order, so a single outlier among a million
+points still draws a line to its value. Zooming asks for the same number of buckets over a
+narrower step range, which gets finer until the points themselves are returned.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.api.context import Context
+from studio.entities import Experiment, Status
+from studio.tracking.segments import list_segments, read_segment
+
+CACHE_ENTRIES = 16
+
+
+@dataclass
+class KeySeries:
+    steps: np.ndarray  # int64, sorted ascending
+    values: np.ndarray  # float64
+
+
+@dataclass
+class _Entry:
+    names: tuple[str, ...]
+    keys: dict[str, KeySeries]
+
+
+def metrics_dir(ctx: Context, exp: Experiment) -> Path | None:
+    """The folder holding the experiment's segments, or None if it has none (yet)."""
+    art = exp.artifacts.get("metrics")
+    if art is None:
+        return None
+    local = Path(art.local_path) if art.local_path else None
+    if exp.status in (Status.RUNNING, Status.QUEUED) and local is not None and local.is_dir():
+        return local
+    if art.tree:
+        return _materialized(ctx, art.tree)
+    return local if local is not None and local.is_dir() else None
+
+
+def _materialized(ctx: Context, tree: str) -> Path:
+    dest = ctx.settings.home / "cache" / "metrics" / tree
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tree[:12]}-", dir=dest.parent))
+    try:
+        out = ctx.objects.materialize(tree, tmp / "m")
+        if out.is_file():  # a single-file tree: keep the folder shape segments expect
+            out = out.parent
+        os.replace(out, dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _split(table: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One segment's points grouped by key: name -> (steps, values)."""
+    import pyarrow as pa
+
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for batch in table.to_batches():
+        if batch.num_rows == 0:
+            continue
+        keycol = batch.column(0)
+        if not pa.types.is_dictionary(keycol.type):
+            keycol = keycol.dictionary_encode()
+        idx = keycol.indices.to_numpy(zero_copy_only=False)
+        names = keycol.dictionary.to_pylist()
+        steps = batch.column(1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        values = batch.column(2).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if len(names) == 1:
+            parts.setdefault(names[0], []).append((steps, values))
+            continue
+        order = np.argsort(idx, kind="stable")
+        bounds = np.cumsum(np.bincount(idx, minlength=len(names)))
+        start = 0
+        for code, end in enumerate(bounds):
+            if end > start:
+                sel = order[start:end]
+                parts.setdefault(names[code], []).append((steps[sel], values[sel]))
+            start = int(end)
+    return {
+        name: (np.concatenate([p[0] for p in chunks]), np.concatenate([p[1] for p in chunks]))
+        for name, chunks in parts.items()
+    }
+
+
+def _merge(old: KeySeries | None, steps: np.ndarray, values: np.ndarray) -> KeySeries:
+    if old is not None:
+        steps = np.concatenate([old.steps, steps])
+        values = np.concatenate([old.values, values])
+    if len(steps) > 1 and np.any(steps[1:] < steps[:-1]):
+        order = np.argsort(steps, kind="stable")
+        steps, values = steps[order], values[order]
+    return KeySeries(steps, values)
+
+
+class SeriesCache:
+    """Loaded series per metrics folder; new segments of a live folder are read incrementally."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, folder: Path) -> dict[str, KeySeries]:
+        names = tuple(list_segments(folder))
+        path = str(folder)
+        with self._lock:
+            entry = self._cache.get(path)
+            if entry is not None:
+                self._cache.move_to_end(path)
+        if entry is not None and entry.names == names:
+            return entry.keys
+        known = set(entry.names) if entry is not None else set()
+        if entry is not None and known <= set(names):
+            keys = dict(entry.keys)
+            todo = [n for n in names if n not in known]
+        else:
+            keys, todo = {}, list(names)
+        for name in todo:
+            try:
+                table = read_segment(folder / name)
+            except FileNotFoundError:
+                continue
+            for key, (steps, values) in _split(table).items():
+                keys[key] = _merge(keys.get(key), steps, values)
+        with self._lock:
+            self._cache[path] = _Entry(names, keys)
+            self._cache.move_to_end(path)
+            while len(self._cache) > self.entries:
+                self._cache.popitem(last=False)
+        return keys
+
+
+def _finite_list(a: np.ndarray) -> list[float | None]:
+    if np.isfinite(a).all():
+        return a.tolist()  # type: ignore[no-any-return]
+    return [v if np.isfinite(v) else None for v in a.tolist()]
+
+
+def bucketed(
+    s: KeySeries, buckets: int, x_min: float | None = None, x_max: float | None = None
+) -> dict[str, Any]:
+    """Points of `s` within [x_min, x_max] (one more on each side, so lines reach the edges),
+    reduced to each bucket's min and max in step order when there are more than 2*buckets."""
+    steps, values = s.steps, s.values
+    n_all = len(steps)
+    lo = 0 if x_min is None or not np.isfinite(x_min) else int(np.searchsorted(steps, x_min, "left"))
+    hi = n_all if x_max is None or not np.isfinite(x_max) else int(np.searchsorted(steps, x_max, "right"))
+    lo, hi = max(0, lo - 1), min(n_all, max(hi + 1, lo))
+    st, va = steps[lo:hi], values[lo:hi]
+    n = len(st)
+    if n <= 2 * buckets:
+        return {"x": st.tolist(), "y": _finite_list(va), "count": n, "total": n_all, "sampled": False}
+    per = -(-n // buckets)  # points per bucket, rounded up
+    rows = -(-n // per)
+    pad = rows * per - n
+    low = np.where(np.isnan(va), np.inf, va)
+    high = np.where(np.isnan(va), -np.inf, va)
+    if pad:
+        low = np.concatenate([low, np.full(pad, np.inf)])
+        high = np.concatenate([high, np.full(pad, -np.inf)])
+    base = np.arange(rows) * per
+    imin = np.minimum(low.reshape(rows, per).argmin(axis=1) + base, n - 1)
+    imax = np.minimum(high.reshape(rows, per).argmax(axis=1) + base, n - 1)
+    idx = np.stack([np.minimum(imin, imax), np.maximum(imin, imax)], axis=1).ravel()
+    return {
+        "x": st[idx].tolist(), "y": _finite_list(va[idx]), "count": n, "total": n_all, "sampled": True,
+    }

@@ -1,0 +1,231 @@
+/* The experiments table: server-side paging, sorting and filtering; live status by polling
+   /api/status for the visible keys only; multi-select compare / stop / rerun / delete. */
+"use strict";
+
+(() => {
+  const root = document.getElementById("experiments");
+  if (!root) return;
+  const { api, el, fmtTime, fmtDuration, fmtValue, statusBadge, toast, confirmDialog, query } = studio;
+  const scope = JSON.parse(root.dataset.scope || "{}");
+  const url = new URL(location.href);
+  const state = {
+    sort: url.searchParams.get("sort") || "-time_added",
+    offset: Number(url.searchParams.get("offset") || 0),
+    limit: Number(url.searchParams.get("limit") || 50),
+    text: url.searchParams.get("text") || "",
+    status: url.searchParams.get("status") || "",
+    project: url.searchParams.get("project") || "",
+    filter: url.searchParams.get("filter") || "",
+    selected: new Set(),
+    rows: [],
+    total: 0,
+    paramCols: [],
+    metricCols: [],
+  };
+  const $ = (id) => document.getElementById(id);
+  const inputs = { text: $("f-text"), status: $("f-status"), project: $("f-project"), filter: $("f-filter") };
+  for (const [k, input] of Object.entries(inputs)) if (input) input.value = state[k];
+  const TERMINAL = new Set(["finished", "failed", "stopped", "killed", "lost", "pruned"]);
+  let loading = 0;
+
+  function columns() {
+    const cols = [
+      { id: "key", label: "Key", sort: "key" },
+      { id: "script", label: "Script", sort: "script" },
+      { id: "project", label: "Project", sort: "project" },
+      { id: "owner", label: "Owner", sort: "owner" },
+      { id: "status", label: "Status", sort: "status" },
+      { id: "time_added", label: "Added", sort: "time_added" },
+      { id: "duration", label: "Duration", sort: "duration", num: true },
+      { id: "metric", label: "Metric", sort: "metric" },
+      { id: "metric_value", label: "Value", sort: "metric_value", num: true },
+    ];
+    for (const p of state.paramCols) cols.push({ id: `params.${p}`, label: p, sort: `params.${p}`, num: true, kind: "param" });
+    for (const m of state.metricCols) cols.push({ id: `metrics.${m}`, label: m, sort: `metrics.${m}`, num: true, kind: "metric" });
+    return cols;
+  }
+
+  function cell(row, col) {
+    if (col.id === "key") return el("td", { class: "mono" }, el("a", { href: `/experiment/${encodeURIComponent(row.key)}`, text: row.key }));
+    if (col.id === "status") return el("td", { class: "status-cell" }, statusBadge(row.status));
+    if (col.id === "time_added") return el("td", { text: fmtTime(row.time_added) });
+    if (col.id === "duration") return el("td", { class: "num duration", text: fmtDuration(row.duration) });
+    if (col.id === "metric_value") return el("td", { class: "num metric-value", text: fmtValue(row.metric_value) });
+    if (col.id === "project") return el("td", {}, el("a", { href: `/project/${encodeURIComponent(row.project)}`, text: row.project }));
+    if (col.id === "owner") return el("td", {}, el("a", { href: `/user/${encodeURIComponent(row.owner)}`, text: row.owner }));
+    if (col.kind === "param") return el("td", { class: "num", text: fmtValue(row.params[col.id.slice(7)]) });
+    if (col.kind === "metric") return el("td", { class: "num", text: fmtValue(row.metrics[col.id.slice(8)]) });
+    return el("td", { text: row[col.id] ?? "" });
+  }
+
+  function renderHead(cols) {
+    const tr = root.querySelector("thead tr");
+    tr.textContent = "";
+    const all = el("input", { type: "checkbox", "aria-label": "Select all", id: "select-all" });
+    all.checked = state.rows.length > 0 && state.rows.every((r) => state.selected.has(r.key));
+    all.addEventListener("change", () => {
+      for (const r of state.rows) all.checked ? state.selected.add(r.key) : state.selected.delete(r.key);
+      renderBody(cols);
+      updateActions();
+    });
+    tr.append(el("th", { class: "sel" }, all));
+    const current = state.sort.replace(/^-/, "");
+    const desc = state.sort.startsWith("-");
+    for (const col of cols) {
+      const th = el("th", { class: col.num ? "num sortable" : "sortable", dataset: { sort: col.sort }, title: `Sort by ${col.label}` }, col.label);
+      if (col.sort === current) {
+        th.classList.add(desc ? "sorted-desc" : "sorted-asc");
+        th.setAttribute("aria-sort", desc ? "descending" : "ascending");
+      }
+      th.addEventListener("click", () => {
+        state.sort = col.sort === current && !desc ? `-${col.sort}` : col.sort;
+        state.offset = 0;
+        load();
+      });
+      tr.append(th);
+    }
+  }
+
+  function renderBody(cols) {
+    const body = root.querySelector("tbody");
+    body.textContent = "";
+    if (!state.rows.length) {
+      body.append(el("tr", {}, el("td", { colspan: cols.length + 1, class: "muted", text: "No experiments match." })));
+      return;
+    }
+    const frag = document.createDocumentFragment();
+    for (const row of state.rows) {
+      const box = el("input", { type: "checkbox", "aria-label": `Select ${row.key}` });
+      box.checked = state.selected.has(row.key);
+      box.addEventListener("change", () => {
+        box.checked ? state.selected.add(row.key) : state.selected.delete(row.key);
+        updateActions();
+      });
+      const tr = el("tr", { dataset: { key: row.key, status: row.status } }, el("td", { class: "sel" }, box));
+      for (const col of cols) tr.append(cell(row, col));
+      frag.append(tr);
+    }
+    body.append(frag);
+  }
+
+  function updateActions() {
+    const n = state.selected.size;
+    $("selection-count").textContent = `${n} selected`;
+    $("act-compare").disabled = n < 2 || n > 20;
+    $("act-stop").disabled = n === 0;
+    $("act-rerun").disabled = n === 0;
+    $("act-delete").disabled = n === 0;
+  }
+
+  function render() {
+    const cols = columns();
+    renderHead(cols);
+    renderBody(cols);
+    const last = Math.min(state.offset + state.rows.length, state.total);
+    $("page-info").textContent = state.total ? `${state.offset + 1}–${last} of ${state.total}` : "0 of 0";
+    $("page-prev").disabled = state.offset === 0;
+    $("page-next").disabled = state.offset + state.limit >= state.total;
+    updateActions();
+    requestAnimationFrame(() => { window.studioTablePainted = performance.now(); });
+  }
+
+  function params() {
+    return {
+      scope: scope.scope || "all", project: scope.project || state.project, owner: scope.owner,
+      status: state.status, text: state.text, filter: state.filter, sort: state.sort,
+      limit: state.limit, offset: state.offset,
+    };
+  }
+
+  async function load() {
+    const token = ++loading;
+    root.classList.add("loading");
+    try {
+      const data = await api(`/api/experiments?${query(params())}`);
+      if (token !== loading) return;
+      $("filter-error").textContent = "";
+      inputs.filter.classList.remove("invalid");
+      Object.assign(state, { rows: data.items, total: data.total, paramCols: data.param_columns, metricCols: data.metric_columns, sort: data.sort });
+      render();
+      const shown = new URL(location.href);
+      const p = { sort: state.sort === "-time_added" ? "" : state.sort, offset: state.offset || "", text: state.text, status: state.status, project: state.project, filter: state.filter };
+      shown.search = query(p);
+      history.replaceState(null, "", shown);
+    } catch (err) {
+      if (token !== loading) return;
+      if (err.status === 400) {
+        $("filter-error").textContent = err.message;
+        inputs.filter.classList.add("invalid");
+      } else {
+        toast(err.message, "error");
+      }
+    } finally {
+      if (token === loading) root.classList.remove("loading");
+    }
+  }
+
+  async function poll() {
+    const live = state.rows.filter((r) => !TERMINAL.has(r.status)).map((r) => r.key);
+    if (!live.length || document.hidden) return;
+    try {
+      const data = await api(`/api/status?${query({ keys: live.join(",") })}`);
+      for (const row of state.rows) {
+        const s = data.statuses[row.key];
+        const tr = root.querySelector(`tr[data-key="${CSS.escape(row.key)}"]`);
+        if (!tr) continue;
+        if (!s) { tr.classList.add("gone"); continue; }
+        Object.assign(row, { status: s.status, duration: s.duration, metric_value: s.metric_value });
+        tr.dataset.status = s.status;
+        tr.querySelector(".status-cell").replaceChildren(statusBadge(s.status));
+        tr.querySelector(".duration").textContent = fmtDuration(s.duration);
+        tr.querySelector(".metric-value").textContent = fmtValue(s.metric_value);
+      }
+    } catch (err) { /* the next poll tries again */ }
+  }
+
+  async function batch(action) {
+    const keys = [...state.selected];
+    const data = await api("/api/batch", { json: { action, keys } });
+    const failed = data.results.filter((r) => !r.ok);
+    if (failed.length) toast(failed.map((r) => `${r.key}: ${r.detail}`).join("; "), "error", 8000);
+    return data.results;
+  }
+
+  $("filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    for (const [k, input] of Object.entries(inputs)) if (input) state[k] = input.value.trim();
+    state.offset = 0;
+    load();
+  });
+  inputs.status.addEventListener("change", () => $("filters").requestSubmit());
+  $("page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); load(); });
+  $("page-next").addEventListener("click", () => { state.offset += state.limit; load(); });
+  $("act-compare").addEventListener("click", () => {
+    location.href = `/compare?keys=${encodeURIComponent([...state.selected].join(","))}`;
+  });
+  $("act-stop").addEventListener("click", async () => {
+    const results = await batch("stop");
+    toast(`Stop requested for ${results.filter((r) => r.ok).length} experiment(s)`);
+    poll();
+  });
+  $("act-rerun").addEventListener("click", async () => {
+    const results = await batch("rerun");
+    const started = results.filter((r) => r.ok).map((r) => r.new_key);
+    if (started.length) toast(`Started ${started.join(", ")}`, "info", 6000);
+    state.selected.clear();
+    setTimeout(load, 800);
+  });
+  $("act-delete").addEventListener("click", async () => {
+    const n = state.selected.size;
+    const ok = await confirmDialog(`Delete ${n} experiment${n > 1 ? "s" : ""}? Running ones are stopped first. This cannot be undone.`);
+    if (!ok) return;
+    const results = await batch("delete");
+    for (const r of results) if (r.ok) state.selected.delete(r.key);
+    toast(`Deleted ${results.filter((r) => r.ok).length} experiment(s)`);
+    load();
+  });
+
+  load();
+  setInterval(poll, 2000);
+  setInterval(() => { if (!document.hidden && !root.classList.contains("loading")) load(); }, 30000);
+})();
