@@ -27,16 +27,16 @@ __all__ = [
     "upgrade",
 ]
 
-#: URL scheme -> "module:function" opening a store as `function(url, create=...)`.
+#: URL scheme (before any `+driver`) -> "module:function" opening a store as
+#: `function(url, create=...)`; the backend checks the driver.
 _OPENERS: dict[str, str] = {
     "sqlite": "studio.meta.sql:open_sql_store",
     "postgresql": "studio.meta.sql:open_sql_store",
-    "postgresql+psycopg": "studio.meta.sql:open_sql_store",
     "postgres": "studio.meta.sql:open_sql_store",
 }
 #: What messages suggest, one example per backend.
 SCHEMES = ("sqlite:///PATH", "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE")
-_SQL_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg", "postgres"}
+_SQL_SCHEMES = {"sqlite", "postgresql", "postgres"}
 
 
 def _scheme(url: str) -> str:
@@ -48,13 +48,13 @@ def _scheme(url: str) -> str:
 
 def _resolve(url: str, table: dict[str, str] | set[str]) -> str:
     scheme = _scheme(url)
-    if scheme not in table:
+    if scheme.partition("+")[0] not in table:
         shown = scheme or url.split(":", 1)[0] or "(none)"
         raise UsageError(
             f"unknown database URL scheme `{shown}` in {url.split('@')[-1]!r}: "
             f"use {' or '.join(SCHEMES)}"
         )
-    return scheme
+    return scheme.partition("+")[0]
 
 
 def open_meta_store(url: str, *, create: bool = True) -> MetaStore:

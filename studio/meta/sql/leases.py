@@ -13,12 +13,13 @@ import time
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, UsageError
-from studio.meta.sql.models import RESOURCE_NAMES, SqlExperiment
-from studio.meta.sql.rows import change_status, load, not_found
+from studio.meta.sql.models import RESOURCE_NAMES
+from studio.meta.sql.rows import EXPERIMENTS as E
+from studio.meta.sql.rows import change_status, entity, load, not_found, update_row
 
 
 def _skip_locked(s: Session, stmt: Select[Any]) -> Select[Any]:
@@ -39,7 +40,7 @@ def _fits(resources: dict[str, Any] | None) -> list[Any]:
             raise UsageError(
                 f"worker resource `{name}` must be a non-negative number, got {value!r}"
             )
-        conds.append(getattr(SqlExperiment, f"need_{name}") <= float(value))
+        conds.append(E.c[f"need_{name}"] <= float(value))
     return conds
 
 
@@ -48,49 +49,42 @@ def claim(
 ) -> Experiment | None:
     now = time.time()
     stmt = (
-        select(SqlExperiment)
+        select(E)
         .where(
-            SqlExperiment.queue == queue,
-            SqlExperiment.status == Status.QUEUED.value,
+            E.c.queue == queue,
+            E.c.status == Status.QUEUED.value,
             # Past its lifetime it is discarded by requeue_expired, never started.
-            or_(
-                SqlExperiment.lifetime.is_(None),
-                SqlExperiment.time_added + SqlExperiment.lifetime >= now,
-            ),
+            or_(E.c.lifetime.is_(None), E.c.time_added + E.c.lifetime >= now),
             *_fits(resources),
         )
-        .order_by(SqlExperiment.time_added, SqlExperiment.key)
+        .order_by(E.c.time_added, E.c.key)
         .limit(1)
-        .options(selectinload(SqlExperiment.artifacts))
     )
-    row = s.execute(_skip_locked(s, stmt)).scalar_one_or_none()
+    row = s.execute(_skip_locked(s, stmt)).mappings().first()
     if row is None:
         return None
-    row.attempts = (row.attempts or 0) + 1
-    row.lease_expires = now + lease_seconds
-    row.time_started = now
-    change_status(s, row, Status.RUNNING, now=now, worker=worker)
-    return row.to_entity()
+    fields = {
+        "attempts": (row["attempts"] or 0) + 1,
+        "lease_expires": now + lease_seconds,
+        "time_started": now,  # of this attempt
+        "stop_requested": False,
+    }
+    changes = change_status(s, row, Status.RUNNING, now=now, worker=worker, fields=fields)
+    return entity(s, row, changes)
 
 
 def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
     now = time.time()
     stmt = (
-        update(SqlExperiment)
-        .where(
-            SqlExperiment.key == key,
-            SqlExperiment.status == Status.RUNNING.value,
-            SqlExperiment.worker == worker,
-        )
+        update(E)
+        .where(E.c.key == key, E.c.status == Status.RUNNING.value, E.c.worker == worker)
         .values(heartbeat=now, lease_expires=now + lease_seconds)
-        .returning(SqlExperiment.stop_requested)
+        .returning(E.c.stop_requested)
     )
     held = s.execute(stmt).first()
     if held is not None:
         return bool(held[0])
-    current = s.execute(
-        select(SqlExperiment.status, SqlExperiment.worker).where(SqlExperiment.key == key)
-    ).first()
+    current = s.execute(select(E.c.status, E.c.worker).where(E.c.key == key)).first()
     if current is None:
         raise not_found(key)
     raise ConflictError(
@@ -101,48 +95,54 @@ def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
 
 def request_stop(s: Session, key: str) -> Experiment:
     row = load(s, key, lock=True)
-    if row.status == Status.QUEUED.value:
-        change_status(
-            s, row, Status.STOPPED, now=time.time(), reason="stop requested before it started"
-        )
-    elif row.status == Status.RUNNING.value:
-        row.stop_requested = True
-    return row.to_entity()
+    changes: dict[str, Any] = {}
+    if row["status"] == Status.QUEUED.value:
+        reason = "stop requested before it started"
+        changes = change_status(s, row, Status.STOPPED, now=time.time(), reason=reason)
+    elif row["status"] == Status.RUNNING.value and not row["stop_requested"]:
+        changes = {"stop_requested": True}
+        update_row(s, key, changes)
+    return entity(s, row, changes)
 
 
 def requeue_expired(s: Session, now: float, max_attempts: int) -> list[str]:
     changed: list[str] = []
-    lapsed = select(SqlExperiment).where(
-        SqlExperiment.status == Status.RUNNING.value, SqlExperiment.lease_expires < now
-    )
-    for row in s.execute(_skip_locked(s, lapsed)).scalars().all():
-        who = f"worker {row.worker}" if row.worker else "its supervisor"
-        if row.queue is not None and row.attempts < max_attempts:
-            reason = f"lease of {who} expired (attempt {row.attempts} of {max_attempts}); requeued"
-            change_status(s, row, Status.QUEUED, now=now, reason=reason, worker=row.worker)
+    lapsed = select(E).where(E.c.status == Status.RUNNING.value, E.c.lease_expires < now)
+    for row in s.execute(_skip_locked(s, lapsed)).mappings().all():
+        who = f"worker {row['worker']}" if row["worker"] else "its supervisor"
+        attempts = row["attempts"] or 0
+        if row["stop_requested"]:
+            reason = f"stop was requested and the lease of {who} expired"
+            change_status(s, row, Status.STOPPED, now=now, reason=reason, worker=row["worker"])
+        elif row["queue"] is not None and attempts < max_attempts:
+            reason = f"lease of {who} expired (attempt {attempts} of {max_attempts}); requeued"
+            change_status(s, row, Status.QUEUED, now=now, reason=reason, worker=row["worker"])
         else:
-            tried = f" after {row.attempts} attempts" if row.queue is not None else ""
+            tried = f" after {attempts} attempts" if row["queue"] is not None else ""
+            # It was last known alive at its last heartbeat.
+            end = {"time_finished": row["heartbeat"] if row["heartbeat"] is not None else now}
             reason = f"heartbeat of {who} lapsed{tried}"
-            row.time_finished = row.heartbeat if row.heartbeat is not None else now
-            change_status(s, row, Status.LOST, now=now, reason=reason, worker=row.worker)
-        changed.append(row.key)
-    stale = select(SqlExperiment).where(
-        SqlExperiment.status == Status.QUEUED.value,
-        SqlExperiment.lifetime.is_not(None),
-        SqlExperiment.time_added + SqlExperiment.lifetime < now,
+            change_status(
+                s, row, Status.LOST, now=now, reason=reason, worker=row["worker"], fields=end
+            )
+        changed.append(row["key"])
+    stale = select(E).where(
+        E.c.status == Status.QUEUED.value,
+        E.c.lifetime.is_not(None),
+        E.c.time_added + E.c.lifetime < now,
     )
-    for row in s.execute(_skip_locked(s, stale)).scalars().all():
-        reason = f"not started within its lifetime of {row.lifetime:g}s; discarded"
+    for row in s.execute(_skip_locked(s, stale)).mappings().all():
+        reason = f"not started within its lifetime of {row['lifetime']:g}s; discarded"
         change_status(s, row, Status.LOST, now=now, reason=reason)
-        changed.append(row.key)
+        changed.append(row["key"])
     return changed
 
 
 def queue_counts(s: Session) -> dict[str, dict[str, int]]:
     rows = s.execute(
-        select(SqlExperiment.queue, SqlExperiment.status, func.count())
-        .where(SqlExperiment.queue.is_not(None))
-        .group_by(SqlExperiment.queue, SqlExperiment.status)
+        select(E.c.queue, E.c.status, func.count())
+        .where(E.c.queue.is_not(None))
+        .group_by(E.c.queue, E.c.status)
     ).all()
     counts: dict[str, dict[str, int]] = {}
     for queue, status, n in rows:

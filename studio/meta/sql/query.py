@@ -213,7 +213,7 @@ def _compare(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[boo
 
 
 def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
-    """(page statement selecting SqlExperiment rows, statement counting all matches)."""
+    """(page statement selecting `experiments` rows, statement counting all matches)."""
     b = _Builder(dialect)
     conds: list[ColumnElement[bool]] = []
     if q.project is not None:
@@ -241,7 +241,7 @@ def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
 
     count = b.join_metrics(select(func.count()).select_from(SqlExperiment)).where(where)
     order = b.order(q.order_by or "-time_added")
-    page = b.join_metrics(select(SqlExperiment)).where(where).order_by(*order)
+    page = b.join_metrics(select(*SqlExperiment.__table__.columns)).where(where).order_by(*order)
     if q.limit is not None:
         if q.limit < 0:
             raise UsageError("limit must not be negative")

@@ -1,16 +1,30 @@
-"""Helpers shared by the store's modules: entity -> row values, locked row lookups, events."""
+"""Core-statement helpers shared by the store's modules: entity -> column values, locked row
+reads, status changes with their events. Everything runs inside the caller's transaction."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import RowMapping, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from studio.entities import ArtifactSpec, Experiment, Status
-from studio.exceptions import NotFoundError, UsageError
-from studio.meta.sql.models import SqlArtifact, SqlExperiment, SqlStatusEvent, resource_needs
+from studio.exceptions import ConflictError, NotFoundError, UsageError
+from studio.meta.sql.models import (
+    SqlArtifact,
+    SqlExperiment,
+    SqlStatusEvent,
+    artifact_entity,
+    experiment_entity,
+    resource_needs,
+)
+
+EXPERIMENTS = cast(Table, SqlExperiment.__table__)
+ARTIFACTS = cast(Table, SqlArtifact.__table__)
+EVENTS = cast(Table, SqlStatusEvent.__table__)
 
 _JSON_LISTS = ("args", "pythonenv", "python_pkgs")
 _JSON_DICTS = ("params", "env", "git", "host", "resources")
@@ -26,7 +40,7 @@ def not_found(key: str) -> NotFoundError:
     return NotFoundError(f"no experiment {key!r}: list experiments with `studio runs list`")
 
 
-def column_values(fields: dict[str, Any]) -> dict[str, Any]:
+def column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Entity field values -> column values (tuples to lists, resources to need_* columns)."""
     unknown = set(fields) - UPDATABLE
     if unknown:
@@ -50,46 +64,95 @@ def column_values(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def experiment_row(exp: Experiment, now: float) -> SqlExperiment:
+def artifact_values(key: str, a: ArtifactSpec) -> dict[str, Any]:
+    return {
+        "experiment_key": key,
+        "tag": a.tag,
+        "mutable": bool(a.mutable),
+        "local_path": a.local_path,
+        "source": a.source,
+        "tree": a.tree,
+        "size": int(a.size or 0),
+        "files": int(a.files or 0),
+        "updated": a.updated,
+    }
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
+
+
+def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
     if not exp.key or len(exp.key) > 255:
         raise UsageError(f"experiment key {exp.key!r} must be 1 to 255 characters")
-    fields = {name: getattr(exp, name) for name in UPDATABLE}
-    if fields["time_added"] is None:
-        fields["time_added"] = now
-    row = SqlExperiment(key=exp.key, status=Status(exp.status).value, **column_values(fields))
-    row.artifacts = [artifact_row(exp.key, a.replace(tag=tag)) for tag, a in exp.artifacts.items()]
-    return row
-
-
-def artifact_row(key: str, a: ArtifactSpec) -> SqlArtifact:
-    return SqlArtifact(
-        experiment_key=key,
-        tag=a.tag,
-        mutable=a.mutable,
-        local_path=a.local_path,
-        source=a.source,
-        tree=a.tree,
-        size=a.size,
-        files=a.files,
-        updated=a.updated,
-    )
-
-
-def load(s: Session, key: str, *, artifacts: bool = True, lock: bool = False) -> SqlExperiment:
-    """The row for `key` (locked FOR UPDATE on PostgreSQL with `lock`); NotFoundError if absent."""
-    stmt = select(SqlExperiment).where(SqlExperiment.key == key)
+    values = column_values({name: getattr(exp, name) for name in UPDATABLE})
+    if values["time_added"] is None:
+        values["time_added"] = now
+    values["key"] = exp.key
+    values["status"] = Status(exp.status).value
+    try:
+        s.execute(insert(EXPERIMENTS), values)
+    except IntegrityError as e:
+        if is_unique_violation(e):
+            raise ConflictError(
+                f"experiment {exp.key!r} already exists: pick another key with --experiment, "
+                f"or delete the old one with `studio runs kill {exp.key}`"
+            ) from e
+        raise
+    artifacts = [a.replace(tag=tag) for tag, a in exp.artifacts.items()]
     if artifacts:
-        stmt = stmt.options(selectinload(SqlExperiment.artifacts))
+        s.execute(insert(ARTIFACTS), [artifact_values(exp.key, a) for a in artifacts])
+    add_event(
+        s,
+        exp.key,
+        values["status"],
+        at=values["time_added"],
+        reason=exp.status_reason,
+        worker=exp.worker,
+    )
+    return experiment_entity(values, artifacts)
+
+
+def load(s: Session, key: str, *, lock: bool = False) -> RowMapping:
+    """The `experiments` row for `key` (locked FOR UPDATE on PostgreSQL with `lock`)."""
+    stmt = select(EXPERIMENTS).where(EXPERIMENTS.c.key == key)
     if lock:
-        stmt = stmt.with_for_update()
-    row = s.execute(stmt).scalar_one_or_none()
+        stmt = stmt.with_for_update()  # no-op on SQLite, whose writers hold the database lock
+    row = s.execute(stmt).mappings().first()
     if row is None:
         raise not_found(key)
     return row
 
 
+def load_artifacts(s: Session, keys: Sequence[str]) -> dict[str, list[ArtifactSpec]]:
+    found: dict[str, list[ArtifactSpec]] = {k: [] for k in keys}
+    stmt = (
+        select(ARTIFACTS)
+        .where(ARTIFACTS.c.experiment_key.in_(list(keys)))
+        .order_by(ARTIFACTS.c.tag)
+    )
+    for row in s.execute(stmt).mappings():
+        found[row["experiment_key"]].append(artifact_entity(row))
+    return found
+
+
+def entity(
+    s: Session, row: Mapping[Any, Any], changes: Mapping[str, Any] | None = None
+) -> Experiment:
+    """The entity for `row` updated with `changes`, with its artifacts."""
+    values = {**row, **(changes or {})}
+    return experiment_entity(values, load_artifacts(s, [row["key"]])[row["key"]])
+
+
 def exists(s: Session, key: str) -> bool:
-    return s.execute(select(SqlExperiment.key).where(SqlExperiment.key == key)).first() is not None
+    stmt = select(EXPERIMENTS.c.key).where(EXPERIMENTS.c.key == key)
+    return s.execute(stmt).first() is not None
+
+
+def update_row(s: Session, key: str, values: Mapping[str, Any]) -> None:
+    if values:
+        s.execute(update(EXPERIMENTS).where(EXPERIMENTS.c.key == key).values(**values))
 
 
 def add_event(
@@ -101,40 +164,47 @@ def add_event(
     reason: str | None = None,
     worker: str | None = None,
 ) -> None:
-    s.add(
-        SqlStatusEvent(
-            experiment_key=key,
-            status=Status(status).value,
-            time=time.time() if at is None else at,
-            reason=reason,
-            worker=worker,
-        )
+    s.execute(
+        insert(EVENTS),
+        {
+            "experiment_key": key,
+            "status": Status(status).value,
+            "time": time.time() if at is None else at,
+            "reason": reason,
+            "worker": worker,
+        },
     )
 
 
 def change_status(
     s: Session,
-    row: SqlExperiment,
+    row: Mapping[Any, Any],
     status: Status,
     *,
     now: float,
     reason: str | None = None,
     worker: str | None = None,
-) -> None:
-    """Apply the bookkeeping every status change implies, and record the event.
-    The caller has checked the transition."""
-    row.status = status.value
-    row.status_reason = reason
+    fields: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the status change (the caller checked the transition) with the bookkeeping it
+    implies, then `fields`; record the event. Returns the changed column values.
+
+    To `running`: heartbeat now, `time_started` now if unset, worker set; to `queued`: worker
+    and lease cleared; to a terminal status: lease cleared, `time_finished` now if unset."""
+    changes: dict[str, Any] = {"status": status.value, "status_reason": reason}
     if status is Status.RUNNING:
-        row.heartbeat = now
-        row.time_finished = None
+        changes.update(heartbeat=now, time_finished=None)
+        if row["time_started"] is None:
+            changes["time_started"] = now
         if worker is not None:
-            row.worker = worker
+            changes["worker"] = worker
     elif status is Status.QUEUED:
-        row.worker = None
-        row.lease_expires = None
+        changes.update(worker=None, lease_expires=None)
     else:
-        row.lease_expires = None
-        if row.time_finished is None:
-            row.time_finished = now
-    add_event(s, row.key, status, at=now, reason=reason, worker=worker)
+        changes["lease_expires"] = None
+        if row["time_finished"] is None:
+            changes["time_finished"] = now
+    changes.update(fields or {})
+    update_row(s, row["key"], changes)
+    add_event(s, row["key"], status, at=now, reason=reason, worker=worker)
+    return changes

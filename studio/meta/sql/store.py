@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, case, delete, func, select
+from sqlalchemy import Engine, Table, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from studio.entities import (
     ArtifactSpec,
@@ -31,21 +31,28 @@ from studio.meta.sql import leases, query
 from studio.meta.sql.engine import Transactions
 from studio.meta.sql.models import (
     SqlArtifact,
-    SqlExperiment,
     SqlMetricSummary,
     SqlOutputChunk,
     SqlStatusEvent,
+    experiment_entity,
 )
 from studio.meta.sql.rows import (
-    add_event,
-    artifact_row,
+    ARTIFACTS,
+    EXPERIMENTS,
+    artifact_values,
     change_status,
     column_values,
+    entity,
     exists,
-    experiment_row,
+    insert_experiment,
     load,
+    load_artifacts,
     not_found,
+    update_row,
 )
+
+OUTPUT = cast(Table, SqlOutputChunk.__table__)
+METRICS = cast(Table, SqlMetricSummary.__table__)
 
 #: Keys per `IN (...)` list, well under every backend's bound-parameter limit.
 _CHUNK = 500
@@ -73,40 +80,19 @@ class SqlMetaStore(MetaStore):
 
     # -- experiments -------------------------------------------------------------------
     def create_experiment(self, exp: Experiment) -> Experiment:
-        def tx(s: Session) -> Experiment:
-            if exists(s, exp.key):
-                raise _duplicate(exp.key)
-            row = experiment_row(exp, time.time())
-            s.add(row)
-            add_event(
-                s,
-                exp.key,
-                row.status,
-                at=row.time_added,
-                reason=exp.status_reason,
-                worker=exp.worker,
-            )
-            try:
-                s.flush()
-            except IntegrityError as e:  # created concurrently (PostgreSQL)
-                raise _duplicate(exp.key) from e
-            return row.to_entity()
-
-        return self._tx.write(tx)
+        return self._tx.write(lambda s: insert_experiment(s, exp, time.time()))
 
     def get_experiment(self, key: str) -> Experiment:
-        return self._tx.read(lambda s: load(s, key).to_entity())
+        return self._tx.read(lambda s: entity(s, load(s, key)))
 
     def get_experiments(self, keys: Sequence[str]) -> list[Experiment]:
         def tx(s: Session) -> list[Experiment]:
             found: dict[str, Experiment] = {}
             for chunk in _chunks(keys):
-                stmt = (
-                    select(SqlExperiment)
-                    .where(SqlExperiment.key.in_(chunk))
-                    .options(selectinload(SqlExperiment.artifacts))
-                )
-                found.update((r.key, r.to_entity()) for r in s.execute(stmt).scalars())
+                stmt = select(EXPERIMENTS).where(EXPERIMENTS.c.key.in_(chunk))
+                rows = s.execute(stmt).mappings().all()
+                artifacts = load_artifacts(s, [r["key"] for r in rows])
+                found.update((r["key"], experiment_entity(r, artifacts[r["key"]])) for r in rows)
             return [found[k] for k in keys if k in found]
 
         return self._tx.read(tx)
@@ -115,7 +101,7 @@ class SqlMetaStore(MetaStore):
         page, count = query.build(q, self.dialect)
 
         def tx(s: Session) -> Page:
-            items = [r.to_entity(artifacts=False) for r in s.execute(page).scalars()]
+            items = [experiment_entity(r) for r in s.execute(page).mappings()]
             if not q.offset and (q.limit is None or len(items) < q.limit):
                 total = len(items)  # the whole result fits in this page: no COUNT needed
             else:
@@ -129,9 +115,8 @@ class SqlMetaStore(MetaStore):
 
         def tx(s: Session) -> Experiment:
             row = load(s, key, lock=True)
-            for name, value in values.items():
-                setattr(row, name, value)
-            return row.to_entity()
+            update_row(s, key, values)
+            return entity(s, row, values)
 
         return self._tx.write(tx)
 
@@ -155,7 +140,7 @@ class SqlMetaStore(MetaStore):
 
         def tx(s: Session) -> Experiment:
             row = load(s, key, lock=True)
-            current = Status(row.status)
+            current = Status(row["status"])
             if allowed is not None and current not in allowed:
                 expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
                 raise ConflictError(
@@ -163,22 +148,17 @@ class SqlMetaStore(MetaStore):
                 )
             check_transition(current, new)
             now = time.time()
-            if new is Status.RUNNING and row.time_started is None:
-                row.time_started = now
-            change_status(s, row, new, now=now, reason=reason, worker=worker)
-            for name, value in values.items():
-                setattr(row, name, value)
-            return row.to_entity()
+            changes = change_status(
+                s, row, new, now=now, reason=reason, worker=worker, fields=values
+            )
+            return entity(s, row, changes)
 
         return self._tx.write(tx)
 
     def delete_experiment(self, key: str) -> None:
         def tx(s: Session) -> None:
             # Artifacts, events, output and metric summaries go by ON DELETE CASCADE.
-            result = s.execute(
-                delete(SqlExperiment).where(SqlExperiment.key == key),
-                execution_options={"synchronize_session": False},
-            )
+            result = s.execute(delete(EXPERIMENTS).where(EXPERIMENTS.c.key == key))
             if not getattr(result, "rowcount", 0):
                 raise not_found(key)
 
@@ -200,10 +180,20 @@ class SqlMetaStore(MetaStore):
 
     # -- artifacts ---------------------------------------------------------------------
     def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
+        values = artifact_values(key, artifact)
+        ins = self._insert(ARTIFACTS).values(**values)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["experiment_key", "tag"],
+            set_={
+                c: getattr(ins.excluded, c) for c in values if c not in ("experiment_key", "tag")
+            },
+        )
+
         def tx(s: Session) -> None:
-            if not exists(s, key):
-                raise not_found(key)
-            s.merge(artifact_row(key, artifact))
+            try:
+                s.execute(stmt)
+            except IntegrityError as e:  # foreign key: no such experiment
+                raise not_found(key) from e
 
         self._tx.write(tx)
 
@@ -236,7 +226,7 @@ class SqlMetaStore(MetaStore):
     # -- output ------------------------------------------------------------------------
     def append_output(self, key: str, attempt: int, seq: int, text: str) -> None:
         stmt = (
-            self._insert(SqlOutputChunk)
+            self._insert(OUTPUT)
             .values(experiment_key=key, attempt=attempt, seq=seq, text=text, time=time.time())
             .on_conflict_do_nothing(index_elements=["experiment_key", "attempt", "seq"])
         )
@@ -305,7 +295,7 @@ class SqlMetaStore(MetaStore):
             }
             for m in {m.key: m for m in summaries}.values()
         ]
-        ins = self._insert(SqlMetricSummary).values(rows)
+        ins = self._insert(METRICS).values(rows)
         stmt = ins.on_conflict_do_update(
             index_elements=["experiment_key", "name"],
             set_={
@@ -340,18 +330,18 @@ class SqlMetaStore(MetaStore):
     # -- listings ----------------------------------------------------------------------
     def projects(self) -> list[dict[str, Any]]:
         def count_of(status: Status) -> Any:
-            return func.sum(case((SqlExperiment.status == status.value, 1), else_=0))
+            return func.sum(case((EXPERIMENTS.c.status == status.value, 1), else_=0))
 
         stmt = (
             select(
-                SqlExperiment.project,
+                EXPERIMENTS.c.project,
                 func.count(),
                 count_of(Status.RUNNING),
                 count_of(Status.FINISHED),
-                func.max(SqlExperiment.time_added),
+                func.max(EXPERIMENTS.c.time_added),
             )
-            .group_by(SqlExperiment.project)
-            .order_by(SqlExperiment.project)
+            .group_by(EXPERIMENTS.c.project)
+            .order_by(EXPERIMENTS.c.project)
         )
         keys = ("name", "count", "running", "finished", "last_added")
         return self._tx.read(
@@ -365,9 +355,9 @@ class SqlMetaStore(MetaStore):
 
     def users(self) -> list[dict[str, Any]]:
         stmt = (
-            select(SqlExperiment.owner, func.count(), func.max(SqlExperiment.time_added))
-            .group_by(SqlExperiment.owner)
-            .order_by(SqlExperiment.owner)
+            select(EXPERIMENTS.c.owner, func.count(), func.max(EXPERIMENTS.c.time_added))
+            .group_by(EXPERIMENTS.c.owner)
+            .order_by(EXPERIMENTS.c.owner)
         )
         return self._tx.read(
             lambda s: [
@@ -377,10 +367,3 @@ class SqlMetaStore(MetaStore):
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _duplicate(key: str) -> ConflictError:
-    return ConflictError(
-        f"experiment {key!r} already exists: pick another key with --experiment, "
-        f"or delete the old one with `studio runs kill {key}`"
-    )
