@@ -1,0 +1,329 @@
+"""Read an experiment's metric series: long or wide DataFrames, summaries, spike-safe downsampling.
+
+Works on a metrics directory of segment files (see `studio.tracking.segments`), live or
+materialized: every complete segment is read, stray temp files are ignored. Needs pandas and
+pyarrow (`pip install 'studio[workbook]'`); CSV-only directories are read with pyarrow's CSV
+reader too.
+
+Order of rows: segments in name order (flush time), inside a segment each key's rows in the
+order they were logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from studio.entities import MetricSummary
+from studio.exceptions import require
+from studio.tracking.segments import list_segments, read_segment
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = ["downsample", "meld", "read_series", "read_table", "summarize", "wide"]
+
+SUMMARY_STATE = ".summary-state.json"
+_STATE_VERSION = 1
+_log = logging.getLogger(__name__)
+
+
+def _empty_table() -> pa.Table:
+    pa = require("pyarrow", "workbook")
+    return pa.table(
+        {
+            "key": pa.array([], pa.dictionary(pa.int32(), pa.string())),
+            "step": pa.array([], pa.int64()),
+            "value": pa.array([], pa.float64()),
+            "time": pa.array([], pa.float64()),
+        }
+    )
+
+
+def _select(table: pa.Table, wanted: pa.Array | None) -> pa.Table | None:
+    """Rows of `table` whose key is in `wanted` (None: all); None if there are none."""
+    if wanted is None:
+        return table
+    import pyarrow.compute as pc
+
+    column = table.column("key")
+    if column.num_chunks == 1:
+        keys = column.chunk(0)
+        hit = pc.is_in(keys.dictionary, value_set=wanted)
+        if not pc.any(hit).as_py():
+            return None
+        if pc.all(hit).as_py():
+            return table
+        mask = pc.take(hit, keys.indices)
+    else:
+        mask = pc.is_in(column, value_set=wanted)
+    selected = table.filter(mask)
+    return selected if selected.num_rows else None
+
+
+def read_table(
+    metrics_dir: str | os.PathLike[str],
+    keys: Sequence[str] | None = None,
+    names: Iterable[str] | None = None,
+) -> pa.Table:
+    """The series as one pyarrow Table (key, step, value, time); `names`: only these segments."""
+    pa = require("pyarrow", "workbook")
+    root = Path(metrics_dir)
+    wanted = None if keys is None else pa.array(list(keys), pa.string())
+    tables = []
+    for name in list_segments(root) if names is None else names:
+        try:
+            table = read_segment(root / name)
+        except FileNotFoundError:  # removed since listing (a directory being replaced)
+            continue
+        table = _select(table, wanted)
+        if table is not None:
+            tables.append(table)
+    if not tables:
+        return _empty_table()
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def read_series(
+    metrics_dir: str | os.PathLike[str], keys: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Long DataFrame: key (categorical), step (int64), value (float64), time (float64 unix s)."""
+    require("pandas", "workbook")
+    df = read_table(metrics_dir, keys).to_pandas()
+    return df.reset_index(drop=True)
+
+
+def wide(df: pd.DataFrame, index: str = "step") -> pd.DataFrame:
+    """One column per key, indexed by `index` (step or time); a repeated (key, step) keeps the
+    last value logged."""
+    pd = require("pandas", "workbook")
+    if df.empty:
+        return pd.DataFrame(index=pd.Index([], name=index, dtype=df[index].dtype))
+    flat = df.assign(key=df["key"].astype(str))
+    flat = flat.drop_duplicates(["key", index], keep="last")
+    out = flat.pivot(index=index, columns="key", values="value").sort_index()
+    out.columns.name = None
+    return out
+
+
+def meld(
+    metrics_dirs: Mapping[str, str | os.PathLike[str]] | Sequence[str | os.PathLike[str]],
+    key: str,
+    index: str = "step",
+) -> pd.DataFrame:
+    """One key across experiments: one column per experiment (label or path), aligned on
+    `index` (outer join; NaN where an experiment has no point)."""
+    pd = require("pandas", "workbook")
+    items = (
+        list(metrics_dirs.items())
+        if isinstance(metrics_dirs, Mapping)
+        else [(str(p), p) for p in metrics_dirs]
+    )
+    columns: dict[str, Any] = {}
+    for label, directory in items:
+        table = read_table(directory, [key])
+        x = table.column(index).to_numpy()
+        y = table.column("value").to_numpy()
+        if len(x) > 1 and not (np.diff(x) > 0).all():  # out of order or repeated steps
+            s = pd.Series(y, index=x)
+            s = s[~s.index.duplicated(keep="last")].sort_index()
+        else:
+            s = pd.Series(y, index=x)
+        columns[label] = s
+    if not columns:
+        return pd.DataFrame()
+    first = next(iter(columns.values()))
+    if all(s.index.equals(first.index) for s in columns.values()):  # the usual case: no join
+        out = pd.DataFrame({k: s.to_numpy() for k, s in columns.items()}, index=first.index)
+    else:
+        out = pd.concat(columns, axis=1, sort=True)
+    out.index.name = index
+    return out
+
+
+# -- summaries ------------------------------------------------------------------------------
+def _fold_table(table: pa.Table) -> dict[str, list[float]]:
+    """Per key [last, min, max, count, last_step, last_time, max_time] of one table.
+
+    `last` is the value at the greatest step (ties: the later time, then the later row), so it
+    does not depend on which process flushed first. min/max ignore NaN (NaN if all are NaN).
+    """
+    if not table.num_rows:
+        return {}
+    table = table.unify_dictionaries().combine_chunks()
+    key = table.column("key").chunk(0)
+    codes = key.indices.to_numpy(zero_copy_only=False)
+    names = key.dictionary.to_pylist()
+    step = table.column("step").to_numpy()
+    value = table.column("value").to_numpy()
+    when = table.column("time").to_numpy()
+    order = np.lexsort((when, step, codes))
+    codes_sorted = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes_sorted[1:] != codes_sorted[:-1]])
+    ends = np.r_[starts[1:], len(order)] - 1
+    v_sorted = value[order]
+    with np.errstate(invalid="ignore"):
+        mins = np.fmin.reduceat(v_sorted, starts)
+        maxs = np.fmax.reduceat(v_sorted, starts)
+    max_time = np.fmax.reduceat(when[order], starts)
+    out = {}
+    for i, start in enumerate(starts):
+        last_row = order[ends[i]]
+        out[names[codes_sorted[start]]] = [
+            float(value[last_row]),
+            float(mins[i]),
+            float(maxs[i]),
+            int(ends[i] - start + 1),
+            int(step[last_row]),
+            float(when[last_row]),
+            float(max_time[i]),
+        ]
+    return out
+
+
+def _merge(old: list[float], new: list[float]) -> list[float]:
+    last, last_step, last_time = old[0], old[4], old[5]
+    if (new[4], new[5]) >= (last_step, last_time):
+        last, last_step, last_time = new[0], new[4], new[5]
+    return [
+        last,
+        float(np.fmin(old[1], new[1])),
+        float(np.fmax(old[2], new[2])),
+        int(old[3] + new[3]),
+        last_step,
+        last_time,
+        float(np.fmax(old[6], new[6])),
+    ]
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        return None
+    return state
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+    except OSError:  # a read-only (materialized) directory: summaries are just not cached
+        _log.debug("cannot save summary state %s", path, exc_info=True)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def summarize(
+    metrics_dir: str | os.PathLike[str], state_path: str | os.PathLike[str] | None = None
+) -> list[MetricSummary]:
+    """Per-key last/min/max/count/last_step of the series, sorted by key.
+
+    Incremental: the folded segments and running summaries are kept in `state_path` (default
+    ``<metrics_dir>/.summary-state.json``; dot-names are not part of the series), so each call
+    only reads segments that appeared since the last one. If a folded segment disappeared,
+    everything is folded again.
+    """
+    root = Path(metrics_dir)
+    state_file = Path(state_path) if state_path is not None else root / SUMMARY_STATE
+    present = list_segments(root)
+    state = _load_state(state_file)
+    if state is None or not set(state["segments"]) <= set(present):
+        state = {"version": _STATE_VERSION, "segments": [], "keys": {}}
+    folded = set(state["segments"])
+    new = [name for name in present if name not in folded]
+    if new:
+        keys: dict[str, list[float]] = state["keys"]
+        for key, summary in _fold_table(read_table(root, names=new)).items():
+            keys[key] = summary if key not in keys else _merge(keys[key], summary)
+        state["segments"].extend(new)
+        _save_state(state_file, state)
+    return [
+        MetricSummary(
+            key=key,
+            last=s[0],
+            min=s[1],
+            max=s[2],
+            count=int(s[3]),
+            last_step=int(s[4]),
+            updated=s[6],
+        )
+        for key, s in sorted(state["keys"].items())
+    ]
+
+
+# -- downsampling ---------------------------------------------------------------------------
+def _bucket_rows(x: np.ndarray, y: np.ndarray, buckets: int, lo: float, hi: float) -> np.ndarray:
+    """Positions (into x sorted ascending) of each bucket's min and max row, ascending."""
+    n = len(x)
+    if n <= 2 * buckets:
+        return np.arange(n)
+    span = hi - lo
+    b = np.zeros(n, dtype=np.int64) if span <= 0 else ((x - lo) * (buckets / span)).astype(np.int64)
+    np.clip(b, 0, buckets - 1, out=b)
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    # NaN must neither win nor hide a real extreme; an all-NaN bucket still shows one NaN.
+    low = np.where(np.isnan(y), np.inf, y)
+    high = np.where(np.isnan(y), -np.inf, y)
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    mins = np.minimum.reduceat(low, starts)
+    maxs = np.maximum.reduceat(high, starts)
+    is_min = low == mins[run]
+    is_max = high == maxs[run]
+    both = np.concatenate([_first_true_per_run(is_min, run), _first_true_per_run(is_max, run)])
+    return np.unique(both)
+
+
+def _first_true_per_run(flags: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """Position of the first True of each run (every run has one)."""
+    hits = np.flatnonzero(flags)
+    runs = run[hits]
+    return hits[np.r_[True, runs[1:] != runs[:-1]]]
+
+
+def downsample(
+    df: pd.DataFrame,
+    buckets: int,
+    x_range: tuple[float, float] | None = None,
+    x: str = "step",
+) -> pd.DataFrame:
+    """At most ``2 * buckets`` rows per key, keeping each bucket's min and max row.
+
+    The x axis (`x`, default step) over `x_range` (default: the key's own range) is cut into
+    `buckets` equal-width buckets; each bucket keeps its lowest and highest value, so a single
+    spike among millions of points survives. Rows outside `x_range` are dropped. Columns and
+    dtypes are those of `df` (long format); rows come out per key, in x order.
+    """
+    pd = require("pandas", "workbook")
+    if buckets < 1:
+        raise ValueError("buckets must be at least 1")
+    parts = []
+    for _, group in df.groupby("key", observed=True, sort=False):
+        xs = group[x].to_numpy()
+        if x_range is not None:
+            inside = (xs >= x_range[0]) & (xs <= x_range[1])
+            group, xs = group[inside], xs[inside]
+        if not len(group):
+            continue
+        order = np.argsort(xs, kind="stable")
+        xs = xs[order]
+        lo, hi = (float(xs[0]), float(xs[-1])) if x_range is None else map(float, x_range)
+        keep = _bucket_rows(
+            xs.astype(np.float64), group["value"].to_numpy()[order], buckets, lo, hi
+        )
+        parts.append(group.iloc[order[keep]])
+    if not parts:
+        return df.iloc[0:0]
+    return pd.concat(parts, ignore_index=True)
