@@ -19,7 +19,7 @@ import pytest
 
 from studio.entities import Experiment, Status
 from studio.meta import MetaStore, open_meta_store
-from tests.e2e.helpers import studio, studio_json, studio_env
+from tests.e2e.helpers import studio, studio_env, studio_json
 
 FAST = "worker:\n  lease: 3\n  heartbeat: 0.5\n"
 
