@@ -106,6 +106,27 @@ def _atomic_write(path: Path, write: Any, fsync: bool) -> None:
 Columns = Sequence[tuple[str, "np.ndarray", "np.ndarray", "np.ndarray"]]
 
 
+def _numeric_array(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    # from_buffers, not pa.array: pa.array imports pandas (seconds, and impossible at exit).
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def _string_array(names: Sequence[str]) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
+    encoded = [n.encode("utf-8") for n in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
+
+
 def arrow_table(columns: Columns) -> pa.Table:
     """A segment table from per-key columns (rows grouped by key, each key in log order)."""
     import numpy as np
@@ -114,19 +135,20 @@ def arrow_table(columns: Columns) -> pa.Table:
     lengths = [len(c[1]) for c in columns]
     codes = np.repeat(np.arange(len(columns), dtype=np.int32), lengths)
     key = pa.DictionaryArray.from_arrays(
-        pa.array(codes), pa.array([c[0] for c in columns], pa.string())
+        _numeric_array(codes, pa.int32()), _string_array([c[0] for c in columns])
     )
 
-    def cat(i: int, dtype: Any) -> pa.Array:
-        parts = [c[i] for c in columns]
-        return pa.array(parts[0] if len(parts) == 1 else np.concatenate(parts).astype(dtype))
+    def cat(i: int, dtype: Any, arrow_type: pa.DataType) -> pa.Array:
+        parts: list[np.ndarray] = [c[i] for c in columns]  # type: ignore[misc]
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return _numeric_array(joined.astype(dtype, copy=False), arrow_type)
 
     return pa.table(
         {
             "key": key,
-            "step": cat(1, np.int64),
-            "value": cat(2, np.float64),
-            "time": cat(3, np.float64),
+            "step": cat(1, np.int64, pa.int64()),
+            "value": cat(2, np.float64, pa.float64()),
+            "time": cat(3, np.float64, pa.float64()),
         }
     ).replace_schema_metadata({b"format": FORMAT_TAG})
 
