@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from studio.cli.common import config_option, console, context, fmt_time, fmt_value, json_option, print_json
+from studio.cli.common import (
+    config_option,
+    console,
+    context,
+    fmt_time,
+    fmt_value,
+    json_option,
+    print_json,
+)
 
 
 @click.group(short_help="List, inspect, stop and delete experiments.")
@@ -51,7 +59,7 @@ def list_(what: tuple[str, ...], config: str | None, as_json: bool, sort: str | 
         raise UsageError(f"unknown status in {status}; use one of: {', '.join(s.value for s in Status)}") from None
     order = sort or ("-metric_value" if query.get("project") else "-time_added")
     page = list_experiments(ctx, ExperimentQuery(status=statuses, order_by=order, limit=limit, **query))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "key": e.key,
             "project": e.project,
@@ -101,7 +109,8 @@ def _print_rows(rows: list[dict[str, Any]], cols: list[str], as_json: bool) -> N
 @click.argument("key")
 def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
     """Everything recorded about experiment KEY."""
-    from studio.api.experiments import output_text, show as show_
+    from studio.api.experiments import output_text
+    from studio.api.experiments import show as show_
 
     ctx = context(config)
     data = show_(ctx, key)

@@ -170,7 +170,7 @@ class Executor:
         def terminate(reason: Status, why: str) -> None:
             if "status" not in stopping:
                 stopping.update(status=reason, reason=why, since=time.monotonic(), step=0)
-                _signal_group(proc, signal.SIGINT if reason == Status.STOPPED else signal.SIGTERM)
+                _signal_group(proc, signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM)
 
         def on_signal(signum: int) -> None:
             if signum == signal.SIGINT:
@@ -202,7 +202,7 @@ class Executor:
                     next_beat = now + settings.heartbeat_seconds
                     try:
                         if meta.heartbeat(exp.key, self.worker, settings.lease_seconds):
-                            terminate(Status.STOPPED, "stop requested")
+                            terminate(*_requested_stop(self.ctx, exp.key))
                     except ConflictError:
                         log.warning("lost the lease on %s; stopping the local copy", exp.key)
                         stopping["lost"] = True
@@ -297,6 +297,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:
+    """What a requested stop records: `stopped`, or what the requester asked for (a sweep's
+    pruner asks for `pruned`, with its reason)."""
+    try:
+        current = ctx.meta.get_experiment(key)
+    except Exception:
+        return Status.STOPPED, "stop requested"
+    return current.stop_status or Status.STOPPED, current.stop_reason or "stop requested"
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -337,7 +347,9 @@ class _OutputMetrics:
         text = self._rest + text
         complete, _, self._rest = text.rpartition("\n")
         for name, value in parse_metric_lines(complete):
-            self._logger.log(**{name: value})
+            if name != "step":  # `step` is the logger's own argument, not a metric
+                values: dict[str, Any] = {name: value}
+                self._logger.log(None, **values)
 
     def close(self) -> None:
         self.feed("\n")
