@@ -7,6 +7,10 @@ SQLite is made safe for many processes at once:
 - write transactions start with `BEGIN IMMEDIATE`: the write lock is taken up front, so two
   writers never both read and then collide on upgrade to a write lock (the classic source of
   "database is locked" that no busy timeout fixes); reads use a plain deferred `BEGIN`;
+- writers on one machine queue on an `flock` of `<database>-writers` before BEGIN: the kernel
+  wakes the next writer the moment the lock is free, where SQLite's busy handler polls with
+  sleeps of up to 100 ms (under contention writers spent most of their time asleep: 4 busy
+  processes ran 2.7x slower than one);
 - `Transactions.write` still retries a few times on "database is locked" as a last resort.
 
 PostgreSQL uses READ COMMITTED with explicit row locks (`FOR UPDATE`, `SKIP LOCKED` for claims);
@@ -15,10 +19,13 @@ a serialization failure or deadlock is retried the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,6 +35,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from studio.exceptions import StoreError
+
+try:
+    import fcntl
+except ImportError:  # Windows: the thread lock and SQLite's own locking remain
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +108,71 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+class WriterQueue:
+    """Serialises the write transactions of this machine's processes on one SQLite file: a
+    thread lock within the process, an `flock` across processes. Purely a fairness and speed
+    measure; correctness rests on BEGIN IMMEDIATE (writers that skip the queue are still safe).
+    Where `fcntl` or the lock file is unavailable, only the thread lock is used."""
+
+    def __init__(self, database: str) -> None:
+        self.path = f"{database}-writers"
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int | None:
+        # A forked child must not share the parent's open file: flock would not exclude them.
+        if self._pid != os.getpid():
+            self._fd, self._pid = None, os.getpid()
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                log.debug("no writer queue at %s: %s", self.path, exc)
+        return self._fd
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            fd = self._descriptor()
+            if fd is None or fcntl is None:
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class Transactions:
     """Runs a function in one transaction (a Session), committing on success and retrying
     the whole function when the database reports a transient lock conflict."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database
+        self._queue: WriterQueue | None = None
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._queue = WriterQueue(database)
         self._read = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(
             bind=write_engine(engine), expire_on_commit=False, autoflush=False
         )
 
     def read(self, fn: Callable[[Session], T]) -> T:
-        return self._run(self._read, fn)
+        return self._run(self._read, fn, None)
 
     def write(self, fn: Callable[[Session], T]) -> T:
-        return self._run(self._write, fn)
+        return self._run(self._write, fn, self._queue)
 
-    def _run(self, factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
+    def _run(
+        self, factory: sessionmaker[Session], fn: Callable[[Session], T], queue: WriterQueue | None
+    ) -> T:
         for attempt in range(RETRIES + 1):
             try:
-                with factory() as session, session.begin():
-                    return fn(session)
+                with queue.hold() if queue else contextlib.nullcontext():
+                    with factory() as session, session.begin():
+                        return fn(session)
             except DBAPIError as exc:
                 if not is_retryable(exc):
                     raise StoreError(
