@@ -8,6 +8,7 @@ metadata row is updated only when the tree hash changes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -98,11 +99,11 @@ class Checkpointer:
 
     def _metrics(self) -> None:
         metrics_dir = self.paths.get("metrics")
-        if metrics_dir is None:
-            return
+        tb_dir = self.paths.get("tb")
+        if metrics_dir is None or not (_has_files(metrics_dir) or (tb_dir is not None and _has_files(tb_dir))):
+            return  # nothing logged: don't pay for importing the series readers
         from studio.tracking import series, tensorboard
 
-        tb_dir = self.paths.get("tb")
         if tb_dir is not None and tb_dir.exists():
             try:
                 tensorboard.import_tensorboard(tb_dir, metrics_dir)
@@ -117,3 +118,11 @@ class Checkpointer:
             value = fold_metric(self.metric, summaries)
             if value is not None:
                 self.ctx.meta.update_experiment(self.key, metric_value=value)
+
+
+def _has_files(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
