@@ -165,7 +165,8 @@ def bucketed(
     s: KeySeries, buckets: int, x_min: float | None = None, x_max: float | None = None
 ) -> dict[str, Any]:
     """Points of `s` within [x_min, x_max] (one more on each side, so lines reach the edges),
-    reduced to each bucket's min and max in step order when there are more than 2*buckets."""
+    reduced to each bucket's min and max (and both ends) in step order when there are more than
+    2*buckets."""
     steps, values = s.steps, s.values
     n_all = len(steps)
     lo = 0 if x_min is None or not np.isfinite(x_min) else int(np.searchsorted(steps, x_min, "left"))
@@ -186,7 +187,8 @@ def bucketed(
     base = np.arange(rows) * per
     imin = np.minimum(low.reshape(rows, per).argmin(axis=1) + base, n - 1)
     imax = np.minimum(high.reshape(rows, per).argmax(axis=1) + base, n - 1)
-    idx = np.stack([np.minimum(imin, imax), np.maximum(imin, imax)], axis=1).ravel()
+    # Each bucket's min and max, plus both ends so lines reach the edges of the range.
+    idx = np.unique(np.concatenate([imin, imax, [0, n - 1]]))
     return {
         "x": st[idx].tolist(), "y": _finite_list(va[idx]), "count": n, "total": n_all, "sampled": True,
     }
