@@ -208,13 +208,21 @@ def _csv_table(path: Path) -> pa.Table:
     return table.set_column(0, "key", table.column("key").dictionary_encode())
 
 
+_MMAP_FROM = 1 << 20  # smaller files are cheaper to read than to map
+
+
 def read_segment(path: Path) -> pa.Table:
-    """One segment as a pyarrow Table with the canonical schema (memory-mapped for Arrow)."""
+    """One segment as a pyarrow Table with the canonical schema (big files memory-mapped)."""
     import pyarrow as pa
 
     if path.name.endswith(CSV_SUFFIX):
         table = _csv_table(path)
     else:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
+        name = str(path)
+        if os.stat(name).st_size >= _MMAP_FROM:
+            with pa.memory_map(name) as source:
+                table = pa.ipc.open_file(source).read_all()
+        else:
+            with open(name, "rb") as fh:
+                table = pa.ipc.open_file(pa.py_buffer(fh.read())).read_all()
     return table.select(list(COLUMNS)).replace_schema_metadata(None)

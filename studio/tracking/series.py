@@ -32,6 +32,7 @@ __all__ = ["downsample", "meld", "read_series", "read_table", "summarize", "wide
 
 SUMMARY_STATE = ".summary-state.json"
 _STATE_VERSION = 1
+_FILTER_ALONE_FROM = 20_000  # rows
 _log = logging.getLogger(__name__)
 
 
@@ -74,21 +75,34 @@ def read_table(
     names: Iterable[str] | None = None,
 ) -> pa.Table:
     """The series as one pyarrow Table (key, step, value, time); `names`: only these segments."""
-    pa = require("pyarrow", "workbook")
+    arrow = require("pyarrow", "workbook")
     root = Path(metrics_dir)
-    wanted = None if keys is None else pa.array(list(keys), pa.string())
-    tables = []
+    wanted = None if keys is None else arrow.array(list(keys), arrow.string())
+    out: list[pa.Table] = []
+    run: list[pa.Table] = []  # consecutive small tables: one filter for all (per-call cost)
+
+    def take(tables: list[pa.Table]) -> None:
+        if tables:
+            whole = tables[0] if len(tables) == 1 else arrow.concat_tables(tables)
+            selected = _select(whole, wanted)
+            if selected is not None:
+                out.append(selected)
+
     for name in list_segments(root) if names is None else names:
         try:
             table = read_segment(root / name)
         except FileNotFoundError:  # removed since listing (a directory being replaced)
             continue
-        table = _select(table, wanted)
-        if table is not None:
-            tables.append(table)
-    if not tables:
+        if table.num_rows < _FILTER_ALONE_FROM:
+            run.append(table)
+        else:
+            take(run)
+            run = []
+            take([table])
+    take(run)
+    if not out:
         return _empty_table()
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return out[0] if len(out) == 1 else arrow.concat_tables(out)
 
 
 def read_series(
