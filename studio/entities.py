@@ -114,6 +114,9 @@ class Experiment:
     lease_expires: float | None = None
     attempts: int = 0
     stop_requested: bool = False
+    stop_status: Status | None = None  # what a requested stop records (None: stopped); e.g. pruned
+    stop_reason: str | None = None  # why the stop was requested, recorded as the status reason
+    sweep: str | None = None  # the sweep (project) that created it: workers substitute `params`
     artifacts: dict[str, ArtifactSpec] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Experiment:
@@ -129,6 +132,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["status"] = self.status.value
+        data["stop_status"] = self.stop_status.value if self.stop_status is not None else None
         data["args"] = list(self.args)
         data["pythonenv"] = list(self.pythonenv)
         data["python_pkgs"] = list(self.python_pkgs)

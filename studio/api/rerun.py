@@ -31,7 +31,7 @@ def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None
         key=nk, status=Status.QUEUED, returncode=None, status_reason=f"rerun of {key}", queue=queue,
         env=redact_env(ctx.settings.env), metric_value=None, time_added=time.time(), time_started=None,
         time_last_checkpoint=None, time_finished=None, heartbeat=None, worker=None, lease_expires=None,
-        attempts=0, stop_requested=False, artifacts=artifacts, owner=ctx.settings.owner,
+        attempts=0, stop_requested=False, stop_status=None, stop_reason=None, artifacts=artifacts, owner=ctx.settings.owner,
     )
     return ctx.meta.create_experiment(exp)
 

@@ -48,6 +48,7 @@ class RunOptions:
     resources: dict[str, Any] = field(default_factory=dict)
     metric: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    sweep: str | None = None  # set by sweeps: workers substitute `params` into the entry script
     cwd: Path = field(default_factory=Path.cwd)
     echo: bool = True
 
@@ -166,6 +167,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         status=Status.QUEUED,
         queue=opts.queue,
         params=dict(opts.params),
+        sweep=opts.sweep,
         env=redact_env(ctx.settings.env),
         python_version=environment.get("python_version"),
         pythonenv=tuple(environment.get("pythonenv") or ()),

@@ -40,6 +40,8 @@ from studio.cli.main import setup_logging
 @click.option("--hyperparam", "-hp", "hyperparams", multiple=True, metavar="NAME=SPEC", help="Hyperparameter range (repeatable).")
 @click.option("--metric", default=None, metavar="NAME[:min|:max]", help="The scalar that ranks experiments.")
 @click.option("--optimizer", "-opt", default=None, help="grid (default), random, tpe, cmaes, or a plugin path/name.")
+@click.option("--pruner", default=None, type=click.Choice(["median", "halving", "none"], case_sensitive=False),
+              help="Stop unpromising sweep trials early from their live metric (default: none).")
 @click.option("--force", is_flag=True, help="Allow grids of more than 100,000 points.")
 @click.option("--module", "-m", "module", is_flag=True, help="Run SCRIPT as a module (like python -m); also pkg::mod.")
 @click.option("--guest", is_flag=True, hidden=True, help="Accepted for compatibility; local runs need no login.")
@@ -82,12 +84,14 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
         resources=resources,
         metric=flags["metric"],
     )
+    if flags["pruner"] and not (flags["hyperparams"] or flags["optimizer"]):
+        raise UsageError("--pruner applies to sweeps only: add -hp NAME=SPEC")
     ctx = context(config)
     if flags["hyperparams"] or flags["optimizer"]:
         from studio.api.sweep import run_sweep
 
         code = run_sweep(ctx, opts, list(flags["hyperparams"]), optimizer=flags["optimizer"],
-                         num_workers=flags["num_workers"], force=flags["force"])
+                         num_workers=flags["num_workers"], force=flags["force"], pruner=flags["pruner"])
         sys.exit(code)
     if opts.queue or flags["num_workers"]:
         from studio.api.submit import submit_and_maybe_work

@@ -107,9 +107,13 @@ class MetaStore(abc.ABC):
         Raises ConflictError if the experiment is no longer held by `worker` (lost the lease)."""
 
     @abc.abstractmethod
-    def request_stop(self, key: str) -> Experiment:
+    def request_stop(
+        self, key: str, *, status: Status = Status.STOPPED, reason: str | None = None
+    ) -> Experiment:
         """Ask whoever runs the experiment to stop it (seen at its next heartbeat).
-        A queued experiment becomes `stopped` at once."""
+        A queued experiment becomes `stopped` at once. A running one records `status`
+        (`stopped`, or `pruned` when a sweep's pruner asks) and `reason` once its supervisor
+        has stopped the script (`stop_status` / `stop_reason` until then); the first request wins."""
 
     # -- queue -------------------------------------------------------------------------
     @abc.abstractmethod

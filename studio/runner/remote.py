@@ -9,6 +9,7 @@ continues from its last checkpoint) and are captured from these runner-side loca
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from studio.api.context import Context
 from studio.api.run import child_env, command_for, write_mapping
@@ -51,6 +52,8 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
     env = child_env(ctx, exp, mapping, paths)
     env.update(extra_env or {})
     workspace = paths["workspace"]
+    if exp.sweep and exp.params and not exp.module:
+        substitute_params(workspace / exp.script, exp.params)
     return Launch(
         argv=command_for(exp, python),
         cwd=workspace,
@@ -60,3 +63,13 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
         ignore={"workspace": workspace_ignore(workspace)},
         echo=echo,
     )
+
+
+def substitute_params(script: Path, params: dict[str, Any]) -> None:
+    """A sweep's point goes into this run's own copy of the entry script (upstream's rule:
+    whole words on the right of the last `=`); array values reach the script as artifacts."""
+    from studio.search.substitute import substitute_file
+
+    scalars = {k: v for k, v in params.items() if isinstance(v, int | float | str)}
+    if scalars and script.is_file():
+        substitute_file(script, scalars)

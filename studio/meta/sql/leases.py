@@ -68,6 +68,8 @@ def claim(
         "lease_expires": now + lease_seconds,
         "time_started": now,  # of this attempt
         "stop_requested": False,
+        "stop_status": None,
+        "stop_reason": None,
     }
     changes = change_status(s, row, Status.RUNNING, now=now, worker=worker, fields=fields)
     return entity(s, row, changes)
@@ -93,14 +95,16 @@ def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
     )
 
 
-def request_stop(s: Session, key: str) -> Experiment:
+def request_stop(
+    s: Session, key: str, status: Status = Status.STOPPED, reason: str | None = None
+) -> Experiment:
     row = load(s, key, lock=True)
     changes: dict[str, Any] = {}
     if row["status"] == Status.QUEUED.value:
-        reason = "stop requested before it started"
+        reason = reason or "stop requested before it started"
         changes = change_status(s, row, Status.STOPPED, now=time.time(), reason=reason)
     elif row["status"] == Status.RUNNING.value and not row["stop_requested"]:
-        changes = {"stop_requested": True}
+        changes = {"stop_requested": True, "stop_status": Status(status).value, "stop_reason": reason}
         update_row(s, key, changes)
     return entity(s, row, changes)
 

@@ -94,6 +94,9 @@ class SqlExperiment(Base):
     lease_expires: Mapped[float | None] = mapped_column(Double)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_status: Mapped[str | None] = mapped_column(String(16))
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    sweep: Mapped[str | None] = mapped_column(String(255))
 
     artifacts: Mapped[list[SqlArtifact]] = relationship(
         back_populates="experiment",
@@ -244,6 +247,9 @@ def experiment_entity(row: Mapping[Any, Any], artifacts: Iterable[ArtifactSpec] 
         lease_expires=row["lease_expires"],
         attempts=row["attempts"] or 0,
         stop_requested=bool(row["stop_requested"]),
+        stop_status=Status(row["stop_status"]) if row["stop_status"] else None,
+        stop_reason=row["stop_reason"],
+        sweep=row["sweep"],
         artifacts={a.tag: a for a in artifacts},
     )
 

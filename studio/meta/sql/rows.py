@@ -58,6 +58,8 @@ def column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
             value = bool(value)
         elif name == "attempts":
             value = int(value or 0)
+        elif name == "stop_status":
+            value = Status(value).value if value is not None else None
         values[name] = value
     if "resources" in values:
         values.update(resource_needs(values["resources"]))

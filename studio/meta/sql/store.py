@@ -205,8 +205,10 @@ class SqlMetaStore(MetaStore):
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
         return self._tx.write(lambda s: leases.heartbeat(s, key, worker, lease_seconds))
 
-    def request_stop(self, key: str) -> Experiment:
-        return self._tx.write(lambda s: leases.request_stop(s, key))
+    def request_stop(
+        self, key: str, *, status: Status = Status.STOPPED, reason: str | None = None
+    ) -> Experiment:
+        return self._tx.write(lambda s: leases.request_stop(s, key, status, reason))
 
     def claim(
         self,

@@ -1,0 +1,107 @@
+"""What a sweep tells its user: a live summary line, messages, warnings and the final ranking.
+
+The default reporter writes progress to stderr (rewriting one line on a terminal, one line per
+change otherwise) and the ranked table to stdout. Library callers pass their own object with
+the same four methods, or :class:`QuietReporter`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from studio.search.fitness import Objective
+from studio.search.state import SweepState
+
+MAX_ROWS = 50
+
+
+class SweepReporter:
+    def __init__(self, err: TextIO | None = None, out: TextIO | None = None, min_interval: float = 1.0) -> None:
+        self.err = err or sys.stderr
+        self.out = out or sys.stdout
+        self.tty = bool(getattr(self.err, "isatty", lambda: False)())
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._open_line = False
+
+    def _end_line(self) -> None:
+        if self._open_line:
+            self.err.write("\n")
+            self._open_line = False
+
+    def message(self, text: str) -> None:
+        self._end_line()
+        self.err.write(f"studio: {text}\n")
+        self.err.flush()
+
+    def warn(self, text: str) -> None:
+        self.message(f"warning: {text}")
+
+    def progress(self, line: str, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < self.min_interval:
+            return
+        self._last = now
+        if self.tty:
+            self.err.write("\r\x1b[2K" + line)
+            self._open_line = True
+            if final:
+                self._end_line()
+        else:
+            self.err.write(line + "\n")
+        self.err.flush()
+
+    def ranking(self, state: SweepState, objective: Objective, rows: list[dict[str, Any]]) -> None:
+        self._end_line()
+        print_ranking(state, objective, rows, self.out)
+
+
+class QuietReporter(SweepReporter):
+    """Reports nothing (for notebooks and benchmarks)."""
+
+    def message(self, text: str) -> None:
+        pass
+
+    def progress(self, line: str, final: bool = False) -> None:
+        pass
+
+    def ranking(self, state: SweepState, objective: Objective, rows: list[dict[str, Any]]) -> None:
+        pass
+
+
+def format_params(params: dict[str, Any]) -> str:
+    parts = []
+    for name, value in params.items():
+        if isinstance(value, list):
+            shown = ", ".join(f"{v:.3g}" for v in value[:4]) + (", ..." if len(value) > 4 else "")
+            parts.append(f"{name}=[{shown}]")
+        elif isinstance(value, float):
+            parts.append(f"{name}={value:.6g}")
+        else:
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+def print_ranking(state: SweepState, objective: Objective, rows: list[dict[str, Any]], out: TextIO | None = None,
+                  limit: int = MAX_ROWS) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out or sys.stdout, width=max(100, Console().width))
+    arrow = "higher is better" if objective.maximize else "lower is better"
+    title = f"sweep {state.project}: {len(rows)} trial(s), ranked by {objective.spec} ({arrow})"
+    table = Table(title=title)
+    for col in ("rank", "experiment", "status", objective.name, "params"):
+        table.add_column(col, overflow="fold")
+    for row in rows[:limit]:
+        value = "" if row["value"] is None else f"{row['value']:.6g}"
+        table.add_row(str(row["rank"]), row["key"], row["status"], value, format_params(row["params"]))
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more: `studio sweep show {state.project}` or "
+                      f"`studio runs list project {state.project}`")
+    best = next((r for r in rows if r["value"] is not None), None)
+    if best is not None:
+        console.print(f"best: {best['key']} {objective.name} = {best['value']:.6g} ({format_params(best['params'])})")
