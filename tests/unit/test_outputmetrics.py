@@ -1,0 +1,45 @@
+"""`name: value` lines in a script's output."""
+
+from __future__ import annotations
+
+import math
+
+from studio.tracking.outputmetrics import parse_metric_lines
+
+
+def test_pairs_are_found() -> None:
+    text = "fitness: 1.5\nval_loss=0.3\nloss: 0.3, acc: 0.9 | lr=1e-3\n  train/top-1 : 75\n"
+    assert list(parse_metric_lines(text)) == [
+        ("fitness", 1.5),
+        ("val_loss", 0.3),
+        ("loss", 0.3),
+        ("acc", 0.9),
+        ("lr", 0.001),
+        ("train/top-1", 75.0),
+    ]
+
+
+def test_junk_is_ignored() -> None:
+    junk = [
+        "Epoch 1/10",
+        "step 3 loss 0.2",
+        "12:30:45 started",
+        "time: 0.3s",
+        "url: http://example.com",
+        "name: resnet",
+        "1875/1875 [====] - 3s - loss: 0.3",
+        "fitness: 1.5 extra",
+        "x" * 20000 + "=1",
+        "",
+        "=3",
+        "a: 1b: 2",
+    ]
+    assert list(parse_metric_lines("\n".join(junk))) == []
+
+
+def test_special_values_ansi_and_progress_redraws() -> None:
+    text = "\x1b[32mloss=0.5\x1b[0m\rprogress 10%\rdone: nan\r\nup: inf\ndown=-Infinity\n"
+    got = list(parse_metric_lines(text))
+    assert got[0] == ("loss", 0.5)
+    assert got[1][0] == "done" and math.isnan(got[1][1])
+    assert got[2:] == [("up", math.inf), ("down", -math.inf)]
