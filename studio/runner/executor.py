@@ -157,7 +157,7 @@ class Executor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_die_with_parent_fn(),
             )
         except OSError as exc:
             out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
@@ -283,18 +283,25 @@ class Executor:
         return Outcome(Status.KILLED, returncode, f"killed by {name}")
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the supervisor dies (kill -9, OOM killer), so a
-    crashed worker leaves no orphan script behind to race the re-run of its experiment."""
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel SIGKILL the child if the supervisor dies (kill -9,
+    OOM killer), so a crashed worker leaves no orphan script behind to race the re-run of its
+    experiment. libc is loaded here, in the parent: the forked child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl took effect
             os._exit(137)
-    except Exception:
-        pass
+
+    return preexec
 
 
 def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:

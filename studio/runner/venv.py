@@ -33,10 +33,12 @@ the experiment fails with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +54,7 @@ from studio.exceptions import StudioError, UsageError
 log = logging.getLogger(__name__)
 
 PIP_TIMEOUT = 1800.0
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
 READY = ".studio-ready"
 #: Recorded distributions never reinstalled: packaging tooling, and studio itself (the worker's
 #: studio supervises the run and serves the script's `fs_tracker`).
@@ -93,9 +96,8 @@ def check_requirements(reqs: Iterable[str]) -> list[str]:
 
 
 def _canon(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return str(canonicalize_name(name))
+    """PEP 503 normalized name (what `packaging.utils.canonicalize_name` does, without the import)."""
+    return _NAME_SEPARATORS.sub("-", name).lower()
 
 
 def parse_freeze(lines: Iterable[str]) -> dict[str, str]:
@@ -111,6 +113,12 @@ def parse_freeze(lines: Iterable[str]) -> dict[str, str]:
 
 def recorded_requirements(pythonenv: Iterable[str]) -> list[str]:
     """The recorded lines pip could reinstall from an index (see the module docstring)."""
+    return _recorded(pythonenv, {})
+
+
+def _recorded(pythonenv: Iterable[str], have: Mapping[str, str]) -> list[str]:
+    """Recorded requirements pip could reinstall, less the plain `name==version` pins that
+    `have` matches exactly (checked by string, so the common case parses nothing)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     out: list[str] = []
@@ -118,6 +126,9 @@ def recorded_requirements(pythonenv: Iterable[str]) -> list[str]:
         spec, _, note = line.partition("#")
         spec = spec.strip()
         if not spec or note.strip():  # editable/local/direct-URL installs carry a note
+            continue
+        name, sep, version = spec.partition("==")
+        if sep and have.get(_canon(name.strip())) == version.strip():
             continue
         try:
             req = Requirement(spec)
@@ -160,10 +171,15 @@ def missing_requirements(reqs: Sequence[str], installed: Mapping[str, str]) -> l
 
 
 def worker_packages() -> dict[str, str]:
-    """What the worker's own interpreter has installed."""
+    """What the worker's own interpreter has installed (the scan is cached per process)."""
     from studio.capture.pythonenv import installed_packages
 
-    return parse_freeze(installed_packages())
+    return _parsed(tuple(installed_packages()))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(lines: tuple[str, ...]) -> dict[str, str]:
+    return parse_freeze(lines)
 
 
 def env_key(requirements: Sequence[str], python: str) -> str:
@@ -186,7 +202,7 @@ def prepare_env(
 
     extra_names = {_canon(Requirement(r).name) for r in python_pkgs}
     # `--python-pkg` wins over a recorded pin of the same package.
-    recorded = [r for r in recorded_requirements(pythonenv) if _canon(Requirement(r).name) not in extra_names]
+    recorded = [r for r in _recorded(pythonenv, have) if _canon(Requirement(r).name) not in extra_names]
     differing = missing_requirements(recorded, have)
     if not extra and not differing:
         return PythonEnv(python=base)
