@@ -21,10 +21,11 @@ from studio.cli.main import setup_logging
 @click.option("--ram", default=None, help="Memory to offer, e.g. 16g (default: detected).")
 @click.option("--hdd", default=None, help="Disk to offer, e.g. 100G (default: free space of STUDIOML_HOME).")
 @click.option("--echo", is_flag=True, help="Also print the experiments' output here.")
+@click.option("--quiet", is_flag=True, hidden=True, help="No progress lines (local pools use this).")
 @click.option("--keep-workdirs", is_flag=True, hidden=True, help="Keep each run's directory (debugging).")
 @click.option("--verbose", default=None, metavar="LEVEL", help="Log level: debug, info, warning, error.")
 def worker(config: str | None, queue: str, single_run: bool, timeout: str | None, verbose: str | None,
-           echo: bool, keep_workdirs: bool, **resources: Any) -> None:
+           echo: bool, quiet: bool, keep_workdirs: bool, **resources: Any) -> None:
     """Take experiments from QUEUE and run them, until idle for --timeout or sent SIGTERM.
 
     SIGTERM (or Ctrl-C) while an experiment runs hands it back to the queue (or stops it)
@@ -41,7 +42,11 @@ def worker(config: str | None, queue: str, single_run: bool, timeout: str | None
     ctx = context(config)
     opts = WorkerOptions(queue=queue, single_run=single_run, idle_timeout=idle, resources=overrides,
                          echo=echo, keep_workdirs=keep_workdirs)
-    code = run_worker(ctx, opts, on_event=lambda text: click.echo(f"studio: {text}", err=True))
+    def say(text: str) -> None:
+        if not quiet:
+            click.echo(f"studio: {text}", err=True)
+
+    code = run_worker(ctx, opts, on_event=say)
     ctx.close()
     raise SystemExit(code)
 

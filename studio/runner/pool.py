@@ -42,7 +42,7 @@ def worker_command(ctx: Context, queue: str, idle_timeout: float | None = None, 
     if idle_timeout is not None:
         cmd += ["--timeout", f"{idle_timeout:g}"]
     if echo:
-        cmd.append("--echo")
+        cmd += ["--echo", "--quiet"]
     if single_run:
         cmd.append("--single-run")
     return cmd
@@ -55,7 +55,7 @@ def start_worker(ctx: Context, queue: str, idle_timeout: float | None = None, ec
     env["STUDIOML_HOME"] = str(ctx.settings.home)
     env.setdefault("PYTHONUNBUFFERED", "1")
     stderr = None
-    if log_file is not None:
+    if log_file is not None and not echo:  # echoing: the script's stderr belongs on the terminal
         log_file.parent.mkdir(parents=True, exist_ok=True)
         stderr = open(log_file, "ab")  # noqa: SIM115 - the child owns it from here
     try:
