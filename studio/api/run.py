@@ -22,7 +22,7 @@ from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.keys import check_key, new_key
-from studio.runner.resources import parse_needs
+from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.runner.venv import check_requirements
 from studio.units import parse_duration
 
@@ -135,7 +135,9 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
     python_pkgs = check_requirements(opts.python_pkgs)
-    resources = parse_needs({**ctx.settings.resources_needed, **opts.resources})
+    # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
+    configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
+    resources = parse_needs({**configured, **opts.resources})
     _check_key_free(ctx, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
