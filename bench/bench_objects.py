@@ -138,7 +138,7 @@ def main() -> None:
     from studio.objects.store import LOCAL_WORKERS
 
     workers = [int(w) for w in args.workers.split(",") if w] or [LOCAL_WORKERS]
-    base = Path(tempfile.mkdtemp(prefix="studio-bench-capture-", dir=args.dir))
+    base = Path(tempfile.mkdtemp(prefix="studio-objects-bench-", dir=args.dir))
     figures: dict[str, Any] = {"size_mb": args.size_mb, "files": args.files}
     try:
         tree = base / "tree"

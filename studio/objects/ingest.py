@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Files up to this size are read whole (one read, written only if new); larger ones stream.
 # Memory held at once is at most this much per worker thread.
 SMALL_FILE = 4 << 20
+# Cache misses are handed to the thread pool in batches of this many files or bytes.
+BATCH_FILES = 64
+BATCH_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,9 @@ class BlobWriter:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 write_all(out, data)
             self.store_staged(tmp, h)
-        finally:
+        except BaseException:
             _unlink(tmp)
+            raise
 
     def ingest(self, item: ScanItem, claim: Callable[[str], bool]) -> _Ingested | None:
         """Read `item` once, hash it and store it if new.
@@ -113,8 +117,9 @@ class BlobWriter:
         try:
             with src:
                 before = StatKey.of(os.fstat(src.fileno()))
-                data = src.read(SMALL_FILE + 1) if before.size <= SMALL_FILE else None
-                if data is not None and len(data) <= SMALL_FILE:
+                # One byte more than the stat said tells a file that grew meanwhile.
+                data = src.read(before.size + 1) if before.size <= SMALL_FILE else None
+                if data is not None and len(data) <= before.size:
                     after = StatKey.of(os.fstat(src.fileno()))
                     h, size = hash_bytes(data), len(data)
                     uploaded = claim(h) and not self.present(h, size)
@@ -182,10 +187,15 @@ class TreeWriter:
             return True
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
-        kind, items = self._items(root, ignore)
-        unverified: list[tuple[int, ScanItem]] = []
-        for result in self._bounded(self._classify(items, unverified)):
-            self._add(result)
+        kind, real, items = self._items(root, ignore)
+        cached: dict[str, tuple[StatKey, str]] = {}
+        if self.stat_cache is not None:
+            cached = self.stat_cache.under(real) if kind == "dir" else self.stat_cache.get(real)
+        unverified: list[tuple[int, str]] = []
+        for batch in self._bounded(self._classify(items, cached, unverified)):
+            for result in batch:
+                self._add(result)
+        del cached
         tree, data = make_tree(kind, self.entries)
         if not self.writer.present(tree.hash, len(data)):
             if unverified and self._verify(unverified, previous):
@@ -202,39 +212,51 @@ class TreeWriter:
             hashed_files=self.hashed_files,
         )
 
-    def _items(self, root: Path, ignore: IgnoreFn | None) -> tuple[Literal["dir", "file"], Iterable[ScanItem]]:
+    def _items(
+        self, root: Path, ignore: IgnoreFn | None
+    ) -> tuple[Literal["dir", "file"], str, Iterable[ScanItem]]:
         real = os.path.realpath(root)
         try:
             st = os.stat(real)
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
         if os.path.isdir(real):
-            return "dir", scan_tree(real, ignore)
+            return "dir", real, scan_tree(real, ignore)
         name = os.path.basename(os.path.abspath(root))
-        return "file", [ScanItem(name, real, st)]
+        return "file", real, [ScanItem(name, real, st)]
 
     def _classify(
-        self, items: Iterable[ScanItem], unverified: list[tuple[int, ScanItem]]
-    ) -> Iterator[Future[_Ingested | None] | _Ingested]:
+        self,
+        items: Iterable[ScanItem],
+        cached: dict[str, tuple[StatKey, str]],
+        unverified: list[tuple[int, str]],
+    ) -> Iterator[Future[list[_Ingested | None]]]:
         """Stat-cache hits become entries at once (their blobs checked later only if needed);
-        misses become ingest jobs on the pool."""
+        misses are grouped into batches (fewer tasks, less hand-over between threads)."""
+        batch: list[ScanItem] = []
+        batch_bytes = 0
         for item in items:
-            key = StatKey.of(item.st)
-            h = self.stat_cache.lookup(item.path, key) if self.stat_cache is not None else None
-            if h is None:
-                yield self.pool.submit(self.writer.ingest, item, self.claim)
-            else:
-                unverified.append((len(self.entries), item))
-                self.entries.append(TreeEntry(item.rel, h, key.size, mode_of(item.st.st_mode)))
-
-    def _bounded(
-        self, jobs: Iterator[Future[_Ingested | None] | _Ingested]
-    ) -> Iterator[_Ingested | None]:
-        pending: collections.deque[Future[_Ingested | None]] = collections.deque()
-        for job in jobs:
-            if isinstance(job, _Ingested):
-                yield job
+            st = item.st
+            key = StatKey(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            hit = cached.get(item.path)
+            if hit is not None and hit[0] == key:
+                unverified.append((len(self.entries), item.path))
+                self.entries.append(TreeEntry(item.rel, hit[1], key.size, mode_of(st.st_mode)))
                 continue
+            batch.append(item)
+            batch_bytes += st.st_size
+            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                yield self.pool.submit(self._ingest_batch, batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            yield self.pool.submit(self._ingest_batch, batch)
+
+    def _ingest_batch(self, batch: list[ScanItem]) -> list[_Ingested | None]:
+        return [self.writer.ingest(item, self.claim) for item in batch]
+
+    def _bounded(self, jobs: Iterator[Future[list[_Ingested | None]]]) -> Iterator[list[_Ingested | None]]:
+        pending: collections.deque[Future[list[_Ingested | None]]] = collections.deque()
+        for job in jobs:
             pending.append(job)
             while len(pending) >= self.window:
                 yield pending.popleft().result()
@@ -257,7 +279,7 @@ class TreeWriter:
         if result.key is not None:
             self.to_record.append((item.path, result.key, result.hash))
 
-    def _verify(self, unverified: list[tuple[int, ScanItem]], previous: str | None) -> bool:
+    def _verify(self, unverified: list[tuple[int, str]], previous: str | None) -> bool:
         """Make sure the blobs of stat-cache hits are stored (the cache is per machine, the
         store may be new or garbage-collected). Returns True if an entry changed."""
         if previous:
@@ -268,13 +290,13 @@ class TreeWriter:
                 known = set()
             with self._claim_lock:
                 self._claimed |= known
-        todo = [(i, it) for i, it in unverified if self.claim(self.entries[i].hash)]
-        checks = self.pool.map(lambda j: self.writer.present(self.entries[j[0]].hash, j[1].st.st_size), todo)
+        todo = [(i, path) for i, path in unverified if self.claim(self.entries[i].hash)]
+        checks = self.pool.map(lambda j: self.writer.present(self.entries[j[0]].hash, self.entries[j[0]].size), todo)
         missing = [job for job, ok in zip(todo, checks, strict=True) if not ok]
-        results = self.pool.map(lambda j: self.writer.ingest(j[1], _always), missing)
+        results = self.pool.map(lambda j: self._reingest(self.entries[j[0]].path, j[1]), missing)
         changed = False
         gone: list[int] = []
-        for (index, _item), result in zip(missing, results, strict=True):
+        for (index, _path), result in zip(missing, results, strict=True):
             if result is None:
                 gone.append(index)
                 continue
@@ -283,6 +305,13 @@ class TreeWriter:
         for index in sorted(gone, reverse=True):
             del self.entries[index]
         return changed or bool(gone)
+
+    def _reingest(self, rel: str, path: str) -> _Ingested | None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return self.writer.ingest(ScanItem(rel, path, st), _always)
 
 
 def _always(h: str) -> bool:

@@ -86,6 +86,26 @@ class StatCache:
             return None
         return str(row[4])
 
+    def under(self, folder: str) -> dict[str, tuple[StatKey, str]]:
+        """Every entry below `folder` (an absolute path), read in one query: a capture asks
+        for thousands of files, one index range scan beats one query per file."""
+        lo = folder.rstrip(os.sep) + os.sep
+        hi = lo[:-1] + chr(ord(os.sep) + 1)
+        return self._select("path >= ? AND path < ?", (lo, hi))
+
+    def get(self, path: str) -> dict[str, tuple[StatKey, str]]:
+        return self._select("path = ?", (path,))
+
+    def _select(self, where: str, args: tuple[str, ...]) -> dict[str, tuple[StatKey, str]]:
+        sql = f"SELECT path, inode, size, mtime_ns, ctime_ns, hash FROM stat WHERE {where}"
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:  # a cache: a failure only costs re-hashing
+                log.warning("stat cache %s unreadable (%s); hashing instead", self.path, exc)
+                return {}
+        return {r[0]: (StatKey(r[1], r[2], r[3], r[4]), r[5]) for r in rows}
+
     def record(self, items: Iterable[tuple[str, StatKey, str]], now_ns: int | None = None) -> int:
         """Store (path, stat key, hash) rows in one transaction, skipping racy ones. Returns rows written."""
         now = time.time_ns() if now_ns is None else now_ns

@@ -101,6 +101,13 @@ class ObjectStore:
         raw = VerifyingReader(cast(BinaryIO, open(path, "rb", buffering=0)), blob_hash)
         return cast(BinaryIO, io.BufferedReader(raw))
 
+    def blob_path(self, blob_hash: str, size: int | None = None) -> Path:
+        """A local file holding the blob, for readers that need a path (memory maps, pyarrow):
+        the object file itself in a local store, else a copy in the blob cache, downloaded and
+        verified once. Read it; never write to it."""
+        check_hash(blob_hash)
+        return self._source.local_file(blob_hash, size)
+
     def read_blob(self, blob_hash: str) -> bytes:
         check_hash(blob_hash)
         key = object_key(blob_hash)

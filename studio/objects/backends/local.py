@@ -29,9 +29,13 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             raise StoreError(f"cannot create object store at {self.root}: {exc.strerror}; check the storage URL") from exc
         self._made: set[str] = set()
+        self._prefix = str(self.root) + os.sep
 
     def _path(self, key: str) -> Path:
         return self.root / key
+
+    def _str(self, key: str) -> str:  # string paths: this runs once per file of a capture
+        return self._prefix + key
 
     @property
     def staging_dir(self) -> Path:
@@ -41,22 +45,22 @@ class LocalBackend(ObjectBackend):
         return self._path(key)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._str(key))
 
     def size(self, key: str) -> int | None:
         try:
-            return self._path(key).stat().st_size
+            return os.stat(self._str(key)).st_size
         except FileNotFoundError:
             return None
 
-    def _ensure_parent(self, path: Path) -> None:
-        parent = str(path.parent)
+    def _ensure_parent(self, path: str) -> None:
+        parent = os.path.dirname(path)
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
 
     def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
-        dest = self._path(key)
+        dest = self._str(key)
         self._ensure_parent(dest)
         if move:
             try:
