@@ -417,7 +417,9 @@ def _short(value: Any) -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the driver the way Ctrl-C does (checkpoint saved, local workers stopped)."""
+    """SIGTERM ends the driver the way Ctrl-C does (checkpoint saved, local workers stopped).
+    SIGINT is handled explicitly too: a shell starting the driver in the background leaves it
+    ignored, and the workers (which do handle it) would otherwise stop while the driver went on."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -425,8 +427,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def handle(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handle)
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -111,6 +111,7 @@ class TrialPruner:
         live = self._trial(key)
         before = len(live.reported)
         self._report(live, points)
+        log.debug("pruner: %s reported %d step(s), last %d", key, len(live.reported), live.last_step)
         if len(live.reported) == before or not live.trial.should_prune():
             return None
         step = live.last_step
@@ -127,6 +128,7 @@ class TrialPruner:
             return
         live = self._trial(key)
         self._report(live, points)
+        log.debug("pruner: %s finished with %s after %d step(s)", key, value, len(live.reported))
         TrialState = self.optuna.trial.TrialState
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
