@@ -8,11 +8,13 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from studio.api.context import Context
 from studio.api.run import RunOptions
 from studio.api.submit import submit
 from studio.entities import Status
-from studio.meta import MetaStore
+from studio.meta import MetaStore, open_meta_store
 from tests.e2e.test_worker import Workers, meta, wait_for, workers, write  # noqa: F401 - fixtures
 
 KILLS = 20
@@ -82,21 +84,30 @@ def test_kill_9_workers_in_a_loop_loses_nothing(
     assert sum(kills.values()) >= KILLS
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_three_worker_processes_share_a_queue_exactly_once(
-    studio_home: Path, tmp_path: Path, workers: Workers, meta: MetaStore  # noqa: F811
+    backend: str, request: pytest.FixtureRequest, studio_home: Path, tmp_path: Path, workers: Workers  # noqa: F811
 ) -> None:
+    url = f"sqlite:///{studio_home / 'studio.db'}"
+    if backend == "postgres":
+        url = str(request.getfixturevalue("postgres_url"))
+        write(studio_home / "config.yaml", f"database:\n  url: {url}\n")
     write(tmp_path / "t.py", "import os\nprint('ran', os.environ['STUDIOML_EXPERIMENT'])\n")
-    keys = submit_many(tmp_path, "t.py", 30)
+    keys = submit_many(tmp_path, "t.py", 24)
     procs = [workers.start("--queue", "q", "--timeout", "2") for _ in range(3)]
     for p in procs:
         assert p.wait(timeout=180) == 0
     errors = "".join(p.stderr.read() if p.stderr else "" for p in procs)
     assert "database is locked" not in errors and "Traceback" not in errors, errors
+    store = open_meta_store(url)
     started_by: Counter[str] = Counter()
-    for exp in meta.get_experiments(keys):
-        assert exp.status == Status.FINISHED and exp.attempts == 1, (exp.key, exp.status, exp.status_reason)
-        history = [e.status for e in meta.status_history(exp.key)]
-        assert history == [Status.QUEUED, Status.RUNNING, Status.FINISHED]
-        assert f"ran {exp.key}" in output(meta, exp.key, 1)
-        started_by[exp.worker or ""] += 1
+    try:
+        for exp in store.get_experiments(keys):
+            assert exp.status == Status.FINISHED and exp.attempts == 1, (exp.key, exp.status, exp.status_reason)
+            history = [e.status for e in store.status_history(exp.key)]
+            assert history == [Status.QUEUED, Status.RUNNING, Status.FINISHED]
+            assert f"ran {exp.key}" in output(store, exp.key, 1)
+            started_by[exp.worker or ""] += 1
+    finally:
+        store.close()
     assert len(started_by) >= 2  # the work was actually shared
