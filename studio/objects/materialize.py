@@ -77,24 +77,29 @@ class Materializer:
         self.source = source
         self.pool = pool
         self.stat_cache = stat_cache
+        self._known: dict[str, tuple[StatKey, str]] = {}
+        self._hashed: list[tuple[str, StatKey, str]] = []  # appended from worker threads
 
     def run(self, tree: Tree, dest: Path, readonly: bool) -> Path:
         dest = Path(os.path.abspath(os.path.expanduser(dest)))
         if tree.kind == "file":
-            entry = tree.entries[0]
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_dir() and not dest.is_symlink():
                 raise ConflictError(f"cannot write file artifact to {dest}: it is a directory; choose a file path")
-            self._write(entry, str(dest), readonly)
-            return dest
-        if dest.exists() and not dest.is_dir():
-            raise ConflictError(f"cannot write artifact into {dest}: it is a file; choose a directory")
-        dest.mkdir(parents=True, exist_ok=True)
-        root = os.path.realpath(dest)
-        self._check_parents(tree.entries, root)
-        targets = [(e, os.path.join(root, *e.path.split("/"))) for e in tree.entries]
-        for _ in self.pool.map(lambda t: self._write(t[0], t[1], readonly), targets):
-            pass
+            self._known = self.stat_cache.get(str(dest)) if self.stat_cache is not None else {}
+            self._write(tree.entries[0], str(dest), readonly)
+        else:
+            if dest.exists() and not dest.is_dir():
+                raise ConflictError(f"cannot write artifact into {dest}: it is a file; choose a directory")
+            dest.mkdir(parents=True, exist_ok=True)
+            root = os.path.realpath(dest)
+            self._check_parents(tree.entries, root)
+            self._known = self.stat_cache.under(root) if self.stat_cache is not None else {}
+            targets = [(e, os.path.join(root, *e.path.split("/"))) for e in tree.entries]
+            for _ in self.pool.map(lambda t: self._write(t[0], t[1], readonly), targets):
+                pass
+        if self.stat_cache is not None and self._hashed:
+            self.stat_cache.record(self._hashed)
         return dest
 
     def _check_parents(self, entries: Iterable[TreeEntry], root: str) -> None:
@@ -139,22 +144,24 @@ class Materializer:
                 )
             os.chmod(tmp, mode)
             os.replace(tmp, target)
-        finally:
+        except BaseException:
             _unlink(tmp)
+            raise
 
     def _same(self, target: str, st: os.stat_result, entry: TreeEntry) -> bool:
+        """Does the existing file hold the entry's content? The stat cache answers for files
+        seen before; others are hashed (and remembered)."""
         if st.st_size != entry.size:
             return False
         key = StatKey.of(st)
-        cached = self.stat_cache.lookup(target, key) if self.stat_cache is not None else None
-        if cached is not None:
-            return cached == entry.hash
+        known = self._known.get(target)
+        if known is not None and known[0] == key:
+            return known[1] == entry.hash
         try:
             actual, _ = hash_file(target)
         except OSError:
             return False
-        if self.stat_cache is not None:
-            self.stat_cache.record([(target, key, actual)])
+        self._hashed.append((target, key, actual))
         return actual == entry.hash
 
 

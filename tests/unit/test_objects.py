@@ -405,6 +405,18 @@ def test_materialize_refuses_symlinks_leading_outside(store: ObjectStore, tmp_pa
     assert list(outside.iterdir()) == [] and not (dest / "ok").exists()  # refused before writing
 
 
+def test_materialize_replaces_a_symlink_instead_of_writing_through_it(store: ObjectStore, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"do not touch")
+    tree = store.put_tree(_tree(tmp_path / "src", {"f": b"from the tree"})).tree
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.symlink(victim, dest / "f")
+    store.materialize(tree, dest)
+    assert victim.read_bytes() == b"do not touch"
+    assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"from the tree"
+
+
 def test_materialize_conflicts(store: ObjectStore, tmp_path: Path) -> None:
     tree = store.put_tree(_tree(tmp_path / "src", {"a/b": b"1"})).tree
     dest = _tree(tmp_path / "dest", {"a": b"a file where a folder should be"})
