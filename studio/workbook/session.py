@@ -1,0 +1,329 @@
+"""The experiment behind `workbook.new_experiment()`: its background thread and how it ends.
+
+Two modes:
+
+- **owned** (a plain ``python train.py``): this process created the experiment and is its
+  supervisor: status `running` with a lease renewed by a heartbeat, like a worker's. It
+  records how the process ends:
+
+      normal exit, sys.exit(0), exp.close()      finished
+      uncaught exception (sys.excepthook)        failed   (reason: the exception)
+      sys.exit(n), n != 0                        failed   (exit code n)
+      KeyboardInterrupt, `studio runs stop KEY`  stopped
+      SIGTERM                                    killed   (after flushing and capturing)
+      SIGKILL, power loss, a wedged machine      lost     (its lease lapses: nothing to record)
+
+- **attached** (under `studio run` or a worker, ``STUDIOML_EXPERIMENT`` set): the supervisor
+  owns the status and captures the usual artifacts; this process writes its workbook folder
+  and captures it (tag `workbook`) itself.
+
+A daemon thread heartbeats (owned only), flushes time-series rows that waited longer than
+`flush_after` seconds, and captures the workbook folder when something changed: at once after
+a ``save_*`` call, at most every `capture_interval` seconds for time-series rows (a capture
+uploads only files that changed). At exit everything is flushed and captured one last time.
+
+SIGTERM (only when no handler of the user's is installed) becomes a SystemExit so ``finally``
+blocks and the final flush run; the process then dies of SIGTERM as it would have, so a
+supervisor still sees the signal.
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from studio.api.context import Context
+from studio.entities import Experiment, Status
+from studio.exceptions import ConflictError
+from studio.runner.checkpoint import Checkpointer
+from studio.workbook.timeseries import TimeSeriesLog
+
+log = logging.getLogger(__name__)
+
+WORKBOOK_TAG = "workbook"
+TICK = 0.25  # seconds between looks at pending rows and captures
+
+
+def skip_dot_files(rel: str, is_dir: bool) -> bool:
+    """Capture filter: temp files and private state start with a dot."""
+    return rel.rpartition("/")[2].startswith(".")
+
+
+class Session:
+    def __init__(
+        self,
+        ctx: Context,
+        record: Experiment,
+        directory: Path,
+        checkpointer: Checkpointer,
+        metrics_logger: Any,
+        *,
+        owned: bool,
+        worker: str | None,
+        capture_interval: float,
+        flush_after: float,
+    ) -> None:
+        self.ctx = ctx
+        self.record = record
+        self.key = record.key
+        self.directory = directory
+        self.checkpointer = checkpointer
+        self.metrics_logger = metrics_logger
+        self.owned = owned
+        self.worker = worker
+        self.capture_interval = capture_interval
+        self.flush_after = flush_after
+        self.logs: dict[str, TimeSeriesLog] = {}
+        self.closed = False
+        self.stop_requested = False
+        self.lease_lost = False
+        self._dirty = True
+        self._urgent = threading.Event()
+        self._stop = threading.Event()
+        self._finish_lock = threading.Lock()
+        self._last_capture = 0.0
+        self._thread = threading.Thread(
+            target=self._loop, name=f"studio-workbook-{self.key}", daemon=True
+        )
+
+    def start(self) -> None:
+        HOOKS.add(self)
+        self._thread.start()
+
+    # -- changes ---------------------------------------------------------------------------
+    def changed(self, urgent: bool = False) -> None:
+        """Something in the folder changed: capture soon (`urgent`: right away, in the
+        background)."""
+        self._dirty = True
+        if urgent:
+            self._urgent.set()
+
+    def flush(self) -> None:
+        """Everything written so far: rows appended, metrics flushed, folder captured."""
+        for ts in list(self.logs.values()):
+            ts.flush()
+        _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
+        self._capture()
+
+    def _capture(self) -> None:
+        self._dirty = False  # set first: a change during the capture marks it again
+        self._last_capture = time.monotonic()
+        try:
+            self.checkpointer.checkpoint()
+        except Exception:
+            self._dirty = True
+            raise
+
+    # -- the background thread -------------------------------------------------------------
+    def _loop(self) -> None:
+        beat_every = self.ctx.settings.heartbeat_seconds
+        next_beat = time.monotonic() + beat_every
+        while not self._stop.is_set():
+            urgent = self._urgent.wait(TICK)
+            if self._stop.is_set():
+                return
+            self._urgent.clear()
+            now = time.monotonic()
+            if self.owned and not self.lease_lost and now >= next_beat:
+                next_beat = now + beat_every
+                self._heartbeat()
+            wall = time.time()
+            for ts in list(self.logs.values()):
+                oldest = ts.oldest_pending()
+                if oldest is not None and wall - oldest >= self.flush_after:
+                    _quietly(ts.flush, "flush a time series of", self.key)
+            if self._dirty and (urgent or now - self._last_capture >= self.capture_interval):
+                _quietly(self._capture, "capture the workbook of", self.key)
+
+    def _heartbeat(self) -> None:
+        assert self.worker is not None
+        try:
+            stop = self.ctx.meta.heartbeat(self.key, self.worker, self.ctx.settings.lease_seconds)
+        except ConflictError as exc:
+            self.lease_lost = True
+            log.warning(
+                "experiment %s: %s; its status is no longer recorded from here", self.key, exc
+            )
+            return
+        except Exception:
+            log.warning("heartbeat of %s failed; will retry", self.key, exc_info=True)
+            return
+        if stop and not self.stop_requested:
+            self.stop_requested = True
+            print(
+                f"studio workbook: stop requested for {self.key}: interrupting",
+                file=sys.stderr,
+                flush=True,
+            )
+            _thread.interrupt_main()  # KeyboardInterrupt in the main thread -> `stopped`
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(
+        self, status: Status, reason: str | None = None, returncode: int | None = None
+    ) -> None:
+        """Stop the thread, flush and capture everything, and (owned) record `status`."""
+        with self._finish_lock:
+            if self.closed:
+                return
+            self.closed = True
+        HOOKS.discard(self)
+        self._stop.set()
+        self._urgent.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        for ts in list(self.logs.values()):
+            _quietly(ts.close, "flush a time series of", self.key)
+        _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
+        _quietly(self._capture, "capture the workbook of", self.key)
+        if not self.owned or self.lease_lost:
+            return
+        if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
+            status, reason = Status.STOPPED, "stop requested"
+        try:
+            self.ctx.meta.set_status(
+                self.key, status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
+                returncode=returncode, time_finished=time.time(),
+            )  # fmt: skip
+        except ConflictError as exc:
+            log.warning("could not record the end of %s: %s", self.key, exc)
+        except Exception:
+            log.exception("could not record the end of %s", self.key)
+
+
+def _quietly(fn: Any, what: str, key: str) -> None:
+    try:
+        fn()
+    except Exception:
+        log.warning("could not %s %s", what, key, exc_info=True)
+
+
+class _Hooks:
+    """Process-wide: how the interpreter is ending, for the sessions still open."""
+
+    def __init__(self) -> None:
+        self.sessions: list[Session] = []
+        self.uncaught: tuple[type[BaseException], BaseException] | None = None
+        self.exit_status: Any = None
+        self.exit_called = False
+        self.signal: int | None = None
+        self.installed = False
+        self.depth = 0
+        self.deferred = False
+        self._lock = threading.Lock()
+        self._previous_excepthook: Any = None
+        self._original_exit: Any = None
+
+    def add(self, session: Session) -> None:
+        with self._lock:
+            self.sessions.append(session)
+            if not self.installed:
+                self._install(owned=session.owned)
+
+    def discard(self, session: Session) -> None:
+        with self._lock:
+            if session in self.sessions:
+                self.sessions.remove(session)
+
+    def _install(self, owned: bool) -> None:
+        self.installed = True
+        import concurrent.futures.thread  # noqa: F401 - see below
+
+        import studio.tracking.metrics  # noqa: F401 - its atexit flush must run after ours
+
+        # Captures use thread pools, which refuse work once the interpreter's threading
+        # shutdown has begun: finish from there (hooks registered later run earlier, so
+        # ours runs before concurrent.futures shuts its pools), with atexit as a fallback.
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(self._at_exit)
+        atexit.register(self._at_exit)
+        self._previous_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        if owned:
+            self._original_exit = sys.exit
+            sys.exit = self._exit  # type: ignore[assignment]
+        if threading.current_thread() is threading.main_thread():
+            self._install_sigterm()
+
+    def _install_sigterm(self) -> None:
+        current = signal.getsignal(signal.SIGTERM)
+        from studio.tracking import metrics
+
+        if current is signal.SIG_DFL or current is getattr(metrics, "_on_signal", None):
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    # -- what the hooks record -------------------------------------------------------------
+    def _excepthook(
+        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        self.uncaught = (exc_type, exc)
+        (self._previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+    def _exit(self, status: Any = None) -> None:
+        self.exit_called, self.exit_status = True, status
+        self._original_exit(status)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        if self.depth:  # inside a flush: let it finish, then exit (see `critical`)
+            self.deferred = True
+            return
+        raise SystemExit(128 + signum)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """A section SIGTERM must not cut in half (appending rows)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.deferred:
+                self.deferred = False
+                raise SystemExit(128 + (self.signal or signal.SIGTERM))
+
+    # -- the end ---------------------------------------------------------------------------
+    def outcome(self) -> tuple[Status, str | None, int | None]:
+        if self.signal is not None:
+            name = signal.Signals(self.signal).name
+            return Status.KILLED, f"received {name}", -self.signal
+        if self.uncaught is not None:
+            exc_type, exc = self.uncaught
+            if issubclass(exc_type, KeyboardInterrupt):
+                return Status.STOPPED, "interrupted (KeyboardInterrupt)", 130
+            text = f"{exc_type.__name__}: {exc}".strip().rstrip(":")
+            return Status.FAILED, f"uncaught {text[:500]}", 1
+        if self.exit_called:
+            code = self.exit_status
+            if code is None or code == 0:
+                return Status.FINISHED, None, 0
+            number = code if isinstance(code, int) else 1
+            return Status.FAILED, f"exit code {number}", number
+        return Status.FINISHED, None, 0
+
+    def _at_exit(self) -> None:
+        status, reason, code = self.outcome()
+        for session in list(self.sessions):
+            session.finish(status, reason, code)
+        if self.signal is not None:
+            # Die of the signal, as the process would have without us.
+            signal.signal(self.signal, signal.SIG_DFL)
+            os.kill(os.getpid(), self.signal)
+
+
+HOOKS = _Hooks()
