@@ -104,7 +104,11 @@ def request_stop(
         reason = reason or "stop requested before it started"
         changes = change_status(s, row, Status.STOPPED, now=time.time(), reason=reason)
     elif row["status"] == Status.RUNNING.value and not row["stop_requested"]:
-        changes = {"stop_requested": True, "stop_status": Status(status).value, "stop_reason": reason}
+        changes = {
+            "stop_requested": True,
+            "stop_status": Status(status).value,
+            "stop_reason": reason,
+        }
         update_row(s, key, changes)
     return entity(s, row, changes)
 

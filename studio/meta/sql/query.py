@@ -15,6 +15,7 @@ by key so pages are stable.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from sqlalchemy.sql.operators import ColumnOperators
 
 from studio.entities import ExperimentQuery, Status
 from studio.exceptions import UsageError
-from studio.meta.sql.models import SqlExperiment, SqlMetricSummary
+from studio.meta.sql.models import JsonType, SqlExperiment, SqlMetricSummary
 
 COLUMN_NAMES = (
     "key", "project", "owner", "script", "module", "status", "returncode", "status_reason",
@@ -212,6 +213,30 @@ def _compare(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[boo
     return target.like(str(value))  # type: ignore[return-value]
 
 
+#: JSON columns fetched as one array per row in listings: one decode per row instead of eight
+#: (decoding dominated the time to turn 1,000 rows into entities).
+JSON_COLUMNS = ("args", "params", "env", "pythonenv", "python_pkgs", "git", "host", "resources")
+_PACKED = "_json"
+
+
+def list_columns(dialect: str) -> list[ColumnElement[Any]]:
+    table = SqlExperiment.__table__
+    plain: list[ColumnElement[Any]] = [c for c in table.columns if c.key not in JSON_COLUMNS]
+    parts = [table.c[name] for name in JSON_COLUMNS]
+    if dialect == "postgresql":
+        packed = func.jsonb_build_array(*parts, type_=JsonType)
+    else:
+        packed = func.json_array(*(func.json(p) for p in parts), type_=JsonType)
+    return [*plain, packed.label(_PACKED)]
+
+
+def unpack(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A row selected with `list_columns` (and its column names) -> every experiments column."""
+    values = dict(zip(names, row, strict=True))
+    values.update(zip(JSON_COLUMNS, values.pop(_PACKED), strict=True))
+    return values
+
+
 def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
     """(page statement selecting `experiments` rows, statement counting all matches)."""
     b = _Builder(dialect)
@@ -241,7 +266,7 @@ def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
 
     count = b.join_metrics(select(func.count()).select_from(SqlExperiment)).where(where)
     order = b.order(q.order_by or "-time_added")
-    page = b.join_metrics(select(*SqlExperiment.__table__.columns)).where(where).order_by(*order)
+    page = b.join_metrics(select(*list_columns(dialect))).where(where).order_by(*order)
     if q.limit is not None:
         if q.limit < 0:
             raise UsageError("limit must not be negative")

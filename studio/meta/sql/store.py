@@ -101,7 +101,9 @@ class SqlMetaStore(MetaStore):
         page, count = query.build(q, self.dialect)
 
         def tx(s: Session) -> Page:
-            items = [experiment_entity(r) for r in s.execute(page).mappings()]
+            result = s.execute(page)
+            names = list(result.keys())
+            items = [experiment_entity(query.unpack(names, r)) for r in result]
             if not q.offset and (q.limit is None or len(items) < q.limit):
                 total = len(items)  # the whole result fits in this page: no COUNT needed
             else:
