@@ -111,6 +111,10 @@ class FsspecBackend(ObjectBackend):
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return
+        finally:
+            # A listing fills fsspec's directory cache; stale entries must not answer later
+            # existence checks (another process may add or collect objects meanwhile).
+            self.fs.invalidate_cache()
         start = len(self.root) + 1
         for path, info in sorted(found.items()):
             if info.get("type", "file") != "file":
