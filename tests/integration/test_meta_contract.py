@@ -519,6 +519,14 @@ def test_lease_expiry_requeues_then_loses(store: MetaStore) -> None:
     assert store.get_experiment("local").status is Status.LOST
 
 
+def test_lease_expiry_after_a_stop_request_stops(store: MetaStore) -> None:
+    store.create_experiment(exp("sr", queue="q"))
+    assert store.claim("q", "w1", 10) is not None
+    store.request_stop("sr")
+    assert store.requeue_expired(time.time() + 11, max_attempts=3) == ["sr"]
+    assert store.get_experiment("sr").status is Status.STOPPED  # not run again
+
+
 def test_lifetime_expiry(store: MetaStore) -> None:
     now = time.time()
     store.create_experiment(exp("stale", queue="q", lifetime=60.0, time_added=now - 120))
