@@ -23,6 +23,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,10 @@ def wait_until_old(seconds: float = 2.1) -> None:
 # -- main ----------------------------------------------------------------------------------
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def mb(n: float) -> str:
     return f"{n / (1 << 20):,.0f} MB"
 
@@ -120,6 +125,7 @@ def main() -> None:
     p.add_argument("--size-mb", type=int, default=1024)
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--workers", default="", help="comma-separated thread counts to compare (default: studio's)")
+    p.add_argument("--repeat", type=int, default=1, help="repeat first captures and tar; report medians")
     p.add_argument("--dir", default=None, help="where to build trees (default: system temp dir)")
     p.add_argument("--skip-tar", action="store_true")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -149,28 +155,36 @@ def main() -> None:
         build_tree(small, max(1, args.size_mb // 10), max(1, args.files // 10), seed=8)
         wait_until_old()
 
-        if not args.skip_tar:
-            figures["tar_czf_s"] = timed(["tar", "czf", str(base / "t.tgz"), "tree"], base)
-            figures["tar_cf_s"] = timed(["tar", "cf", str(base / "t.tar"), "tree"], base)
-            for f in ("t.tgz", "t.tar"):
-                (base / f).unlink()
-
+        figures["load_before"] = os.getloadavg()[0]
+        czf: list[float] = []
+        cf: list[float] = []
+        firsts: dict[int, list[dict[str, Any]]] = {w: [] for w in workers}
+        for _ in range(args.repeat):  # interleaved, so a burst of load hits every contender
+            if not args.skip_tar:
+                czf.append(timed(["tar", "czf", str(base / "t.tgz"), "tree"], base))
+                cf.append(timed(["tar", "cf", str(base / "t.tar"), "tree"], base))
+                for f in ("t.tgz", "t.tar"):
+                    (base / f).unlink()
+            for w in workers:
+                shutil.rmtree(base / "store", ignore_errors=True)
+                (base / "stat.db").unlink(missing_ok=True)
+                firsts[w].append(capture(tree, base / "store", base / "stat.db", w))
+        if czf:
+            figures["tar_czf_s"] = median(czf)
+            figures["tar_cf_s"] = median(cf)
         for w in workers:
-            store, stat = base / f"store{w}", base / f"stat{w}.db"
-            first = capture(tree, store, stat, w)
-            figures[f"first_capture_s[w={w}]"] = first["seconds"]
-            if w != workers[-1]:
-                shutil.rmtree(store)
+            figures[f"first_capture_s[w={w}]"] = median([r["seconds"] for r in firsts[w]])
         w = workers[-1]
-        store, stat = base / f"store{w}", base / f"stat{w}.db"
-        figures["first_capture_s"] = first["seconds"]
+        store, stat = base / "store", base / "stat.db"
+        first = firsts[w][-1]
+        assert first["uploaded_files"] == first["files"] == n, first
+        figures["first_capture_s"] = figures[f"first_capture_s[w={w}]"]
         figures["first_capture_peak_rss"] = first["peak_rss"]
         figures["first_capture_rss_over_baseline"] = first["peak_rss"] - first["baseline_rss"]
-        assert first["uploaded_files"] == first["files"] == n, first
 
-        again = [capture(tree, store, stat, w) for _ in range(3)]
+        again = [capture(tree, store, stat, w) for _ in range(max(3, args.repeat))]
         assert all(a["hashed_files"] == 0 and a["uploaded_files"] == 0 for a in again), again
-        figures["recapture_unchanged_s"] = sorted(a["seconds"] for a in again)[1]
+        figures["recapture_unchanged_s"] = median([a["seconds"] for a in again])
 
         victim = next(tree.rglob("*.bin"))
         victim.write_bytes(os.urandom(victim.stat().st_size))
@@ -183,11 +197,15 @@ def main() -> None:
         small_first = capture(small, base / "store-small", base / "stat-small.db", w)
         figures["small_tree_peak_rss"] = small_first["peak_rss"]
         figures["small_tree_rss_over_baseline"] = small_first["peak_rss"] - small_first["baseline_rss"]
+        figures["load_after"] = os.getloadavg()[0]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     print()
-    print(f"tree: {args.files:,} files, {args.size_mb:,} MB; workers {w}")
+    print(
+        f"tree: {args.files:,} files, {args.size_mb:,} MB; workers {w}; repeat {args.repeat} (medians);"
+        f" load average {figures['load_before']:.1f} -> {figures['load_after']:.1f} on {os.cpu_count()} CPUs"
+    )
     for k, v in figures.items():
         if k.startswith("first_capture_s[") and len(workers) > 1:
             print(f"  first capture with {k[16:-1]:<14} {v:8.3f} s")

@@ -113,7 +113,9 @@ def test_manifest_canonical_form(tmp_path: Path, local_store: ObjectStore) -> No
     src = _tree(tmp_path / "src", {"b": b"hi", "a/é.txt": b"hi"})
     os.chmod(src / "b", 0o700)
     result = local_store.put_tree(src)
-    manifest = (tmp_path / "store" / "objects" / result.tree[:2] / result.tree[2:]).read_bytes()
+    manifest_path = tmp_path / "store" / "objects" / result.tree[:2] / result.tree[2:]
+    assert stat.S_IMODE(manifest_path.stat().st_mode) == 0o444  # objects are immutable
+    manifest = manifest_path.read_bytes()
     assert manifest == expected  # readable without studio: a plain JSON file named by its sha256
     assert hashlib.sha256(manifest).hexdigest() == result.tree
     assert json.loads(manifest)["entries"][0]["path"] == "a/é.txt"

@@ -15,6 +15,11 @@ from studio.exceptions import NotFoundError, StoreError
 from studio.objects.backends.base import ObjectBackend
 
 
+# Objects never change: read-only for everyone guards against a reader writing to the path
+# it was given (ObjectStore.blob_path) and lets a team share one folder.
+OBJECT_MODE = 0o444
+
+
 class LocalBackend(ObjectBackend):
     """Objects as plain files. Writes go to a temp file in `<root>/tmp` (same file system)
     and are renamed into place, so a crash leaves at most a stray temp file, never a partial
@@ -64,6 +69,7 @@ class LocalBackend(ObjectBackend):
         self._ensure_parent(dest)
         if move:
             try:
+                os.chmod(local_path, OBJECT_MODE)
                 os.replace(local_path, dest)
                 return
             except OSError as exc:
@@ -73,6 +79,7 @@ class LocalBackend(ObjectBackend):
         try:
             with open(local_path, "rb") as src, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
+                os.fchmod(out.fileno(), OBJECT_MODE)
             os.replace(tmp, dest)
         except BaseException:
             _unlink(tmp)
