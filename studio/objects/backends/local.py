@@ -14,7 +14,6 @@ from typing import BinaryIO
 from studio.exceptions import NotFoundError, StoreError
 from studio.objects.backends.base import ObjectBackend
 
-
 # Objects never change: read-only for everyone guards against a reader writing to the path
 # it was given (ObjectStore.blob_path) and lets a team share one folder.
 OBJECT_MODE = 0o444
