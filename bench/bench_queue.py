@@ -126,7 +126,7 @@ def main() -> None:
         time.sleep(0.5)
     w.terminate()
     w.wait()
-    rows.append(("pickup latency, submit -> claim (median of %d)" % a.latency_runs,
+    rows.append((f"pickup latency, submit -> claim (median of {a.latency_runs})",
                  f"{statistics.median(claims) * 1000:.0f} ms (max {max(claims) * 1000:.0f} ms)"))
     rows.append(("pickup latency, submit -> script running (median)",
                  f"{statistics.median(starts) * 1000:.0f} ms (max {max(starts) * 1000:.0f} ms)"))
