@@ -733,3 +733,20 @@ def test_sqlite_concurrent_writers_never_see_locked(tmp_path: Path) -> None:
     assert stores[0].query(ExperimentQuery(status=(Status.FINISHED,))).total == 200
     for s in stores:
         s.close()
+
+
+def test_in_memory_sqlite_is_shared_safely_across_threads() -> None:
+    store = open_meta_store("sqlite://")
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            store.create_experiment(exp(f"{n}-{i}", queue="q"))
+            assert store.claim("q", f"w{n}", 10) is not None
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.queue_counts() == {"q": {"running": 100}}
+    store.close()

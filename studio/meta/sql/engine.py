@@ -114,8 +114,8 @@ class WriterQueue:
     measure; correctness rests on BEGIN IMMEDIATE (writers that skip the queue are still safe).
     Where `fcntl` or the lock file is unavailable, only the thread lock is used."""
 
-    def __init__(self, database: str) -> None:
-        self.path = f"{database}-writers"
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}-writers" if database else None
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
@@ -124,6 +124,8 @@ class WriterQueue:
         # A forked child must not share the parent's open file: flock would not exclude them.
         if self._pid != os.getpid():
             self._fd, self._pid = None, os.getpid()
+            if self.path is None:
+                return None
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
@@ -152,15 +154,19 @@ class Transactions:
         self.engine = engine
         database = engine.url.database
         self._queue: WriterQueue | None = None
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self._queue = WriterQueue(database)
+        self._read_queue: WriterQueue | None = None
+        if engine.dialect.name == "sqlite":
+            if database and database != ":memory:":
+                self._queue = WriterQueue(database)
+            else:  # one shared connection: every transaction takes turns
+                self._queue = self._read_queue = WriterQueue(None)
         self._read = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(
             bind=write_engine(engine), expire_on_commit=False, autoflush=False
         )
 
     def read(self, fn: Callable[[Session], T]) -> T:
-        return self._run(self._read, fn, None)
+        return self._run(self._read, fn, self._read_queue)
 
     def write(self, fn: Callable[[Session], T]) -> T:
         return self._run(self._write, fn, self._queue)

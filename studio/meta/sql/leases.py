@@ -77,15 +77,13 @@ def claim(
 
 def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
     now = time.time()
-    stmt = (
-        update(E)
-        .where(E.c.key == key, E.c.status == Status.RUNNING.value, E.c.worker == worker)
-        .values(heartbeat=now, lease_expires=now + lease_seconds)
-        .returning(E.c.stop_requested)
+    held = (E.c.key == key, E.c.status == Status.RUNNING.value, E.c.worker == worker)
+    # UPDATE then SELECT rather than UPDATE ... RETURNING, which needs SQLite 3.35.
+    result = s.execute(
+        update(E).where(*held).values(heartbeat=now, lease_expires=now + lease_seconds)
     )
-    held = s.execute(stmt).first()
-    if held is not None:
-        return bool(held[0])
+    if getattr(result, "rowcount", 0):
+        return bool(s.execute(select(E.c.stop_requested).where(E.c.key == key)).scalar())
     current = s.execute(select(E.c.status, E.c.worker).where(E.c.key == key)).first()
     if current is None:
         raise not_found(key)
