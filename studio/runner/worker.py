@@ -125,7 +125,9 @@ class Worker:
             if beat.lost:
                 return Outcome(Status.LOST, None, "lease lost while preparing")
             if beat.stop_requested:
-                return self._finish_early(exp, Status.STOPPED, "stop requested")
+                current = self.ctx.meta.get_experiment(exp.key)  # a sweep's pruner asks for `pruned`
+                return self._finish_early(exp, current.stop_status or Status.STOPPED,
+                                          current.stop_reason or "stop requested")
             if self.stopping:
                 return self.hand_back(exp)
             if env.notes:
