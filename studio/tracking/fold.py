@@ -23,26 +23,31 @@ _warned_bad_value = False
 Columns = list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]  # key, steps, values, times
 
 
+def _floats(dicts: Sequence[dict[str, Any]], count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The `count` values of `dicts` as float64, and a validity mask (None: all numbers)."""
+    try:
+        flat = np.fromiter(
+            chain.from_iterable(map(dict.values, dicts)), dtype=np.float64, count=count
+        )
+        return flat, None
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.empty(count, dtype=np.float64)
+    ok = np.ones(count, dtype=bool)
+    for i, v in enumerate(chain.from_iterable(map(dict.values, dicts))):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError, OverflowError):
+            ok[i] = False
+            _warn_bad_value(v)
+    return out, ok
+
+
 def _matrix(dicts: Sequence[dict[str, Any]], width: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Values of same-keyed calls as an (n, width) float64 matrix, plus a validity mask."""
     n = len(dicts)
-    try:
-        flat = np.fromiter(
-            chain.from_iterable(map(dict.values, dicts)), dtype=np.float64, count=n * width
-        )
-        return flat.reshape(n, width), None
-    except (TypeError, ValueError, OverflowError):
-        pass
-    out = np.empty((n, width), dtype=np.float64)
-    ok = np.ones((n, width), dtype=bool)
-    for i, d in enumerate(dicts):
-        for j, v in enumerate(d.values()):
-            try:
-                out[i, j] = float(v)
-            except (TypeError, ValueError, OverflowError):
-                ok[i, j] = False
-                _warn_bad_value(v)
-    return out, ok
+    flat, ok = _floats(dicts, n * width)
+    return flat.reshape(n, width), None if ok is None else ok.reshape(n, width)
 
 
 def _warn_bad_value(value: Any) -> None:
@@ -72,15 +77,56 @@ def _groups(dicts: list[dict[str, Any]]) -> list[Group]:
     return out
 
 
-class _KeyParts:
-    __slots__ = ("order", "values", "times", "steps", "given")
+KeyPoints = tuple[str, "np.ndarray | None", np.ndarray]  # key, call positions (None: all), values
 
-    def __init__(self) -> None:
-        self.order: list[np.ndarray | None] = []
-        self.values: list[np.ndarray] = []
-        self.times: list[np.ndarray] = []
-        self.steps: list[np.ndarray] = []
-        self.given: list[np.ndarray] = []
+
+def _by_groups(dicts: list[dict[str, Any]]) -> list[KeyPoints]:
+    """Wide calls (several values each): one value matrix per distinct key tuple."""
+    order: dict[str, list[np.ndarray | None]] = {}
+    values: dict[str, list[np.ndarray]] = {}
+    for names, members, idx in _groups(dicts):
+        if not names:
+            continue
+        matrix, ok = _matrix(members, len(names))
+        for j, key in enumerate(names):
+            if ok is None or ok[:, j].all():
+                positions, column = idx, matrix[:, j]
+            else:  # some values were not numbers: drop those points
+                mask = ok[:, j]
+                positions = (np.arange(len(members)) if idx is None else idx)[mask]
+                column = matrix[mask, j]
+            order.setdefault(key, []).append(positions)
+            values.setdefault(key, []).append(column)
+    out: list[KeyPoints] = []
+    for key, parts in order.items():
+        vals = _concat(values[key])
+        if len(parts) == 1:
+            out.append((key, parts[0], vals))
+            continue
+        positions = np.concatenate(parts)  # type: ignore[arg-type]
+        perm = np.argsort(positions, kind="stable")  # the key came in several groups
+        out.append((key, positions[perm], vals[perm]))
+    return out
+
+
+def _by_pairs(dicts: list[dict[str, Any]], lengths: np.ndarray, total: int) -> list[KeyPoints]:
+    """Narrow calls (a value or two each): flatten all (key, value) pairs, sort by key."""
+    keys = list(chain.from_iterable(dicts))
+    values, ok = _floats(dicts, total)
+    names = list(dict.fromkeys(keys))
+    index = {k: i for i, k in enumerate(names)}
+    codes = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=total)
+    call = np.repeat(np.arange(len(dicts)), lengths)
+    if ok is not None:
+        codes, call, values = codes[ok], call[ok], values[ok]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
+    out: list[KeyPoints] = []
+    for i, key in enumerate(names):
+        sel = order[bounds[i] : bounds[i + 1]]
+        if len(sel):
+            out.append((key, call[sel], values[sel]))
+    return out
 
 
 def fold(items: Sequence[Any], next_steps: dict[str, int]) -> Columns:
@@ -90,6 +136,10 @@ def fold(items: Sequence[Any], next_steps: dict[str, int]) -> Columns:
     """
     dicts: list[dict[str, Any]] = list(items[2::3])
     n = len(dicts)
+    lengths = np.fromiter(map(len, dicts), dtype=np.intp, count=n)
+    total = int(lengths.sum())
+    if not total:
+        return []
     all_times = np.array(items[0::3], dtype=np.float64)
     raw_steps = list(items[1::3])
     missing = raw_steps.count(None)
@@ -101,36 +151,16 @@ def fold(items: Sequence[Any], next_steps: dict[str, int]) -> Columns:
         all_given = np.array([s is not None for s in raw_steps], dtype=bool)
         all_steps = np.array([0 if s is None else s for s in raw_steps], dtype=np.int64)
 
-    per_key: dict[str, _KeyParts] = {}
-    for names, members, idx in _groups(dicts):
-        if not names:
-            continue
-        matrix, ok = _matrix(members, len(names))
-        where: Any = slice(None) if idx is None else idx
-        times, steps, given = all_times[where], all_steps[where], all_given[where]
-        for j, key in enumerate(names):
-            parts = per_key.get(key)
-            if parts is None:
-                parts = per_key[key] = _KeyParts()
-            sel: Any = slice(None) if ok is None or ok[:, j].all() else ok[:, j]
-            parts.order.append(idx if idx is None else idx[sel])
-            parts.values.append(matrix[sel, j])
-            parts.times.append(times[sel])
-            parts.steps.append(steps[sel])
-            parts.given.append(given[sel])
-
+    # Grouping costs per call, flattening per value: pick the cheaper for this batch.
+    per_key = _by_pairs(dicts, lengths, total) if total <= 3 * n else _by_groups(dicts)
     out: Columns = []
-    for key, parts in per_key.items():
-        values, times = _concat(parts.values), _concat(parts.times)
-        steps, given = _concat(parts.steps), _concat(parts.given)
-        if len(parts.order) > 1:  # the key came in several groups: back to call order
-            perm = np.argsort(np.concatenate(parts.order), kind="stable")  # type: ignore[arg-type]
-            values, times, steps, given = values[perm], times[perm], steps[perm], given[perm]
+    for key, calls, values in per_key:
         if not len(values):
             continue
-        steps = auto_steps(steps, given, next_steps.get(key, 0))
+        where: Any = slice(None) if calls is None else calls
+        steps = auto_steps(all_steps[where], all_given[where], next_steps.get(key, 0))
         next_steps[key] = int(steps[-1]) + 1
-        out.append((key, steps, values, times))
+        out.append((key, steps, values, all_times[where]))
     return out
 
 

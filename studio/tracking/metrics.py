@@ -251,10 +251,11 @@ def default_logger() -> Logger:
         return _default
 
 
-def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Logger:
-    """Point `studio.log` at `metrics_dir` (None: back to the environment/no-op default).
+def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Logger | None:
+    """Point `studio.log` at `metrics_dir`; returns the new default logger.
 
-    The previous default logger is flushed and closed. `options` go to `Logger`.
+    None goes back to the default (``STUDIOML_METRICS_DIR`` or no-op), chosen at the next
+    `log`. The previous default logger is flushed and closed. `options` go to `Logger`.
     """
     global _default
     with _default_lock:
@@ -263,7 +264,7 @@ def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Log
             _default = Logger(metrics_dir, **options)
     if previous is not None:
         previous.close()
-    return _default if _default is not None else default_logger()
+    return _default
 
 
 def log(step: int | None = None, **values: float) -> None:

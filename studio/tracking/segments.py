@@ -208,7 +208,7 @@ def _csv_table(path: Path) -> pa.Table:
     return table.set_column(0, "key", table.column("key").dictionary_encode())
 
 
-_MMAP_FROM = 1 << 20  # smaller files are cheaper to read than to map
+_MMAP_FROM = 1 << 16  # smaller files are cheaper to read than to map
 
 
 def read_segment(path: Path) -> pa.Table:

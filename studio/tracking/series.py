@@ -49,22 +49,35 @@ def _empty_table() -> pa.Table:
 
 
 def _select(table: pa.Table, wanted: pa.Array | None) -> pa.Table | None:
-    """Rows of `table` whose key is in `wanted` (None: all); None if there are none."""
+    """Rows of `table` whose key is in `wanted` (None: all); None if there are none.
+
+    Works on the dictionary, not on the rows: which dictionary entries match, then one `take`
+    of that small mask by the row indices (with one shared dictionary for all chunks).
+    """
     if wanted is None:
         return table
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    if table.column("key").num_chunks > 1:
+        table = table.unify_dictionaries()
     column = table.column("key")
+    if not column.num_chunks:
+        return None
+    hit = pc.is_in(column.chunk(0).dictionary, value_set=wanted)
+    if not pc.any(hit).as_py():
+        return None
+    if pc.all(hit).as_py():
+        return table
     if column.num_chunks == 1:
-        keys = column.chunk(0)
-        hit = pc.is_in(keys.dictionary, value_set=wanted)
-        if not pc.any(hit).as_py():
-            return None
-        if pc.all(hit).as_py():
-            return table
-        mask = pc.take(hit, keys.indices)
+        indices: Any = column.chunk(0).indices
     else:
-        mask = pc.is_in(column, value_set=wanted)
+        indices = pa.chunked_array([chunk.indices for chunk in column.chunks])
+    codes = pc.indices_nonzero(hit)
+    if len(codes) == 1:  # the usual read of one key: a compare beats a gather
+        mask = pc.equal(indices, pa.scalar(codes[0].as_py(), indices.type))
+    else:
+        mask = pc.take(hit, indices)
     selected = table.filter(mask)
     return selected if selected.num_rows else None
 

@@ -111,6 +111,15 @@ def test_bad_input(logger: metrics.Logger, caplog: pytest.LogCaptureFixture) -> 
     assert rows(logger.metrics_dir) == [("x", 0, 2.0), ("y", 0, 3.0), ("y", 7, 4.0)]  # type: ignore[arg-type]
 
 
+def test_bad_value_in_wide_calls(logger: metrics.Logger) -> None:
+    for i in range(3):
+        logger.log(a=float(i), b="bad" if i == 1 else float(i), c=1.0, d=2.0)  # type: ignore[arg-type]
+    logger.flush()
+    got = rows(logger.metrics_dir)  # type: ignore[arg-type]
+    assert [(s, v) for k, s, v in got if k == "b"] == [(0, 0.0), (1, 2.0)]  # dropped, no step used
+    assert [(s, v) for k, s, v in got if k == "a"] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
 def test_threads_log_concurrently(logger: metrics.Logger) -> None:
     def work(k: int) -> None:
         for i in range(5000):
