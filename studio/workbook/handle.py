@@ -111,12 +111,8 @@ class Experiment:
             return {n: FileRef(n, root / n) for n in _walk(root)}
         if spec.tree is None:
             return {}
-        objects = self._repo.ctx.objects
         tree = self._repo.tree(spec.tree)
-        return {
-            e.path: FileRef(e.path, objects.blob_path(e.hash, e.size), e.hash, e.size)
-            for e in tree.entries
-        }
+        return {e.path: self._repo.stored_file(e.path, e.hash, e.size) for e in tree.entries}
 
     def _others(self, record: Record) -> dict[str, ArtifactSpec]:
         """tag -> spec, for the other artifacts that hold something."""
@@ -197,19 +193,16 @@ class Experiment:
             )
         assert spec.tree is not None
         tree = self._repo.tree(spec.tree)
-        objects = self._repo.ctx.objects
         if tree.kind == "file" and inner is None:
             e = tree.entries[0]
-            return FileRef(e.path, objects.blob_path(e.hash, e.size), e.hash, e.size)
+            return self._repo.stored_file(e.path, e.hash, e.size)
         if inner is None:
             from studio.runner.materialize import cached_tree
 
             return cached_tree(self._repo.ctx, spec.tree)
         for e in tree.entries:
             if e.path == inner:
-                return FileRef(
-                    e.path.rpartition("/")[2], objects.blob_path(e.hash, e.size), e.hash, e.size
-                )
+                return self._repo.stored_file(e.path, e.hash, e.size)
         names = ", ".join(e.path for e in tree.entries[:20])
         raise NotFoundError(
             f"experiment {self.tag}: artifact {spec.tag!r} has no file {inner!r} (it has: {names})"

@@ -10,7 +10,7 @@
 
 The longest matching ending wins, case-insensitively (``.tar.gz`` before ``.gz``). Add or
 replace one with ``workbook.register_loader(".ext", fn)``, where ``fn(path) -> object``
-receives the path of a local, read-only copy of the file.
+receives the path of a local, read-only copy of the file, named like the artifact.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def load_table(path: Path) -> Any:
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
-    if path.suffix.lower() == ".parquet":
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
         return pq.read_table(path).to_pandas()
     return feather.read_table(path).to_pandas()
 

@@ -14,6 +14,7 @@ and ``STUDIOML_*``), like the CLI. Experiments whose process died without a word
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import time
@@ -66,6 +67,24 @@ class ExperimentRepository:
                 self._trees.clear()
             self._trees[tree_hash] = found
         return found
+
+    def stored_file(self, path: str, blob: str, size: int) -> FileRef:
+        """A stored file, readable under its own name (loaders may look at the name): a
+        symlink `<blob cache>/named/<hash>/<name>` to the blob's local copy."""
+        name = path.rpartition("/")[2]
+        link = self.ctx.settings.blob_cache / "named" / blob[:2] / blob / name
+        if not os.path.lexists(link):
+            target = self.ctx.objects.blob_path(blob, size)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            tmp = link.with_name(f".{name}.{os.getpid()}.tmp")
+            try:
+                os.symlink(target, tmp)
+                os.replace(tmp, link)
+            except OSError:  # no symlinks here: read the blob under its hash
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                return FileRef(name, target, blob, size)
+        return FileRef(name, link, blob, size)
 
     def tables_frame(self, ref: FileRef) -> pd.DataFrame:
         return frame(self.tables.read(ref))
