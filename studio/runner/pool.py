@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from studio.api.context import Context
-from studio.entities import Experiment
+from studio.entities import Experiment, Status
 from studio.runner.executor import Outcome
 
 log = logging.getLogger(__name__)
@@ -107,11 +107,17 @@ def drain(
 
     for _ in range(num_workers):
         spawn()
-    exps: list[Experiment] = []
+    done: dict[str, Experiment] = {}
+    pending = list(wanted)
     try:
         while True:
-            exps = ctx.meta.get_experiments(wanted)
-            if all(e.status.terminal for e in exps):
+            found = {e.key: e for e in ctx.meta.get_experiments(pending)}  # only the unfinished
+            for key in pending:
+                exp = found.get(key)
+                if exp is None or exp.status.terminal:  # None: deleted meanwhile
+                    done[key] = exp if exp is not None else Experiment(key=key, status=Status.LOST)
+            pending = [k for k in pending if k not in done]
+            if not pending:
                 break
             for p in [p for p in procs if p.poll() is not None]:
                 log.warning("local worker %d exited with %s", p.pid, p.returncode)
@@ -124,8 +130,7 @@ def drain(
             time.sleep(poll)
     finally:
         stop_workers(procs)
-    found = {e.key: e for e in exps}
-    return {k: (exit_code(found[k]) if k in found and found[k].status.terminal else 1) for k in wanted}
+    return {k: (exit_code(done[k]) if k in done else 1) for k in wanted}
 
 
 def stop_workers(procs: Sequence[subprocess.Popen[bytes]], grace: float = STOP_GRACE) -> None:

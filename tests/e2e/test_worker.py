@@ -254,3 +254,18 @@ def test_worker_flags_are_validated(studio_home: Path) -> None:
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     proc = studio("remote", "worker", "--queue", "nothing-here", "--timeout", "0.5", timeout=30)
     assert proc.returncode == 0, proc.stderr  # an unknown queue is fine: the worker waits
+
+
+def test_drain_returns_every_keys_exit_code(studio_home: Path, tmp_path: Path) -> None:
+    from studio.api.context import Context
+    from studio.api.run import RunOptions
+    from studio.api.submit import submit as submit_api
+    from studio.runner.pool import drain
+
+    write(tmp_path / "code.py", "import sys\nsys.exit(int(sys.argv[1]))\n")
+    with Context.from_env() as ctx:
+        keys = [submit_api(ctx, RunOptions(script="code.py", args=[str(c)], cwd=tmp_path, queue="sweep",
+                                           echo=False)).key for c in (0, 4, 0)]
+        codes = drain(ctx, "sweep", 2, [*keys, "no-such-key"])
+        assert codes == {keys[0]: 0, keys[1]: 4, keys[2]: 0, "no-such-key": 1}
+        assert {e.worker for e in ctx.meta.get_experiments(keys)} - {None}
