@@ -20,7 +20,12 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     user_home.mkdir()
     monkeypatch.setenv("STUDIOML_HOME", str(home))
     monkeypatch.setenv("HOME", str(user_home))
-    for var in ("STUDIOML_DATABASE_URL", "STUDIOML_STORAGE_URL", "STUDIOML_EXPERIMENT", "STUDIOML_ARTIFACT_MAPPING"):
+    for var in (
+        "STUDIOML_DATABASE_URL",
+        "STUDIOML_STORAGE_URL",
+        "STUDIOML_EXPERIMENT",
+        "STUDIOML_ARTIFACT_MAPPING",
+    ):
         monkeypatch.delenv(var, raising=False)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return home

@@ -16,14 +16,26 @@ def studio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def studio(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120,
-           check: bool = False) -> subprocess.CompletedProcess[str]:
+def studio(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "studio", *args],
-        cwd=cwd, env=studio_env(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=studio_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"studio {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"studio {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -32,8 +44,15 @@ def studio_json(*args: str, **kw: Any) -> Any:
     return json.loads(proc.stdout)
 
 
-def popen_studio(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def popen_studio(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "studio", *args], cwd=cwd, env=studio_env(env), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "studio", *args],
+        cwd=cwd,
+        env=studio_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )

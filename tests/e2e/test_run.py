@@ -32,16 +32,33 @@ def all_keys() -> list[str]:
 def test_seed_linear_regression_commands_verbatim(studio_home: Path, tmp_path: Path) -> None:
     work = tmp_path / "general"
     shutil.copytree(EXAMPLES, work)
-    proc = studio("run", "--capture=~/.weights:weights", "--experiment", "linear_regression", "train_linreg.py",
-                  cwd=work)
+    proc = studio(
+        "run",
+        "--capture=~/.weights:weights",
+        "--experiment",
+        "linear_regression",
+        "train_linreg.py",
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "step = 9, loss =" in proc.stdout
     weights = Path(os.environ["HOME"]) / ".weights"
     assert len(list(weights.glob("*.pck"))) == 10
     data = studio_json("runs", "show", "linear_regression")
     assert data["status"] == "finished" and data["returncode"] == 0
-    for field in ("key", "project", "script", "args", "git", "pythonenv", "host", "time_added",
-                  "time_started", "time_finished", "artifacts"):
+    for field in (
+        "key",
+        "project",
+        "script",
+        "args",
+        "git",
+        "pythonenv",
+        "host",
+        "time_added",
+        "time_started",
+        "time_finished",
+        "artifacts",
+    ):
         assert field in data
     assert data["script"] == "train_linreg.py"
     assert data["artifacts"]["weights"]["files"] == 10 and data["artifacts"]["weights"]["tree"]
@@ -58,14 +75,27 @@ def test_seed_linear_regression_commands_verbatim(studio_home: Path, tmp_path: P
 
 def test_script_args_env_and_exit_code(studio_home: Path, tmp_path: Path) -> None:
     write(studio_home / "config.yaml", "env:\n  GREETING: hello-$USER_NAME\n")
-    script = write(tmp_path / "ws" / "show.py", """
+    script = write(
+        tmp_path / "ws" / "show.py",
+        """
         import json, os, sys
         print(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in
               ["STUDIOML_EXPERIMENT", "STUDIOML_HOME", "STUDIOML_ARTIFACT_MAPPING", "PYTHONUNBUFFERED", "GREETING"]}}))
         sys.exit(int(os.environ.get("CODE", "0")))
-    """)
-    proc = studio("run", "-e", "args1", "show.py", "--experiment", "x", "-e", "y", cwd=script.parent,
-                  env={"USER_NAME": "ada", "CODE": "3"})
+    """,
+    )
+    proc = studio(
+        "run",
+        "-e",
+        "args1",
+        "show.py",
+        "--experiment",
+        "x",
+        "-e",
+        "y",
+        cwd=script.parent,
+        env={"USER_NAME": "ada", "CODE": "3"},
+    )
     assert proc.returncode == 3
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["argv"] == ["--experiment", "x", "-e", "y"]
@@ -116,7 +146,9 @@ def test_workspace_ignore_git_and_artifact_get(studio_home: Path, tmp_path: Path
 
 def test_capture_is_continuous_and_only_changed_files(studio_home: Path, tmp_path: Path) -> None:
     write(studio_home / "config.yaml", "saveWorkspaceFrequency: 0.5\n")
-    script = write(tmp_path / "ws" / "slow.py", """
+    script = write(
+        tmp_path / "ws" / "slow.py",
+        """
         import os, time
         from studio import fs_tracker
         d = fs_tracker.get_artifact("results")
@@ -125,9 +157,17 @@ def test_capture_is_continuous_and_only_changed_files(studio_home: Path, tmp_pat
                 f.write(str(i))
             print("wrote", i, flush=True)
             time.sleep(0.5)
-    """)
-    proc = popen_studio("run", "-e", "cap1", "--capture", str(tmp_path / "res") + ":results", "slow.py",
-                        cwd=script.parent)
+    """,
+    )
+    proc = popen_studio(
+        "run",
+        "-e",
+        "cap1",
+        "--capture",
+        str(tmp_path / "res") + ":results",
+        "slow.py",
+        cwd=script.parent,
+    )
     seen_files = set()
     deadline = time.time() + 60
     while proc.poll() is None and time.time() < deadline:
@@ -142,7 +182,9 @@ def test_capture_is_continuous_and_only_changed_files(studio_home: Path, tmp_pat
 
 
 def test_max_duration_kills(studio_home: Path, tmp_path: Path) -> None:
-    script = write(tmp_path / "ws" / "sleep.py", "import time\nprint('start', flush=True)\ntime.sleep(60)\n")
+    script = write(
+        tmp_path / "ws" / "sleep.py", "import time\nprint('start', flush=True)\ntime.sleep(60)\n"
+    )
     t0 = time.time()
     proc = studio("run", "-e", "md1", "--max-duration", "1s", "sleep.py", cwd=script.parent)
     assert time.time() - t0 < 30
@@ -152,7 +194,9 @@ def test_max_duration_kills(studio_home: Path, tmp_path: Path) -> None:
 
 
 def test_sigterm_is_forwarded_and_final_capture_happens(studio_home: Path, tmp_path: Path) -> None:
-    script = write(tmp_path / "ws" / "term.py", """
+    script = write(
+        tmp_path / "ws" / "term.py",
+        """
         import os, signal, sys, time
         from studio import fs_tracker
         def bye(*a):
@@ -162,7 +206,8 @@ def test_sigterm_is_forwarded_and_final_capture_happens(studio_home: Path, tmp_p
         signal.signal(signal.SIGTERM, bye)
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = popen_studio("run", "-e", "term1", "term.py", cwd=script.parent)
     assert proc.stdout is not None
     assert "ready" in proc.stdout.readline()
@@ -175,7 +220,9 @@ def test_sigterm_is_forwarded_and_final_capture_happens(studio_home: Path, tmp_p
 
 def test_runs_stop_and_kill(studio_home: Path, tmp_path: Path) -> None:
     write(studio_home / "config.yaml", "worker:\n  heartbeat: 0.3\n")
-    script = write(tmp_path / "ws" / "loop.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    script = write(
+        tmp_path / "ws" / "loop.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    )
     proc = popen_studio("run", "-e", "stop1", "loop.py", cwd=script.parent)
     assert proc.stdout is not None and "up" in proc.stdout.readline()
     studio("runs", "stop", "stop1", check=True)
@@ -187,7 +234,9 @@ def test_runs_stop_and_kill(studio_home: Path, tmp_path: Path) -> None:
 
 def test_dead_supervisor_shows_lost(studio_home: Path, tmp_path: Path) -> None:
     write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n")
-    script = write(tmp_path / "ws" / "loop.py", "import time\nprint('up', flush=True)\ntime.sleep(30)\n")
+    script = write(
+        tmp_path / "ws" / "loop.py", "import time\nprint('up', flush=True)\ntime.sleep(30)\n"
+    )
     proc = popen_studio("run", "-e", "lost1", "loop.py", cwd=script.parent)
     assert proc.stdout is not None and "up" in proc.stdout.readline()
     assert studio_json("runs", "show", "lost1")["status"] == "running"
@@ -245,10 +294,16 @@ def test_bad_config_and_database_url(studio_home: Path, tmp_path: Path) -> None:
     proc = studio("run", "--config", str(tmp_path / "bad.yaml"), "ok.py", cwd=ws)
     assert proc.returncode == 2 and "storage.path" in proc.stderr
     proc = studio("run", "ok.py", cwd=ws, env={"STUDIOML_DATABASE_URL": "mongodb://x"})
-    assert proc.returncode != 0 and "mongodb" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        proc.returncode != 0
+        and "mongodb" in proc.stderr
+        and len(proc.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_cli_starts_fast_enough_to_not_import_heavy_modules() -> None:
     code = "import sys, studio, studio.fs_tracker; print(sorted(m for m in ('pandas','sqlalchemy','fastapi','numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -14,7 +14,14 @@ from studio.units import parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("48h2m10s", 48 * 3600 + 130), ("90", 90), ("1.5m", 90), ("2d", 172800), ("250ms", 0.25), (30, 30)],
+    [
+        ("48h2m10s", 48 * 3600 + 130),
+        ("90", 90),
+        ("1.5m", 90),
+        ("2d", 172800),
+        ("250ms", 0.25),
+        (30, 30),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -28,7 +35,14 @@ def test_bad_durations_are_rejected(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("10g", 10 * 2**30), ("10G", 10 * 2**30), ("10GB", 10 * 2**30), ("512MiB", 512 * 2**20), ("512m", 512 * 2**20), ("100", 100)],
+    [
+        ("10g", 10 * 2**30),
+        ("10G", 10 * 2**30),
+        ("10GB", 10 * 2**30),
+        ("512MiB", 512 * 2**20),
+        ("512m", 512 * 2**20),
+        ("100", 100),
+    ],
 )
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
