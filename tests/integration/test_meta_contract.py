@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,17 +34,47 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database."""
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'meta' / 'studio.db'}"
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Databases created at the current schema once, copied for each test (faster than
+    migrating each test's database; migrations have their own tests below)."""
+    return {"sqlite": str(tmp_path_factory.mktemp("template") / "studio.db")}
+
+
 @pytest.fixture
-def store(url: str) -> Iterator[MetaStore]:
-    s = open_meta_store(url)
+def store(
+    backend: str, migrated: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[MetaStore]:
+    if backend == "sqlite":
+        if not Path(migrated["sqlite"]).exists():
+            upgrade(f"sqlite:///{migrated['sqlite']}")
+        shutil.copy(migrated["sqlite"], tmp_path / "studio.db")
+        s = open_meta_store(f"sqlite:///{tmp_path / 'studio.db'}", create=False)
+        yield s
+        s.close()
+        return
+    server = request.getfixturevalue("postgres_server")
+    if "postgres" not in migrated:
+        template = server.create_database()
+        upgrade(template)
+        migrated["postgres"] = template.rsplit("/", 1)[1]
+    db_url = server.create_database(template=migrated["postgres"])
+    s = open_meta_store(db_url, create=False)
     yield s
     s.close()
+    server.drop_database(db_url)
 
 
 def exp(key: str, **fields: object) -> Experiment:
