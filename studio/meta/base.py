@@ -81,7 +81,11 @@ class MetaStore(abc.ABC):
     ) -> Experiment:
         """Change status (checked by `entities.check_transition`), record a StatusEvent and set
         `fields` in the same transaction. With `expect`, ConflictError unless the current
-        status is one of them (compare-and-set)."""
+        status is one of them (compare-and-set). `status_reason` becomes `reason`.
+
+        Bookkeeping implied by the change, unless `fields` set it: to `running`, heartbeat now,
+        `time_started` now if unset, `worker` set (when given); to `queued`, worker and lease
+        cleared; to a terminal status, lease cleared and `time_finished` now if unset."""
 
     @abc.abstractmethod
     def delete_experiment(self, key: str) -> None:
@@ -125,14 +129,22 @@ class MetaStore(abc.ABC):
         resources: dict[str, Any] | None = None,
     ) -> Experiment | None:
         """Atomically take the oldest queued experiment on `queue` whose resource needs fit
-        `resources` (None: anything): status -> running, worker set, attempts += 1, lease set.
-        Exactly one concurrent caller gets any given experiment."""
+        `resources` (None: anything): status -> running, worker set, attempts += 1, lease set,
+        `time_started` now. Exactly one concurrent caller gets any given experiment.
+
+        Fit: for each of `cpus`, `gpus`, `ram`, `hdd` (numbers; bytes for ram/hdd) that
+        `resources` lists, the experiment's `resources` needs no more (a missing need is 0; a
+        resource the worker does not list is not checked). Experiments past their `lifetime`
+        are never handed out."""
 
     @abc.abstractmethod
     def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
         """Running experiments whose lease lapsed go back to `queued` (attempts < max_attempts)
         or become `lost`. Queued experiments older than their `lifetime` become `lost` with a
-        reason. Returns the keys changed."""
+        reason. Returns the keys changed.
+
+        A lapsed experiment without a queue (a local run whose supervisor died) becomes `lost`
+        at once; one whose stop was requested becomes `stopped` instead of running again."""
 
     @abc.abstractmethod
     def queue_counts(self) -> dict[str, dict[str, int]]:
