@@ -27,7 +27,6 @@ import csv
 import io
 import itertools
 import os
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +74,7 @@ class SegmentNamer:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.token = secrets.token_hex(4)
+        self.token = os.urandom(4).hex()
         self._counter = itertools.count()
 
     def next_name(self, suffix: str) -> str:
@@ -86,7 +85,7 @@ class SegmentNamer:
 
 
 def _atomic_write(path: Path, write: Any, fsync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(3).hex()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
