@@ -5,8 +5,10 @@ One generation at a time. The first experiment is created by :func:`studio.api.r
 with its own key, point and array artifacts, so a 100-point grid costs one capture, not 100.
 The stored workspace is the unmodified one: workers substitute the point into their own copy.
 
-Local workers (``--num-workers``, or a sweep without ``--queue``) run through
-:func:`studio.runner.pool.drain` in a background thread while this thread polls the store: it
+Local workers (``--num-workers``, or a sweep without ``--queue``) are started once for the whole
+sweep with :func:`studio.runner.pool.start_worker` (the processes `drain` uses; a worker that
+exits while work remains is replaced, as `drain` does) and stay idle between generations, so an
+optimizer's generations do not each pay for starting workers. This thread polls the store: it
 prints the live summary, feeds the pruner and applies the skip-generation timeout.
 
 Interrupts (Ctrl-C, SIGTERM): with local workers, what is still queued or running is stopped
@@ -17,9 +19,11 @@ experiments keep going and the driver merely detaches. Either way the checkpoint
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -55,21 +59,31 @@ class SweepRunner:
 
             self.pruner = TrialPruner(plan.pruner, self.objective, plan.config)
         self.template: Experiment | None = None
-        self._drain: threading.Thread | None = None
+        self.pool = LocalPool(ctx, state.queue, max(1, state.num_workers)) \
+            if state.local_queue or state.num_workers > 0 else None
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, resumed: bool = False) -> int:
         try:
             with _sigterm_as_interrupt():
-                if resumed:
-                    self._prepare_resume()
-                self._loop()
-        except KeyboardInterrupt:
-            return self._interrupted()
+                try:
+                    if resumed:
+                        self._prepare_resume()
+                    self._loop()
+                except KeyboardInterrupt:
+                    return self._interrupted()
+                finally:
+                    if self.pool is not None:
+                        self.pool.stop()
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping: leave at once
+            self.state.save(self.ctx.settings.home)
+            return 130
         return self.finish()
 
     def _loop(self) -> None:
         state = self.state
+        if self.pool is not None:
+            self.pool.ensure_running()  # they start up while the workspace is captured
         while True:
             trials = state.generation_trials(state.generation)
             if not trials:
@@ -216,8 +230,6 @@ class SweepRunner:
     # -- waiting -------------------------------------------------------------------------
     def _wait(self, trials: list[TrialRecord]) -> None:
         keys = [t.key for t in trials]
-        if self.state.local_queue or self.state.num_workers > 0:
-            self._start_drain(keys)
         skip_since: float | None = None
         last_line = ""
         while True:
@@ -235,10 +247,9 @@ class SweepRunner:
             if len(finished) == len(keys) or len(exps) < len(keys) and len(finished) == len(exps):
                 break
             skip_since = self._skip_generation(trials, finished, exps, skip_since)
-            if self._drain is not None and not self._drain.is_alive() and len(finished) < len(exps):
-                self._stop_all([e.key for e in exps if not e.status.terminal], "local workers gave up")
+            if self.pool is not None and not self.pool.ensure_running():
+                self._stop_all([e.key for e in exps if not e.status.terminal], "local workers keep dying")
             time.sleep(POLL_SECONDS)
-        self._join_drain()
         exps = self.ctx.meta.get_experiments(keys)
         self._record(trials, {e.key: e for e in exps}, final=True)
         self.report.progress(self._summary(), final=True)
@@ -293,37 +304,21 @@ class SweepRunner:
                         self.ctx.meta.update_experiment(exp.key, metric_value=t.value)
             t.status = exp.status.value
 
-    # -- local workers -------------------------------------------------------------------
-    def _start_drain(self, keys: list[str]) -> None:
-        from studio.runner.pool import drain
-
-        workers = max(1, self.state.num_workers)
-        settings = self.ctx.settings
-
-        def work() -> None:
-            with Context(settings) as own:  # its own store connections
-                try:
-                    drain(own, self.state.queue, workers, keys, echo=False)
-                except Exception:
-                    log.exception("local workers of sweep %s failed", self.state.project)
-
-        self._drain = threading.Thread(target=work, name="studio-sweep-workers", daemon=True)
-        self._drain.start()
-
-    def _join_drain(self, timeout: float | None = None) -> None:
-        if self._drain is not None:
-            self._drain.join(timeout)
-            if not self._drain.is_alive():
-                self._drain = None
-
     # -- the end -------------------------------------------------------------------------
     def _interrupted(self) -> int:
         state = self.state
-        pending = [t for t in state.generation_trials(state.generation) if t.status in ("queued", "running")]
-        if self._drain is not None:
+        pending = [t.key for t in state.generation_trials(state.generation)]
+        if self.pool is not None:
             self.report.message("interrupted: stopping the sweep's experiments and local workers ...")
-            self._stop_all([t.key for t in pending], _INTERRUPTED)
-            self._join_drain(timeout=120)
+            self._stop_all(pending, _INTERRUPTED)
+            deadline = time.monotonic() + max(30.0, 3 * self.ctx.settings.heartbeat_seconds)
+            while time.monotonic() < deadline and self.pool.alive():
+                exps = self.ctx.meta.get_experiments(pending)
+                if all(e.status.terminal for e in exps):
+                    break
+                time.sleep(POLL_SECONDS)
+            self._record(state.generation_trials(state.generation),
+                         {e.key: e for e in self.ctx.meta.get_experiments(pending)})
         else:
             self.report.message(f"detached: the experiments stay on queue {state.queue}")
         state.save(self.ctx.settings.home)
@@ -375,7 +370,7 @@ class SweepRunner:
 def ranked_rows(ctx: Context, state: SweepState, objective: Objective) -> list[dict[str, Any]]:
     """Trials (latest attempt each), best first; trials without a value last."""
     exps = {e.key: e for e in ctx.meta.get_experiments([t.key for t in state.trials])}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in state.trials:
         exp = exps.get(t.key)
         status = exp.status.value if exp is not None else t.status
@@ -413,6 +408,47 @@ def _short(value: Any) -> str:
     if isinstance(value, list):
         return f"[{len(value)} values]"
     return str(value)
+
+
+class LocalPool:
+    """The sweep's local worker processes on its queue, for the sweep's whole life."""
+
+    def __init__(self, ctx: Context, queue: str, size: int) -> None:
+        self.ctx, self.queue, self.size = ctx, queue, size
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.restarts = 0
+        self._stamp = time.strftime("%Y%m%d-%H%M%S")
+        self._numbers = itertools.count()
+
+    def _spawn(self) -> None:
+        from studio.runner.pool import start_worker
+
+        idle = max(60.0, 3 * self.ctx.settings.lease_seconds)
+        log_file = self.ctx.settings.home / "workers" / "logs" / f"{self.queue}-{self._stamp}-{next(self._numbers)}.log"
+        self.procs.append(start_worker(self.ctx, self.queue, idle, False, log_file))
+
+    def ensure_running(self) -> bool:
+        """Start missing workers (replacing ones that exited); False once restarts are used up."""
+        from studio.runner.pool import MAX_RESTARTS
+
+        for proc in [p for p in self.procs if p.poll() is not None]:
+            log.warning("local worker %d exited with %s", proc.pid, proc.returncode)
+            self.procs.remove(proc)
+        while len(self.procs) < self.size:
+            if self.restarts >= MAX_RESTARTS + self.size:
+                return bool(self.procs)
+            self.restarts += 1
+            self._spawn()
+        return True
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def stop(self) -> None:
+        from studio.runner.pool import stop_workers
+
+        stop_workers(self.procs)
+        self.procs = []
 
 
 @contextlib.contextmanager
