@@ -22,8 +22,10 @@ from studio import fs_tracker
 
 lr = 0.01
 l2 = 0.0
-print("params: {}".format(studio.params()))
-print("learning rate = {}, l2 = {}".format(lr, l2))
+# .format, as in the seed: an f-string would put `lr` before the last '=' of the line, where
+# the sweep does not substitute it.
+print("params: {}".format(studio.params()))  # noqa: UP032
+print("learning rate = {}, l2 = {}".format(lr, l2))  # noqa: UP032
 
 
 class Scalars:
