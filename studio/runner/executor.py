@@ -183,6 +183,7 @@ class Executor:
 
         signals.on_signal = on_signal
         signals.install()
+        exited = _ExitWaiter(proc)
         try:
             tee.start([(proc.stdout, _binary(sys.stdout)), (proc.stderr, _binary(sys.stderr))])  # type: ignore[list-item]
             sampler = _start_sampler(proc.pid, launch.paths.get("metrics"))
@@ -190,11 +191,8 @@ class Executor:
             started = time.monotonic()
             next_beat = 0.0
             while True:
-                try:
-                    proc.wait(timeout=min(0.2, settings.heartbeat_seconds))
+                if exited(min(0.2, settings.heartbeat_seconds)):
                     break
-                except subprocess.TimeoutExpired:
-                    pass
                 now = time.monotonic()
                 if exp.max_duration and now - started > exp.max_duration:
                     terminate(Status.KILLED, f"max duration of {exp.max_duration:g}s exceeded")
@@ -213,6 +211,7 @@ class Executor:
                     self._escalate(proc, stopping)
         finally:
             signals.restore()
+            exited.close()
             if proc.poll() is None:  # an exception in the loop: never leave the child behind
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
@@ -302,6 +301,35 @@ def _die_with_parent_fn() -> Callable[[], None] | None:
             os._exit(137)
 
     return preexec
+
+
+class _ExitWaiter:
+    """`wait(timeout) -> exited?`. On Linux a pidfd wakes us the moment the child exits;
+    `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which every short run would pay."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        try:
+            self.fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.fd = None
+
+    def __call__(self, timeout: float) -> bool:
+        if self.fd is None:
+            try:
+                self.proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        import select
+
+        select.select([self.fd], [], [], timeout)
+        return self.proc.poll() is not None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:
