@@ -25,7 +25,7 @@ from typing import Any
 from studio.api.context import Context
 from studio.api.run import RunOptions, resolve_target
 from studio.entities import DEFAULT_ARTIFACTS
-from studio.exceptions import ConflictError, UsageError
+from studio.exceptions import ConflictError, HyperParamError, UsageError
 from studio.search.fitness import Objective
 from studio.search.grammar import parse_hyperparam, split_assignment
 from studio.search.optimizers import Optimizer, OptimizerConfig, SearchSpace, load_optimizer
@@ -66,7 +66,7 @@ def build_space(hyperparams: list[str], optimizer: str | None, force: bool) -> S
     for text in hyperparams:
         name, spec = split_assignment(text)
         if name in seen:
-            raise UsageError(f"bad hyperparameter {text!r}: {name!r} is given more than once; give each name once")
+            raise HyperParamError(f"bad hyperparameter {text!r}: {name!r} is given more than once; give each name once")
         seen.add(name)
         if grid_mode or "," in spec or ":" not in spec:
             grid.append(parse_hyperparam(text, force=force))

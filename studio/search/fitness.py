@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 
 FITNESS = "fitness"
 _NAME_RE = re.compile(r"[A-Za-z_][\w./-]*")
-_LINE_RE = re.compile(
-    r"^\s*([A-Za-z_][\w./-]*)\s*:\s*([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan))\s*$",
-    re.MULTILINE,
-)
 
 
 @dataclass(frozen=True)
@@ -124,8 +120,11 @@ class Objective:
 
 
 def parse_lines(text: str) -> list[tuple[str, float]]:
-    """Every ``name: value`` line of ``text`` (values are floats; ``nan``/``inf`` allowed)."""
-    return [(m.group(1), float(m.group(2))) for m in _LINE_RE.finditer(text)]
+    """Every ``name: value`` pair of ``text``, read exactly as the supervisor reads output
+    (:mod:`studio.tracking.outputmetrics`: ``a: 1``, ``a=1``, ``a: 1, b: 2``)."""
+    from studio.tracking.outputmetrics import parse_metric_lines
+
+    return list(parse_metric_lines(text))
 
 
 class OutputSeries:

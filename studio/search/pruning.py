@@ -132,6 +132,10 @@ class TrialPruner:
         TrialState = self.optuna.trial.TrialState
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if self.kind == "halving" and live.reported:
+                # Successive halving keeps its rungs in the trials it was asked about: a trial
+                # that ended between two polls still has to take its place on them.
+                live.trial.should_prune()
             if pruned or key in self.decided:
                 self.study.tell(live.trial, state=TrialState.PRUNED, skip_if_finished=True)
             elif value is None or not math.isfinite(value):
