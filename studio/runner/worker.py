@@ -60,7 +60,7 @@ class Worker:
         self.opts = opts
         self.id = opts.worker_id or worker_id()
         self.resources: WorkerResources = with_overrides(detect(ctx.settings.home), opts.resources)
-        self.root = ctx.settings.home / "workers" / re.sub(r"[^A-Za-z0-9_.-]", "_", self.id)
+        self.root = ctx.settings.home / "workers" / _safe(self.id)
         self.claimer = Claimer(ctx.meta, ctx.settings, opts.queue, self.id, self.resources.as_claim())
         self.on_event = on_event or (lambda text: log.info("%s", text))
         self.stopping = False
@@ -75,6 +75,7 @@ class Worker:
             f"worker {self.id} on queue {self.opts.queue}: {r.cpus} cpus, {r.gpus} gpus, "
             f"{r.ram / 2**30:.1f} GiB ram, {r.hdd / 2**30:.1f} GiB free disk"
         )
+        self._remove_stale_dirs()
         try:
             self.claimer.sweep(force=True)
         except StudioError as exc:
@@ -94,6 +95,24 @@ class Worker:
                 signal.signal(sig, handler)  # type: ignore[arg-type]
         self.on_event(f"worker {self.id} exiting after {len(self.done)} experiment(s)")
         return 0
+
+    def _remove_stale_dirs(self) -> None:
+        """Run directories left by workers of this host that died (kill -9, power loss)."""
+        import socket
+
+        import psutil
+
+        prefix = _safe(socket.gethostname()) + "_"
+        try:
+            entries = list(self.root.parent.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            pid = entry.name[len(prefix):].split("_", 1)[0]
+            if entry == self.root or not entry.name.startswith(prefix) or not pid.isdigit():
+                continue
+            if not psutil.pid_exists(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -188,6 +207,10 @@ class Worker:
         except (ConflictError, NotFoundError):
             pass
         return Outcome(Status.FAILED, None, short)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _append_text(path: Path, text: str) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 
 from studio.api.context import Context
@@ -82,6 +85,11 @@ def test_kill_9_workers_in_a_loop_loses_nothing(
     for key, attempt in killed_attempts:  # every killed attempt's output is kept
         assert f"start {key}" in output(meta, key, attempt)
     assert sum(kills.values()) >= KILLS
+    # Run directories of the killed workers were removed by the workers started after them.
+    prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) + "_"
+    for d in (studio_home / "workers").iterdir():
+        if d.name.startswith(prefix):
+            assert psutil.pid_exists(int(d.name[len(prefix):].split("_")[0])), d
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
