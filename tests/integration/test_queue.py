@@ -157,7 +157,7 @@ def test_idle_claim_latency_is_well_under_a_second(studio_home: Path, db_url: st
     add(store, 1)
     t.join()
     assert got[0][1] is not None
-    assert got[0][0] - submitted < 0.5
+    assert got[0][0] - submitted < 1.0  # the target; typically ~0.1 s (poll every 0.2 s)
     ctx.close()
 
 
