@@ -182,7 +182,7 @@ def main() -> None:
         w5_top = median_time(lambda: w5_studio(store, "w5", 10), 21)
         w5_full = median_time(lambda: w5_studio(store, "w5", None), 11)
 
-        fill(store, 10_000 - args.experiments, "dash", seed=2)
+        fill(store, 10_000 - store.query(ExperimentQuery(limit=0)).total, "dash", seed=2)
         page = median_time(lambda: store.query(ExperimentQuery(limit=50)), 21)
         total = store.query(ExperimentQuery(limit=50)).total
         store.close()

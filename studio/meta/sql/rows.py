@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, insert, select, update
+from sqlalchemy import RowMapping, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,19 @@ from studio.meta.sql.models import (
 EXPERIMENTS = cast(Table, SqlExperiment.__table__)
 ARTIFACTS = cast(Table, SqlArtifact.__table__)
 EVENTS = cast(Table, SqlStatusEvent.__table__)
+
+# Statements built once: building and hashing a statement costs about as much as running it.
+_INSERT_EXPERIMENT = insert(EXPERIMENTS)
+_INSERT_ARTIFACTS = insert(ARTIFACTS)
+_INSERT_EVENT = insert(EVENTS)
+_SELECT_ROW = select(EXPERIMENTS).where(EXPERIMENTS.c.key == bindparam("k"))
+_SELECT_ROW_LOCKED = _SELECT_ROW.with_for_update()  # no-op on SQLite: writers hold the db lock
+_SELECT_KEY = select(EXPERIMENTS.c.key).where(EXPERIMENTS.c.key == bindparam("k"))
+_SELECT_ARTIFACTS = (
+    select(ARTIFACTS).where(ARTIFACTS.c.experiment_key == bindparam("k")).order_by(ARTIFACTS.c.tag)
+)
+# SET clause from the parameters given at execution; `_k` cannot clash with a column name.
+_UPDATE_ROW = update(EXPERIMENTS).where(EXPERIMENTS.c.key == bindparam("_k"))
 
 _JSON_LISTS = ("args", "pythonenv", "python_pkgs")
 _JSON_DICTS = ("params", "env", "git", "host", "resources")
@@ -94,7 +107,7 @@ def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
     values["key"] = exp.key
     values["status"] = Status(exp.status).value
     try:
-        s.execute(insert(EXPERIMENTS), values)
+        s.execute(_INSERT_EXPERIMENT, values)
     except IntegrityError as e:
         if is_unique_violation(e):
             raise ConflictError(
@@ -104,7 +117,7 @@ def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
         raise
     artifacts = [a.replace(tag=tag) for tag, a in exp.artifacts.items()]
     if artifacts:
-        s.execute(insert(ARTIFACTS), [artifact_values(exp.key, a) for a in artifacts])
+        s.execute(_INSERT_ARTIFACTS, [artifact_values(exp.key, a) for a in artifacts])
     add_event(
         s,
         exp.key,
@@ -118,10 +131,7 @@ def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
 
 def load(s: Session, key: str, *, lock: bool = False) -> RowMapping:
     """The `experiments` row for `key` (locked FOR UPDATE on PostgreSQL with `lock`)."""
-    stmt = select(EXPERIMENTS).where(EXPERIMENTS.c.key == key)
-    if lock:
-        stmt = stmt.with_for_update()  # no-op on SQLite, whose writers hold the database lock
-    row = s.execute(stmt).mappings().first()
+    row = s.execute(_SELECT_ROW_LOCKED if lock else _SELECT_ROW, {"k": key}).mappings().first()
     if row is None:
         raise not_found(key)
     return row
@@ -144,17 +154,17 @@ def entity(
 ) -> Experiment:
     """The entity for `row` updated with `changes`, with its artifacts."""
     values = {**row, **(changes or {})}
-    return experiment_entity(values, load_artifacts(s, [row["key"]])[row["key"]])
+    artifacts = s.execute(_SELECT_ARTIFACTS, {"k": row["key"]}).mappings()
+    return experiment_entity(values, [artifact_entity(a) for a in artifacts])
 
 
 def exists(s: Session, key: str) -> bool:
-    stmt = select(EXPERIMENTS.c.key).where(EXPERIMENTS.c.key == key)
-    return s.execute(stmt).first() is not None
+    return s.execute(_SELECT_KEY, {"k": key}).first() is not None
 
 
 def update_row(s: Session, key: str, values: Mapping[str, Any]) -> None:
     if values:
-        s.execute(update(EXPERIMENTS).where(EXPERIMENTS.c.key == key).values(**values))
+        s.execute(_UPDATE_ROW, {"_k": key, **values})
 
 
 def add_event(
@@ -167,7 +177,7 @@ def add_event(
     worker: str | None = None,
 ) -> None:
     s.execute(
-        insert(EVENTS),
+        _INSERT_EVENT,
         {
             "experiment_key": key,
             "status": Status(status).value,
