@@ -22,7 +22,7 @@ import numpy as np
 
 from studio.entities import MetricSummary
 from studio.exceptions import require
-from studio.tracking.segments import list_segments, read_segment
+from studio.tracking.segments import COLUMNS, list_segments, read_segment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,11 +86,17 @@ def read_table(
     metrics_dir: str | os.PathLike[str],
     keys: Sequence[str] | None = None,
     names: Iterable[str] | None = None,
+    columns: Sequence[str] = COLUMNS,
 ) -> pa.Table:
-    """The series as one pyarrow Table (key, step, value, time); `names`: only these segments."""
+    """The series as one pyarrow Table (key, step, value, time by default).
+
+    keys: only these keys. names: only these segments. columns: only these columns (fewer
+    columns, less copying).
+    """
     arrow = require("pyarrow", "workbook")
     root = Path(metrics_dir)
     wanted = None if keys is None else arrow.array(list(keys), arrow.string())
+    needed = list(columns) if wanted is None or "key" in columns else ["key", *columns]
     out: list[pa.Table] = []
     run: list[pa.Table] = []  # consecutive small tables: one filter for all (per-call cost)
 
@@ -103,7 +109,7 @@ def read_table(
 
     for name in list_segments(root) if names is None else names:
         try:
-            table = read_segment(root / name)
+            table = read_segment(root / name).select(needed)
         except FileNotFoundError:  # removed since listing (a directory being replaced)
             continue
         if table.num_rows < _FILTER_ALONE_FROM:
@@ -113,9 +119,10 @@ def read_table(
             run = []
             take([table])
     take(run)
-    if not out:
-        return _empty_table()
-    return out[0] if len(out) == 1 else arrow.concat_tables(out)
+    result = _empty_table().select(needed) if not out else out[0]
+    if len(out) > 1:
+        result = arrow.concat_tables(out)
+    return result.select(list(columns))
 
 
 def read_series(
@@ -145,34 +152,42 @@ def meld(
     key: str,
     index: str = "step",
 ) -> pd.DataFrame:
-    """One key across experiments: one column per experiment (label or path), aligned on
-    `index` (outer join; NaN where an experiment has no point)."""
+    """One key across experiments: one column per experiment (label, or the path for a list),
+    aligned on `index` (outer join, NaN where an experiment has no point; a repeated step
+    keeps its last value)."""
     pd = require("pandas", "workbook")
     items = (
         list(metrics_dirs.items())
         if isinstance(metrics_dirs, Mapping)
         else [(str(p), p) for p in metrics_dirs]
     )
-    columns: dict[str, Any] = {}
+    labels, xs, ys = [], [], []
     for label, directory in items:
-        table = read_table(directory, [key])
+        table = read_table(directory, [key], columns=(index, "value"))
         x = table.column(index).to_numpy()
         y = table.column("value").to_numpy()
-        if len(x) > 1 and not (np.diff(x) > 0).all():  # out of order or repeated steps
-            s = pd.Series(y, index=x)
-            s = s[~s.index.duplicated(keep="last")].sort_index()
-        else:
-            s = pd.Series(y, index=x)
-        columns[label] = s
-    if not columns:
+        if len(x) > 1 and not (x[1:] > x[:-1]).all():  # out of order or repeated steps
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
+            last = np.r_[x[1:] != x[:-1], True]
+            x, y = x[last], y[last]
+        labels.append(label)
+        xs.append(x)
+        ys.append(y)
+    if not labels:
         return pd.DataFrame()
-    first = next(iter(columns.values()))
-    if all(s.index.equals(first.index) for s in columns.values()):  # the usual case: no join
-        out = pd.DataFrame({k: s.to_numpy() for k, s in columns.items()}, index=first.index)
+    if all(len(x) == len(xs[0]) and np.array_equal(x, xs[0]) for x in xs):  # the usual case
+        axis = xs[0]
+        block = np.empty((len(axis), len(ys)), dtype=np.float64, order="F")
+        for j, y in enumerate(ys):
+            block[:, j] = y
     else:
-        out = pd.concat(columns, axis=1, sort=True)
-    out.index.name = index
-    return out
+        axis = np.unique(np.concatenate(xs))
+        block = np.full((len(axis), len(ys)), np.nan, dtype=np.float64, order="F")
+        for j, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            block[np.searchsorted(axis, x), j] = y
+    # Fortran order: each column is contiguous, which is how pandas stores the block: no copy.
+    return pd.DataFrame(block, index=pd.Index(axis, name=index), columns=labels, copy=False)
 
 
 # -- summaries ------------------------------------------------------------------------------
