@@ -92,7 +92,8 @@ class PipeStream(Iterator[tuple[Any, Any]]):
         self._done = True
         if self._run.internal_error is not None:
             raise PipeError(
-                f"ModelPipe failed internally ({self._run.internal_error!r}); please report it"
+                f"a ModelPipe worker stopped unexpectedly ({self._run.internal_error!r}), so the "
+                "call was cancelled; steps may raise Exception subclasses only"
             ) from self._run.internal_error
         if self._run.input_error is not None:
             raise self._run.input_error

@@ -523,3 +523,15 @@ def test_failure_record_is_a_frozen_dataclass() -> None:
     failure = Failure("k", 0, 1, "f", ValueError("x"))
     with pytest.raises(AttributeError):
         failure.key = "other"  # type: ignore[misc]
+
+
+def test_a_step_raising_a_base_exception_cancels_the_call_with_a_pipe_error() -> None:
+    def leave(x: int) -> int:
+        if x == 2:
+            raise SystemExit(3)
+        return x
+
+    pipe = ModelPipe()
+    pipe.add(leave, num_workers=2)
+    with pytest.raises(model_util.PipeError, match="stopped unexpectedly"):
+        pipe(list(range(5)))
