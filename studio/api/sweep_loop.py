@@ -232,14 +232,17 @@ class SweepRunner:
         keys = [t.key for t in trials]
         skip_since: float | None = None
         last_line = ""
+        ended: dict[str, Experiment] = {}  # terminal experiments never change: read them once
         while True:
-            exps = self.ctx.meta.get_experiments(keys)
-            by_key = {e.key: e for e in exps}
-            for exp in exps:
+            fresh = self.ctx.meta.get_experiments([k for k in keys if k not in ended])
+            ended.update((e.key, e) for e in fresh if e.status.terminal)
+            by_key = {**ended, **{e.key: e for e in fresh}}
+            exps = [by_key[k] for k in keys if k in by_key]
+            for exp in fresh:
                 if exp.status == Status.RUNNING and self.pruner is not None:
                     self._maybe_prune(exp)
             finished = [e for e in exps if e.status.terminal]
-            self._record(trials, by_key)
+            self._record([t for t in trials if t.key in by_key], by_key)
             line = self._summary()
             if line != last_line:
                 self.report.progress(line)
@@ -289,6 +292,8 @@ class SweepRunner:
     def _record(self, trials: list[TrialRecord], by_key: dict[str, Experiment], final: bool = False) -> None:
         ended = [by_key[t.key] for t in trials
                  if t.key in by_key and by_key[t.key].status.terminal and (final or t.status != by_key[t.key].status.value)]
+        if not ended and not final and all(t.status == by_key[t.key].status.value for t in trials if t.key in by_key):
+            return
         values = final_values(self.ctx, self.objective, ended, self.output) if ended else {}
         for t in trials:
             exp = by_key.get(t.key)
