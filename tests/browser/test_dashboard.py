@@ -1,0 +1,304 @@
+"""The dashboard in a real browser: `studio ui` in a subprocess over experiments recorded by real
+`studio run` commands, driven by Playwright in Debian's Chromium.
+
+Set STUDIO_DOCS_SCREENSHOTS=1 to also write the screenshots used by docs/ui.md into docs/img/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+SHOTS = os.environ.get("STUDIO_DOCS_SCREENSHOTS") == "1"
+
+# The sweep substitutes `lr` after the last `=` of a line (upstream's rule); the script logs a
+# curve with a spike at step 150, and prints.
+TRAIN = """\
+import studio
+rate = lr
+for i in range(300):
+    studio.log(loss=(1.0 + 5.0 * (i == 150)) / (1 + i * rate), acc=min(1.0, i * rate))
+    if i % 100 == 0:
+        print("epoch", i // 100, flush=True)
+print("done", flush=True)
+"""
+FAIL = "import sys\nprint('about to fail')\nsys.exit(3)\n"
+SLOW = """\
+import time, studio
+for i in range(600):
+    print("tick", i, flush=True)
+    studio.log(progress=i)
+    time.sleep(0.25)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Site:
+    def __init__(self, base: str, env: dict[str, str], workspace: Path, keys: dict[str, str]) -> None:
+        self.base = base
+        self.env = env
+        self.workspace = workspace
+        self.keys = keys
+
+    def api(self, path: str, **params: Any) -> Any:
+        return httpx.get(self.base + path, params=params, timeout=10).json()
+
+
+def studio(env: dict[str, str], cwd: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "studio", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
+    root = tmp_path_factory.mktemp("browser")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOML_")}
+    env.update(STUDIOML_HOME=str(root / "home"), HOME=str(root / "userhome"), PYTHONUNBUFFERED="1")
+    (root / "userhome").mkdir()
+    ws = root / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text(TRAIN)
+    (ws / "fail.py").write_text(FAIL)
+    (ws / "slow.py").write_text(SLOW)
+    failing = subprocess.Popen([sys.executable, "-m", "studio", "run", "--project", "scratch", "fail.py"], cwd=ws,
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = studio(env, ws, "run", "--project", "vision", "-hp", "lr=0.001,0.01,0.1", "--metric", "loss:min", "train.py")
+    failing.wait(120)
+    runs = {r["key"]: r for r in _list(env, ws)}
+    assert len(runs) == 4, out
+    keys = {f"lr={r['params']['lr']}": k for k, r in runs.items() if r["params"]}
+    keys["failed"] = next(k for k, r in runs.items() if r["status"] == "failed")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], cwd=ws, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"studio ui did not start: {server.stderr.read() if server.stderr else ''}")
+        time.sleep(0.2)
+    try:
+        yield Site(base, env, ws, keys)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _list(env: dict[str, str], cwd: Path) -> list[dict[str, Any]]:
+    import json
+
+    return json.loads(subprocess.run([sys.executable, "-m", "studio", "runs", "list", "all", "--json"], cwd=cwd,
+                                     env=env, capture_output=True, text=True, timeout=60).stdout)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def shot(page: Any, name: str, full: bool = False) -> None:
+    if SHOTS:
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / name), full_page=full)
+
+
+def row_keys(page: Any) -> list[str]:
+    return [str(k) for k in page.eval_on_selector_all("#runs tbody tr[data-key]", "rows => rows.map(r => r.dataset.key)")]
+
+
+def test_table_sorts_and_filters(site: Site, page: Any) -> None:
+    page.goto(site.base + "/all")
+    page.wait_for_selector("#runs tbody tr[data-key]")
+    assert len(row_keys(page)) == 4
+    assert page.locator("#runs thead th", has_text="lr").count() == 1
+    page.click("#runs thead th[data-sort='metric_value']")
+    page.wait_for_selector("#runs thead th.sorted-asc[data-sort='metric_value']")
+    first_key = site.keys["lr=0.1"]
+    page.wait_for_function(f"document.querySelector('#runs tbody tr').dataset.key === '{first_key}'")
+    page.click("#runs thead th[data-sort='metric_value']")
+    page.wait_for_selector("#runs thead th.sorted-desc[data-sort='metric_value']")
+    assert row_keys(page)[0] == site.keys["lr=0.001"]  # NULL metric values sort last either way
+    shot(page, "table.png")
+
+    page.fill("#f-filter", "lr < 0.05 and status = finished")
+    page.press("#f-filter", "Enter")
+    page.wait_for_function("document.querySelectorAll('#runs tbody tr[data-key]').length === 2")
+    assert set(row_keys(page)) == {site.keys["lr=0.001"], site.keys["lr=0.01"]}
+    assert "filter=lr" in page.url  # the state is in the address, so links can be shared
+
+    page.fill("#f-filter", "lr < ")
+    page.press("#f-filter", "Enter")
+    page.wait_for_selector("#filter-error:has-text('position 5')")
+    assert "expected a value" in page.inner_text("#filter-error")
+    assert len(row_keys(page)) == 2  # the last good result stays
+    shot(page, "filter-error.png")
+
+    page.fill("#f-filter", "")
+    page.select_option("#f-status", "failed")
+    page.wait_for_function("document.querySelectorAll('#runs tbody tr[data-key]').length === 1")
+    assert row_keys(page) == [site.keys["failed"]]
+
+
+def test_experiment_page_chart_log_and_downloads(site: Site, page: Any, tmp_path: Path) -> None:
+    page.goto(site.base + "/all")
+    key = site.keys["lr=0.01"]
+    page.click(f"#runs a[href='/experiment/{key}']")
+    page.wait_for_url(f"**/experiment/{key}")
+    page.wait_for_selector("#exp-status .status-finished")
+    page.wait_for_selector("#chart[data-rendered='2'] .scatterlayer .trace")
+    ys = page.evaluate("document.getElementById('chart').data.find(t => t.name === 'loss').y")
+    assert max(ys) == pytest.approx(6.0 / 2.5)  # the spike at step 150
+    page.wait_for_selector("#log:has-text('done')")
+    assert "epoch 2" in page.inner_text("#log")
+    assert "lr" in page.inner_text("#params") and "0.01" in page.inner_text("#params")
+    page.fill("#smoothing", "0.9")
+    page.dispatch_event("#smoothing", "input")
+    page.wait_for_function("document.getElementById('chart').data.length === 4")
+    page.click("#packages-box summary")
+    assert "==" in page.inner_text("#packages")
+    shot(page, "experiment.png", full=True)
+
+    page.click("#artifacts tr[data-tag='workspace'] button:has-text('Browse')")
+    link = page.locator("#artifact-files a[download]", has_text="train.py")
+    with page.expect_download() as info:
+        link.click()
+    saved = tmp_path / "train.py"
+    info.value.save_as(saved)
+    assert saved.read_text() == TRAIN.replace("rate = lr", "rate = 0.01")
+    with page.expect_download() as info:
+        page.click("#artifacts tr[data-tag='workspace'] a.archive")
+    archive = tmp_path / "ws.tar.gz"
+    info.value.save_as(archive)
+    with tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz") as tar:
+        assert f"{key}-workspace/train.py" in tar.getnames()
+
+
+def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
+    runner = subprocess.Popen([sys.executable, "-m", "studio", "run", "--project", "live", "slow.py"],
+                              cwd=site.workspace, env=site.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        key = ""
+        deadline = time.monotonic() + 30
+        while not key and time.monotonic() < deadline:
+            live = site.api("/api/experiments", status="running")["items"]
+            key = live[0]["key"] if live else ""
+            time.sleep(0.2)
+        assert key, "the slow experiment did not start"
+        page.goto(f"{site.base}/experiment/{key}")
+        page.evaluate("window.__samePage = true")
+        page.wait_for_selector("#log-state:has-text('live')")
+        page.wait_for_selector("#log:has-text('tick 2')", timeout=15000)
+        first = page.inner_text("#log").count("tick")
+        later = f"tick {first + 4}"
+        page.wait_for_function(f"document.getElementById('log').textContent.includes('{later}')", timeout=15000)
+        assert page.evaluate("window.__samePage") is True  # new lines arrived without a reload
+        page.wait_for_selector("#chart[data-rendered='1']", timeout=15000)
+        shot(page, "live.png")
+        page.click("#btn-stop")
+        page.wait_for_selector("#exp-status .status-stopped", timeout=30000)
+        page.wait_for_selector("#btn-stop:disabled")
+        assert runner.wait(30) is not None
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(10)
+
+
+def test_compare_two_runs(site: Site, page: Any) -> None:
+    page.goto(site.base + "/project/vision")
+    page.wait_for_selector("#runs tbody tr[data-key]")
+    page.wait_for_selector("#parcoords .parcoords")
+    shot(page, "project.png", full=True)
+    for name in ("lr=0.001", "lr=0.1"):
+        page.check(f"#runs tr[data-key='{site.keys[name]}'] input[type=checkbox]")
+    page.click("#act-compare")
+    page.wait_for_url(re.compile(r".*/compare\?keys=.*"))
+    page.wait_for_selector("#compare-table tr.differs[data-name='lr']")
+    cells = page.locator("#compare-table tr[data-name='lr'] td").all_inner_texts()
+    assert cells == ["0.001", "0.1"]
+    page.wait_for_selector("#compare-chart[data-rendered='2'] .scatterlayer .trace")
+    names = page.evaluate("document.getElementById('compare-chart').data.map(t => t.name)")
+    assert names == [site.keys["lr=0.001"], site.keys["lr=0.1"]]
+    shot(page, "compare.png", full=True)
+
+
+def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:
+    key = site.keys["failed"]
+    page.goto(site.base + "/all")
+    page.wait_for_selector(f"#runs tr[data-key='{key}']")
+    total = len(row_keys(page))
+    page.check(f"#runs tr[data-key='{key}'] input[type=checkbox]")
+    page.click("#act-delete")
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert "Delete 1 experiment?" in page.inner_text("#confirm-text")
+    shot(page, "delete-confirm.png")
+    page.click("#confirm-cancel")
+    page.wait_for_selector("#confirm-dialog", state="hidden")
+    assert key in row_keys(page)
+    page.click("#act-delete")
+    page.click("#confirm-ok")
+    page.wait_for_function(f"!document.querySelector(\"#runs tr[data-key='{key}']\")")
+    assert len(row_keys(page)) == total - 1
+    assert httpx.get(f"{site.base}/api/experiments/{key}").status_code == 404
+    page.goto(f"{site.base}/experiment/{key}")
+    assert "404" in page.inner_text("h1") and key in page.inner_text("#error-message")
+
+
+def test_projects_and_users_pages(site: Site, page: Any) -> None:
+    page.goto(site.base + "/projects")
+    page.wait_for_selector("#projects tr[data-project='vision']")
+    row = page.inner_text("#projects tr[data-project='vision']")
+    assert "loss:min" in row and site.keys["lr=0.1"] in row
+    shot(page, "projects.png")
+    page.goto(site.base + "/users")
+    page.wait_for_selector("#users tbody tr[data-user]")
