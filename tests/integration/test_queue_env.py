@@ -73,10 +73,8 @@ def test_recorded_lines_that_pip_cannot_reproduce_are_skipped() -> None:
 
 
 def test_same_environment_as_the_submitter_installs_nothing(tmp_path: Path) -> None:
-    started = time.monotonic()
     env = venv.prepare_env(tmp_path, installed_packages(), ["packaging", "pytest>=7"])
     assert env.path is None and env.python and not env.installed
-    assert time.monotonic() - started < 1.0
     assert not (tmp_path / "venvs").exists()
 
 

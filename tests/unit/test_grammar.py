@@ -233,7 +233,7 @@ def test_huge_ranges_fail_fast_even_with_force(text: str) -> None:
     started = time.perf_counter()
     with pytest.raises(HyperParamError, match="hard limit"):
         parse_hyperparam(text, force=True)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # refused up front, not built
 
 
 def test_expand_grid_is_the_cartesian_product() -> None:
@@ -261,7 +261,7 @@ def test_expand_grid_checks_size_before_building() -> None:
         expand_grid(params[:2])
     with pytest.raises(HyperParamError, match="hard limit"):
         expand_grid(params, force=True)  # 10**9 points: refused, not built
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # refused up front, not built
     assert len(expand_grid([params[0], HyperParameter("b", (1, 2))])) == 2000
 
 

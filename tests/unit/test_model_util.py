@@ -276,7 +276,7 @@ def test_stream_yields_results_as_they_finish() -> None:
     start = time.monotonic()
     stream = pipe.stream(range(10))
     first = [next(stream) for _ in range(9)]
-    assert time.monotonic() - start < 1.0  # did not wait for the slow item 0
+    assert time.monotonic() - start < 4.0  # did not wait for the slow item 0 (5 s)
     assert sorted(first) == [(i, i) for i in range(1, 10)]
     release.set()
     assert list(stream) == [(0, 0)]
@@ -288,7 +288,7 @@ def test_call_ends_when_input_ends_not_after_an_idle_timeout() -> None:
     pipe.add(lambda x: x + 1, num_workers=2, timeout=30)
     start = time.monotonic()
     assert sorted(pipe([1, 2, 3])) == [(0, 2), (1, 3), (2, 4)]
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 5.0  # far below the stages' 30 s timeout
 
 
 def test_hung_item_is_abandoned_after_timeout_and_counted_as_failure() -> None:
@@ -307,7 +307,7 @@ def test_hung_item_is_abandoned_after_timeout_and_counted_as_failure() -> None:
     elapsed = time.monotonic() - start
     hang.set()
     assert output == {i: 2 * i for i in range(8) if i != 3}
-    assert elapsed < 1.5
+    assert elapsed < 5.0  # the hung fetch was abandoned, not waited for
     (failure,) = pipe.failures
     assert failure.key == 3 and failure.stage == 0 and failure.step == 0
     assert isinstance(failure.error, ItemTimeout)

