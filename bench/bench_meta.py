@@ -2,6 +2,7 @@
 
     python bench/bench_meta.py                       # SQLite in a temp dir
     python bench/bench_meta.py --url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    python bench/bench_meta.py --postgres            # a throwaway local PostgreSQL server
     python bench/bench_meta.py --peers               # also MLflow (sqlite) in the same run
 
 W1: create + end a run with 10 params and 5 tags, through the in-process API, one run after
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -122,7 +124,9 @@ def w1_mlflow(client: object, runs: int) -> float:
     for _ in range(runs):
         run = c.create_run(exp_id, tags=TAGS)  # type: ignore[attr-defined]
         c.log_batch(  # type: ignore[attr-defined]
-            run.info.run_id, params=[Param(k, str(v)) for k, v in PARAMS.items()], tags=[RunTag("x", "y")]
+            run.info.run_id,
+            params=[Param(k, str(v)) for k, v in PARAMS.items()],
+            tags=[RunTag("x", "y")],
         )
         c.set_terminated(run.info.run_id)  # type: ignore[attr-defined]
     return runs / (time.perf_counter() - t)
@@ -148,25 +152,67 @@ def w5_mlflow_fill(client: object, n: int) -> str:
 def w5_mlflow(client: object, exp_id: str) -> list[object]:
     # MLflow compares params as strings; its docs say so. The metric filter is the fair analogue.
     runs = client.search_runs(  # type: ignore[attr-defined]
-        [exp_id], filter_string="metrics.val_loss < 0.4", order_by=["metrics.val_loss ASC"], max_results=10
+        [exp_id],
+        filter_string="metrics.val_loss < 0.4",
+        order_by=["metrics.val_loss ASC"],
+        max_results=10,
     )
     return list(runs)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", help="database URL (default: a fresh SQLite file in a temp dir)")
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a temporary PostgreSQL server (as the tests do)",
+    )
     ap.add_argument("--runs", type=int, default=1000, help="W1 runs per measurement")
     ap.add_argument("--experiments", type=int, default=2000, help="W5 table size")
     ap.add_argument("--peers", action="store_true", help="also run MLflow (sqlite) if installed")
     args = ap.parse_args()
 
+    server = None
+    if args.postgres:
+        server = start_postgres()
+        args.url = server.create_database()
+    try:
+        run(args)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def start_postgres() -> Any:
+    import os
+    import pwd
+
+    from tests.fixtures.postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed: run `apt-get install postgresql`")
+    root = Path(tempfile.mkdtemp(prefix="studio-bench-pg-"))
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+    server = PostgresServer(bindir=bindir, root=root)
+    server.start()
+    return server
+
+
+def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         url = args.url or f"sqlite:///{tmp / 'studio.db'}"
         store = open_meta_store(url)
         backend = url.split(":", 1)[0]
-        print(f"machine: {cpu_model()}, {__import__('os').cpu_count()} cores; python {platform.python_version()}")
+        print(
+            f"machine: {cpu_model()}, {__import__('os').cpu_count()} cores; python {platform.python_version()}"
+        )
         print(f"backend: {backend}\n")
 
         w1_studio(store, 50, "warm")
@@ -191,10 +237,16 @@ def main() -> None:
         print("|---|---|---|")
         print(f"| W1 create+end a run, 10 params, 5 tags: runs/s | {w1:,.0f} | 300+ |")
         print(f"| W1 queued -> running -> finished (worker path): runs/s | {w1q:,.0f} | |")
-        print(f"| W5 {args.experiments:,} runs, lr < 0.01, sort by val_loss, top 10: s | {w5_top:.4f} | < 0.05 |")
+        print(
+            f"| W5 {args.experiments:,} runs, lr < 0.01, sort by val_loss, top 10: s | {w5_top:.4f} | < 0.05 |"
+        )
         print(f"| W5 same, whole filtered list ({len(full)} runs): s | {w5_full:.4f} | |")
-        print(f"| first page (50) of {total:,} runs with total count: s | {page:.4f} | < 0.2 (served) |")
-        print(f"\n(filling {args.experiments:,} finished runs with a metric summary took {fill_s:.1f} s)")
+        print(
+            f"| first page (50) of {total:,} runs with total count: s | {page:.4f} | < 0.2 (served) |"
+        )
+        print(
+            f"\n(filling {args.experiments:,} finished runs with a metric summary took {fill_s:.1f} s)"
+        )
 
         if args.peers:
             try:

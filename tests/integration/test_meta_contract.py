@@ -556,6 +556,12 @@ def test_lease_expiry_after_a_stop_request_stops(store: MetaStore) -> None:
     store.request_stop("sr")
     assert store.requeue_expired(time.time() + 11, max_attempts=3) == ["sr"]
     assert store.get_experiment("sr").status is Status.STOPPED  # not run again
+    store.create_experiment(exp("pr", queue="q"))
+    assert store.claim("q", "w1", 10) is not None
+    store.request_stop("pr", status=Status.PRUNED, reason="pruned at step 3")
+    assert store.requeue_expired(time.time() + 11, max_attempts=3) == ["pr"]
+    pruned = store.get_experiment("pr")
+    assert (pruned.status, pruned.status_reason) == (Status.PRUNED, "pruned at step 3")
 
 
 def test_lifetime_expiry(store: MetaStore) -> None:

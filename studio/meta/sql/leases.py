@@ -118,8 +118,10 @@ def requeue_expired(s: Session, now: float, max_attempts: int) -> list[str]:
         who = f"worker {row['worker']}" if row["worker"] else "its supervisor"
         attempts = row["attempts"] or 0
         if row["stop_requested"]:
-            reason = f"stop was requested and the lease of {who} expired"
-            change_status(s, row, Status.STOPPED, now=now, reason=reason, worker=row["worker"])
+            # Record what the stop asked for (e.g. `pruned`), not a rerun.
+            stop = Status(row["stop_status"] or Status.STOPPED.value)
+            reason = row["stop_reason"] or f"stop was requested and the lease of {who} expired"
+            change_status(s, row, stop, now=now, reason=reason, worker=row["worker"])
         elif row["queue"] is not None and attempts < max_attempts:
             reason = f"lease of {who} expired (attempt {attempts} of {max_attempts}); requeued"
             change_status(s, row, Status.QUEUED, now=now, reason=reason, worker=row["worker"])

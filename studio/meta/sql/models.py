@@ -198,8 +198,7 @@ class SqlMetricSummary(Base):
     last_step: Mapped[int | None] = mapped_column(BigInteger)
     updated: Mapped[float | None] = mapped_column(Double)
 
-    # Sorting a listing by one metric: find the experiments having it in order.
-    __table_args__ = (Index("ix_metric_summaries_name_last", "name", "last"),)
+    # No (name, last) index: see migration 0004 (the primary key serves listings' joins).
 
     def to_entity(self) -> MetricSummary:
         return MetricSummary(
