@@ -1,10 +1,10 @@
 """Capture: turn a folder or file into stored blobs plus a tree (the work behind `put_tree`).
 
-For each file the stat cache answers first; a miss reads the file exactly once, copying it
-into a private staging file while hashing it, so the stored blob is always the content that
-was hashed even if the file changes meanwhile. The staging file is then renamed into the
-object folder (local backend) or uploaded and dropped (remote backends), unless that blob
-is already stored.
+For each file the stat cache answers first. A miss reads the file exactly once: a small
+file whole into memory, a large one copied into a private staging file while being hashed.
+Either way the stored blob is exactly the content that was hashed, even if the file changes
+meanwhile. New blobs are staged, then renamed into the object folder (local backend) or
+uploaded and dropped (remote backends); blobs already stored cost no write.
 
 Invariant relied on for the fast path: a tree object is written only after every blob it
 names is stored. So when the manifest of an unchanged folder already exists, nothing else
