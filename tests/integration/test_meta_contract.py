@@ -787,3 +787,18 @@ def test_in_memory_sqlite_is_shared_safely_across_threads() -> None:
         t.join()
     assert store.queue_counts() == {"q": {"running": 100}}
     store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_connection_dropped_by_the_server_is_retried(
+    postgres_server: object, postgres_url: str
+) -> None:
+    store = open_meta_store(postgres_url)
+    store.create_experiment(exp("survivor"))
+    database = postgres_url.rsplit("/", 1)[1]
+    postgres_server.admin().execute(  # type: ignore[attr-defined]
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+    )
+    assert store.get_experiment("survivor").key == "survivor"
+    store.create_experiment(exp("after"))
+    store.close()

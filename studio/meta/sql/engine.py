@@ -14,7 +14,7 @@ SQLite is made safe for many processes at once:
 - `Transactions.write` still retries a few times on "database is locked" as a last resort.
 
 PostgreSQL uses READ COMMITTED with explicit row locks (`FOR UPDATE`, `SKIP LOCKED` for claims);
-a serialization failure or deadlock is retried the same way.
+a serialization failure, a deadlock or a connection the server dropped is retried the same way.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def make_engine(url: str | URL) -> Engine:
     u = make_url(url) if isinstance(url, str) else url
     if u.get_backend_name() == "sqlite":
         return _sqlite_engine(u)
-    return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pool_pre_ping (a round trip per transaction): a connection found dead when used is
+    # invalidated by SQLAlchemy and the transaction retried (`is_retryable`).
+    return create_engine(u, pool_size=5, max_overflow=10, pool_recycle=3600)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -104,6 +106,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
         return True
     if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # the server closed it (restart, idle timeout)
+            return True
         return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
     return False
 
@@ -190,6 +194,6 @@ class Transactions:
                         "try again, or move many concurrent writers to PostgreSQL"
                     ) from exc
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.warning("database busy (%s); retrying in %.2fs", exc.orig, delay)
+                log.warning("transient database error (%s); retrying in %.2fs", exc.orig, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
