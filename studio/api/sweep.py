@@ -196,7 +196,7 @@ def resume_sweep(ctx: Context, project: str, num_workers: int | None = None, rep
 
 def sweep_status(ctx: Context, project: str) -> dict[str, Any]:
     """The sweep's state and its trials ranked by the objective (for `studio sweep show`)."""
-    from studio.api.sweep_loop import ranked_rows
+    from studio.api.sweep_report import ranked_rows
 
     state = load_state(ctx.settings.home, project)
     objective = Objective.parse(state.metric)

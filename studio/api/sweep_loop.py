@@ -19,20 +19,17 @@ experiments keep going and the driver merely detaches. Either way the checkpoint
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
-import signal
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from studio.api.context import Context
 from studio.api.run import RunOptions, experiment_paths, prepare
+from studio.api.sweep_pool import LocalPool, sigterm_as_interrupt
+from studio.api.sweep_report import ranked_rows
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import NotFoundError
 from studio.keys import new_key
@@ -65,7 +62,7 @@ class SweepRunner:
     # -- the loop ------------------------------------------------------------------------
     def run(self, resumed: bool = False) -> int:
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 try:
                     if resumed:
                         self._prepare_resume()
@@ -372,23 +369,6 @@ class SweepRunner:
         return "?"
 
 
-def ranked_rows(ctx: Context, state: SweepState, objective: Objective) -> list[dict[str, Any]]:
-    """Trials (latest attempt each), best first; trials without a value last."""
-    exps = {e.key: e for e in ctx.meta.get_experiments([t.key for t in state.trials])}
-    rows: list[dict[str, Any]] = []
-    for t in state.trials:
-        exp = exps.get(t.key)
-        status = exp.status.value if exp is not None else t.status
-        value = t.value if t.value is not None else (exp.metric_value if exp is not None else None)
-        rows.append({"key": t.key, "generation": t.generation + 1, "status": status, "value": value,
-                     "params": t.params, "reason": exp.status_reason if exp is not None else None})
-    sign = -1.0 if objective.maximize else 1.0
-    rows.sort(key=lambda r: (r["value"] is None, sign * float(r["value"]) if r["value"] is not None else 0.0))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return rows
-
-
 def _request_stop(ctx: Context, key: str, status: Status, reason: str) -> None:
     """Ask the supervisor to stop ``key``, recording ``status`` (pruned / stopped) and why."""
     ctx.meta.request_stop(key, status=status, reason=reason)
@@ -413,64 +393,3 @@ def _short(value: Any) -> str:
     if isinstance(value, list):
         return f"[{len(value)} values]"
     return str(value)
-
-
-class LocalPool:
-    """The sweep's local worker processes on its queue, for the sweep's whole life."""
-
-    def __init__(self, ctx: Context, queue: str, size: int) -> None:
-        self.ctx, self.queue, self.size = ctx, queue, size
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.restarts = 0
-        self._stamp = time.strftime("%Y%m%d-%H%M%S")
-        self._numbers = itertools.count()
-
-    def _spawn(self) -> None:
-        from studio.runner.pool import start_worker
-
-        idle = max(60.0, 3 * self.ctx.settings.lease_seconds)
-        log_file = self.ctx.settings.home / "workers" / "logs" / f"{self.queue}-{self._stamp}-{next(self._numbers)}.log"
-        self.procs.append(start_worker(self.ctx, self.queue, idle, False, log_file))
-
-    def ensure_running(self) -> bool:
-        """Start missing workers (replacing ones that exited); False once restarts are used up."""
-        from studio.runner.pool import MAX_RESTARTS
-
-        for proc in [p for p in self.procs if p.poll() is not None]:
-            log.warning("local worker %d exited with %s", proc.pid, proc.returncode)
-            self.procs.remove(proc)
-        while len(self.procs) < self.size:
-            if self.restarts >= MAX_RESTARTS + self.size:
-                return bool(self.procs)
-            self.restarts += 1
-            self._spawn()
-        return True
-
-    def alive(self) -> bool:
-        return any(p.poll() is None for p in self.procs)
-
-    def stop(self) -> None:
-        from studio.runner.pool import stop_workers
-
-        stop_workers(self.procs)
-        self.procs = []
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the driver the way Ctrl-C does (checkpoint saved, local workers stopped).
-    SIGINT is handled explicitly too: a shell starting the driver in the background leaves it
-    ignored, and the workers (which do handle it) would otherwise stop while the driver went on."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from studio.search.fitness import Objective
 from studio.search.state import SweepState
+
+if TYPE_CHECKING:
+    from studio.api.context import Context
 
 MAX_ROWS = 50
 
@@ -105,3 +108,20 @@ def print_ranking(state: SweepState, objective: Objective, rows: list[dict[str, 
     best = next((r for r in rows if r["value"] is not None), None)
     if best is not None:
         console.print(f"best: {best['key']} {objective.name} = {best['value']:.6g} ({format_params(best['params'])})")
+
+
+def ranked_rows(ctx: Context, state: SweepState, objective: Objective) -> list[dict[str, Any]]:
+    """Trials (latest attempt each), best first; trials without a value last."""
+    exps = {e.key: e for e in ctx.meta.get_experiments([t.key for t in state.trials])}
+    rows: list[dict[str, Any]] = []
+    for t in state.trials:
+        exp = exps.get(t.key)
+        status = exp.status.value if exp is not None else t.status
+        value = t.value if t.value is not None else (exp.metric_value if exp is not None else None)
+        rows.append({"key": t.key, "generation": t.generation + 1, "status": status, "value": value,
+                     "params": t.params, "reason": exp.status_reason if exp is not None else None})
+    sign = -1.0 if objective.maximize else 1.0
+    rows.sort(key=lambda r: (r["value"] is None, sign * float(r["value"]) if r["value"] is not None else 0.0))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
