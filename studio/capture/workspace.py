@@ -3,7 +3,11 @@
 Rules, in gitignore order (a later rule wins over an earlier one):
 
 1. the built-in defaults in `DEFAULT_IGNORE` plus every directory that holds a virtual
-   environment (a `pyvenv.cfg` file or a `conda-meta/` folder);
+   environment (a `pyvenv.cfg` file or a `conda-meta/` folder), and studio's own home
+   (`$STUDIOML_HOME`, whatever its name) when it lies inside the workspace: besides being no
+   part of the code, it holds the SQLite database the capturing process has open, and
+   reading that file through another descriptor drops the process's POSIX locks on it
+   (SQLite then loses commits);
 2. the lines of `.studioml_ignore` in the workspace root, in gitignore syntax
    (`#` comments, `!` negation, `/` anchoring, trailing `/` for directories only, `**`).
 
@@ -81,6 +85,19 @@ def _directory_safe(line: str) -> str:
     return stripped + "/*" if stripped.endswith("/**") else line
 
 
+def _home_inside(root: Path) -> str | None:
+    """`$STUDIOML_HOME` relative to `root` (POSIX), if it lies inside it."""
+    from studio.config import studio_home
+
+    try:
+        rel = os.path.relpath(os.path.realpath(studio_home()), os.path.realpath(root))
+    except ValueError:  # another drive
+        return None
+    if rel == "." or rel == ".." or rel.startswith(".." + os.sep):
+        return None
+    return rel.replace(os.sep, "/")
+
+
 def workspace_ignore(root: Path | str) -> Ignore:
     """Return `ignore(rel_posix_path, is_dir) -> bool`, True for paths to leave out.
 
@@ -94,6 +111,7 @@ def workspace_ignore(root: Path | str) -> Ignore:
     spec = load_ignore_spec(root)
     root_str = str(root)
     dir_cache: dict[str, bool] = {}
+    home = _home_inside(root)
 
     def is_env_dir(rel: str) -> bool:
         base = os.path.join(root_str, rel)
@@ -106,7 +124,7 @@ def workspace_ignore(root: Path | str) -> Ignore:
                 return verdict
         name = rel.rpartition("/")[2]
         if is_dir:
-            return name in _DEFAULT_DIR_NAMES or is_env_dir(rel)
+            return name in _DEFAULT_DIR_NAMES or rel == home or is_env_dir(rel)
         return name.endswith(_DEFAULT_FILE_SUFFIXES)
 
     def dir_ignored(rel: str) -> bool:
