@@ -166,7 +166,7 @@ class Session:
                 file=sys.stderr,
                 flush=True,
             )
-            _thread.interrupt_main()  # KeyboardInterrupt in the main thread -> `stopped`
+            interrupt_main()  # KeyboardInterrupt in the main thread -> `stopped`
 
     # -- the end ---------------------------------------------------------------------------
     def finish(
@@ -199,6 +199,20 @@ class Session:
             log.warning("could not record the end of %s: %s", self.key, exc)
         except Exception:
             log.exception("could not record the end of %s", self.key)
+
+
+def interrupt_main() -> None:
+    """Raise KeyboardInterrupt in the main thread, even when SIGINT is ignored (a script
+    started in the background by a shell inherits SIG_IGN, and `interrupt_main` then does
+    nothing): the exception is then set on the main thread, seen at its next bytecode."""
+    if callable(signal.getsignal(signal.SIGINT)):
+        _thread.interrupt_main()
+        return
+    import ctypes
+
+    main = threading.main_thread().ident
+    if main is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt))
 
 
 def _quietly(fn: Any, what: str, key: str) -> None:
