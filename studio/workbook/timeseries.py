@@ -25,6 +25,7 @@ import collections
 import contextlib
 import csv
 import io
+import math
 import numbers
 import os
 import secrets
@@ -128,11 +129,28 @@ class _DateFormatter:
         self._prefix = ""
 
     def __call__(self, t: float) -> str:
-        sec = int(t)
+        ms = math.floor(t * 1000)
+        sec = ms // 1000
         if sec != self._sec:
             self._sec = sec
             self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
-        return f"{self._prefix}.{min(999, int((t - sec) * 1000)):03d}"
+        return f"{self._prefix}.{ms - sec * 1000:03d}"
+
+
+_VECTOR_DATES = 32  # rows per flush from which numpy formats the dates
+_PLAIN_CELLS = frozenset({float, int, str, type(None)})
+
+
+def _dates(times: list[float]) -> list[str]:
+    """`_DateFormatter` for many rows at once (numpy: half the cost per row)."""
+    import numpy as np
+
+    ms = (
+        np.floor(np.asarray(times, dtype=np.float64) * 1000)
+        .astype(np.int64)
+        .astype("datetime64[ms]")
+    )
+    return [d.replace("T", " ") for d in np.datetime_as_string(ms, unit="ms").tolist()]
 
 
 def _cell(value: Any) -> Any:
@@ -248,11 +266,18 @@ class TimeSeriesLog:
             if self._fd is None:
                 self._fd = open_for_append(self.path, self._header)
             rows = [queue.popleft() for _ in range(n)]  # rows logged meanwhile wait their turn
+            dates = (
+                _dates([t for t, _ in rows])
+                if n >= _VECTOR_DATES
+                else map(self._date, (t for t, _ in rows))
+            )
+            plain = _PLAIN_CELLS
+            out = [
+                [c if type(c) in plain else _cell(c) for c in cells] + [d]
+                for (_, cells), d in zip(rows, dates, strict=True)
+            ]
             buf = io.StringIO()
-            writerow = csv.writer(buf, lineterminator="\n").writerow
-            date = self._date
-            for t, cells in rows:
-                writerow([*map(_cell, cells), date(t)])
+            csv.writer(buf, lineterminator="\n").writerows(out)
             write_all(self._fd, buf.getvalue().encode("utf-8"))
             self.rows_written += n
         if self._on_flush is not None:
