@@ -17,6 +17,7 @@ from studio.api.run import (
     write_mapping,
 )
 from studio.entities import Experiment, Status
+from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Executor, Launch, Outcome
 from studio.runner.materialize import cached_tree
 
@@ -50,8 +51,6 @@ def start(ctx: Context, exp: Experiment, worker: str) -> Experiment:
 
 
 def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Experiment, Outcome]:
-    from studio.capture import workspace_ignore
-
     exp = prepare(ctx, opts)
     if announce:
         print(f"studio: experiment {exp.key} (project {exp.project})", file=sys.stderr, flush=True)
@@ -70,7 +69,7 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
         env=child_env(ctx, exp, mapping, paths),
         paths=paths,
         capture=capture,
-        ignore={"workspace": workspace_ignore(workspace)},
+        ignore=capture_ignores(workspace),
         echo=opts.echo,
     )
     outcome = Executor(ctx, wid).run(exp, launch)

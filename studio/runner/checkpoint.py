@@ -22,6 +22,18 @@ log = logging.getLogger(__name__)
 IgnoreFn = Callable[[str, bool], bool]
 
 
+def capture_ignores(workspace: Path) -> dict[str, IgnoreFn]:
+    """What checkpoints leave out: `.studioml_ignore` and defaults in the workspace; the series
+    readers' private `.`-files (temp segments, summary state) in `metrics`."""
+    from studio.capture import workspace_ignore
+
+    return {"workspace": workspace_ignore(workspace), "metrics": _private_name}
+
+
+def _private_name(path: str, is_dir: bool) -> bool:
+    return path.rsplit("/", 1)[-1].startswith(".")
+
+
 def fold_metric(spec: str | None, summaries: list[MetricSummary]) -> float | None:
     """`name[:min|:max]` folded over the series summaries (empty suffix: last value)."""
     if not spec:

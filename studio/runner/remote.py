@@ -14,6 +14,7 @@ from typing import Any
 from studio.api.context import Context
 from studio.api.run import child_env, command_for, write_mapping
 from studio.entities import Experiment
+from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Launch
 from studio.runner.materialize import cached_tree
 
@@ -22,8 +23,6 @@ _DEFAULT_FILES = {"output": "output.log"}
 
 def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | None = None,
                   echo: bool = False, extra_env: dict[str, str] | None = None) -> Launch:
-    from studio.capture import workspace_ignore
-
     workdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     capture: dict[str, Path] = {}
@@ -60,7 +59,7 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
         env=env,
         paths=paths,
         capture=capture,
-        ignore={"workspace": workspace_ignore(workspace)},
+        ignore=capture_ignores(workspace),
         echo=echo,
     )
 

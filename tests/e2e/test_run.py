@@ -307,3 +307,25 @@ def test_cli_starts_fast_enough_to_not_import_heavy_modules() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_logged_metrics_are_summarized_and_folded(studio_home: Path, tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "ws" / "logs.py",
+        """
+        import studio
+        for step, loss in enumerate([3.0, 0.0, 2.0]):
+            studio.log(step=step, loss=loss)
+        print("acc: 0.75")
+        """,
+    )
+    proc = studio("run", "-e", "met1", "--metric", "loss:min", "logs.py", cwd=script.parent)
+    assert proc.returncode == 0, proc.stderr
+    data = studio_json("runs", "show", "met1")
+    assert data["metric_value"] == 0.0  # a minimum of 0.0 is a value, not "missing"
+    assert data["metrics"]["loss"]["count"] == 3 and data["metrics"]["loss"]["last"] == 2.0
+    assert data["metrics"]["acc"]["last"] == 0.75  # `name: value` lines of the output
+    dest = tmp_path / "metrics"
+    studio("artifacts", "get", "met1", "metrics", str(dest), check=True)
+    names = [p.name for p in dest.iterdir()]
+    assert names and not [n for n in names if n.startswith(".")]
