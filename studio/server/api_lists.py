@@ -23,16 +23,14 @@ def maximizes(spec: str | None) -> bool:
 
 
 def best_of(ctx: Context, project: str) -> dict[str, Any] | None:
-    """The project's best experiment by `metric_value` (direction from its newest metric spec)."""
-    newest = ctx.meta.query(ExperimentQuery(project=project, where=(HAS_VALUE,), limit=1)).items
-    if not newest:
-        return None
-    spec = newest[0].metric
-    order = "-metric_value" if maximizes(spec) else "metric_value"
-    top = ctx.meta.query(ExperimentQuery(project=project, where=(HAS_VALUE,), order_by=order, limit=1)).items
+    """The project's best experiment by `metric_value`: the smallest, or the largest when its
+    metric spec says `:max` (one query, two for maximized metrics)."""
+    top = ctx.meta.query(ExperimentQuery(project=project, where=(HAS_VALUE,), order_by="metric_value", limit=1)).items
+    if top and maximizes(top[0].metric):
+        top = ctx.meta.query(ExperimentQuery(project=project, where=(HAS_VALUE,), order_by="-metric_value", limit=1)).items
     if not top:
         return None
-    return {"key": top[0].key, "metric": top[0].metric, "value": top[0].metric_value, "maximize": maximizes(spec)}
+    return {"key": top[0].key, "metric": top[0].metric, "value": top[0].metric_value, "maximize": maximizes(top[0].metric)}
 
 
 @router.get("/projects", summary="Projects with counts and their best metric value")

@@ -8,6 +8,7 @@ the same message as an HTML page instead. Nothing a client sends is meant to pro
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,6 +74,9 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from studio.server.series import warm_up
+
+        threading.Thread(target=warm_up, name="studio-warm-up", daemon=True).start()
         try:
             yield
         finally:

@@ -31,6 +31,12 @@ from studio.tracking.segments import list_segments, read_segment
 CACHE_ENTRIES = 16
 
 
+def warm_up() -> None:
+    """Import what reading series needs (pyarrow: ~1 s) before the first chart asks."""
+    import pyarrow  # noqa: F401
+    import pyarrow.ipc  # noqa: F401
+
+
 @dataclass
 class KeySeries:
     steps: np.ndarray  # int64, sorted ascending
@@ -107,10 +113,11 @@ def _split(table: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def _merge(old: KeySeries | None, steps: np.ndarray, values: np.ndarray) -> KeySeries:
+def _merge(old: KeySeries | None, parts: list[tuple[np.ndarray, np.ndarray]]) -> KeySeries:
     if old is not None:
-        steps = np.concatenate([old.steps, steps])
-        values = np.concatenate([old.values, values])
+        parts = [(old.steps, old.values), *parts]
+    steps = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+    values = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
     if len(steps) > 1 and np.any(steps[1:] < steps[:-1]):
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]
@@ -140,13 +147,16 @@ class SeriesCache:
             todo = [n for n in names if n not in known]
         else:
             keys, todo = {}, list(names)
+        new: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for name in todo:
             try:
                 table = read_segment(folder / name)
             except FileNotFoundError:
                 continue
-            for key, (steps, values) in _split(table).items():
-                keys[key] = _merge(keys.get(key), steps, values)
+            for key, columns in _split(table).items():
+                new.setdefault(key, []).append(columns)
+        for key, parts in new.items():
+            keys[key] = _merge(keys.get(key), parts)
         with self._lock:
             self._cache[path] = _Entry(names, keys)
             self._cache.move_to_end(path)

@@ -4,6 +4,8 @@
 "use strict";
 
 class MetricChart {
+  static COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+
   /* sources: [{key: experiment key, names: [metric names], label: optional prefix}] */
   constructor(div, options = {}) {
     this.div = div;
@@ -82,14 +84,15 @@ class MetricChart {
   }
 
   draw() {
-    if (typeof Plotly === "undefined") return;
+    if (typeof Plotly === "undefined" || this.div.hidden) return;
     const traces = [];
-    for (const r of this.raw) {
+    this.raw.forEach((r, i) => {
+      const line = { color: MetricChart.COLORS[i % MetricChart.COLORS.length], width: 1.5 };
       if (this.smoothing) {
-        traces.push({ x: r.x, y: r.y, name: `${r.label} (raw)`, type: "scatter", mode: "lines", opacity: 0.25, showlegend: false, hoverinfo: "skip" });
+        traces.push({ x: r.x, y: r.y, name: `${r.label} (raw)`, type: "scatter", mode: "lines", line, opacity: 0.25, showlegend: false, hoverinfo: "skip" });
       }
-      traces.push({ x: r.x, y: this.smooth(r.y), name: r.label, type: "scatter", mode: "lines" });
-    }
+      traces.push({ x: r.x, y: this.smooth(r.y), name: r.label, type: "scatter", mode: "lines", line });
+    });
     const layout = {
       margin: { l: 60, r: 20, t: this.title ? 30 : 10, b: 40 },
       title: this.title ? { text: this.title, font: { size: 13 } } : undefined,

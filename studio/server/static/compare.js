@@ -33,6 +33,9 @@
     section(table, "Parameters", d.params, d.experiments.length, (_, v) => (v === undefined || v === null ? "—" : fmtValue(v)));
     section(table, "Metrics (last value)", d.metrics, d.experiments.length, (_, v) => fmtValue(v));
     for (const m of d.metrics) select.append(el("option", { value: m.name, text: m.name }));
+    const spec = d.experiments.map((e) => e.metric).find(Boolean);
+    const preferred = spec ? spec.split(":")[0] : null;
+    if (preferred && d.metrics.some((m) => m.name === preferred)) select.value = preferred;
     const show = () => chart.setSources(d.experiments.map((e) => ({ key: e.key, names: [select.value], label: e.key })));
     select.addEventListener("change", show);
     document.getElementById("compare-smooth").addEventListener("input", (ev) => chart.setSmoothing(ev.target.value));

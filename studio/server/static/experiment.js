@@ -127,6 +127,7 @@
   const chart = new MetricChart($("chart"), { onInfo: (t) => { $("chart-info").textContent = t; } });
   const sysChart = new MetricChart($("sys-chart"), { title: "" });
   $("smoothing").addEventListener("input", (ev) => chart.setSmoothing(ev.target.value));
+  window.studioRefresh = () => chart.refresh();  // for bench/bench_ui.py
   let chosen = null;
 
   async function loadMetrics() {
@@ -146,6 +147,7 @@
       const title = s ? `last ${fmtValue(s.last)}, min ${fmtValue(s.min)}, max ${fmtValue(s.max)}, ${s.count} points` : "";
       box.append(el("label", { class: "check", title }, input, ` ${name}`));
     }
+    $("chart").hidden = !data.keys.length;
     await chart.setSources([{ key, names: [...chosen] }]);
     $("sys-chart").parentElement.querySelector("h3").hidden = !data.system.length;
     $("sys-chart").hidden = !data.system.length;
