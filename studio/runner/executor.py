@@ -9,21 +9,21 @@ metrics and checkpoints mutable artifacts. Used alike by `studio run` and by wor
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from studio.api.context import Context
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
+from studio.runner.collectors import output_metrics_logger, start_sampler
+from studio.runner.lease import LeaseKeeper
+from studio.runner.process import ExitWaiter, Signals, die_with_parent_fn, signal_group
 from studio.runner.tee import OutputTee
 
 log = logging.getLogger(__name__)
@@ -57,68 +57,6 @@ class Outcome:
         return 128 - self.returncode if self.returncode < 0 else self.returncode
 
 
-class _Signals:
-    """SIGINT/SIGTERM to the supervisor are recorded and forwarded to the child's group."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, object] = {}
-        self.on_signal: Callable[[int], None] | None = None
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
-        if self.on_signal is not None:
-            self.on_signal(signum)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
-
-
-class LeaseKeeper:
-    """Renews an experiment's lease from a background thread while its supervisor is busy
-    with something other than the child (materializing, building an environment, the final
-    checkpoint). `lost`: someone else holds the experiment now; `stop_requested`: a user
-    asked to stop it."""
-
-    def __init__(self, ctx: Context, key: str, worker: str) -> None:
-        self.ctx, self.key, self.worker = ctx, key, worker
-        self.lost = False
-        self.stop_requested = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="studio-lease", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def renew(self) -> bool:
-        """One heartbeat now; False if the lease is lost (store errors count as held)."""
-        try:
-            if self.ctx.meta.heartbeat(self.key, self.worker, self.ctx.settings.lease_seconds):
-                self.stop_requested = True
-        except ConflictError:
-            self.lost = True
-        except Exception:
-            log.warning("heartbeat of %s failed; will retry", self.key, exc_info=True)
-        return not self.lost
-
-    def _loop(self) -> None:
-        while not self._done.wait(self.ctx.settings.heartbeat_seconds):
-            if not self.renew():
-                return
-
-
 class Executor:
     def __init__(self, ctx: Context, worker: str, stop_grace: float = 10.0) -> None:
         self.ctx = ctx
@@ -138,13 +76,18 @@ class Executor:
             meta.append_output(exp.key, attempt, seq, text)
 
         tee = OutputTee(out, sink=sink, echo=launch.echo)
-        metric_logger = _output_metrics_logger(launch.paths.get("metrics"))
+        metric_logger = output_metrics_logger(launch.paths.get("metrics"))
         if metric_logger is not None:
             tee.listeners.append(metric_logger.feed)
         checkpointer = Checkpointer(
-            self.ctx, exp.key, exp.artifacts, launch.capture, ignore=launch.ignore, metric=exp.metric
+            self.ctx,
+            exp.key,
+            exp.artifacts,
+            launch.capture,
+            ignore=launch.ignore,
+            metric=exp.metric,
         )
-        signals = _Signals()
+        signals = Signals()
         child: subprocess.Popen[bytes] | None = None
         sampler = None
         stopping: dict[str, object] = {}
@@ -157,12 +100,14 @@ class Executor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_die_with_parent_fn(),
+                preexec_fn=die_with_parent_fn(),
             )
         except OSError as exc:
             out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
             out.close()
-            meta.set_status(exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time())
+            meta.set_status(
+                exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time()
+            )
             return Outcome(Status.FAILED, None, f"could not start: {exc}")
 
         proc = child
@@ -170,7 +115,10 @@ class Executor:
         def terminate(reason: Status, why: str) -> None:
             if "status" not in stopping:
                 stopping.update(status=reason, reason=why, since=time.monotonic(), step=0)
-                _signal_group(proc, signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM)
+                signal_group(
+                    proc,
+                    signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM,
+                )
 
         def on_signal(signum: int) -> None:
             if signum == signal.SIGINT:
@@ -183,10 +131,10 @@ class Executor:
 
         signals.on_signal = on_signal
         signals.install()
-        exited = _ExitWaiter(proc)
+        exited = ExitWaiter(proc)
         try:
             tee.start([(proc.stdout, _binary(sys.stdout)), (proc.stderr, _binary(sys.stderr))])  # type: ignore[list-item]
-            sampler = _start_sampler(proc.pid, launch.paths.get("metrics"))
+            sampler = start_sampler(proc.pid, launch.paths.get("metrics"))
             checkpointer.start(settings.save_workspace_frequency)
             started = time.monotonic()
             next_beat = 0.0
@@ -213,7 +161,7 @@ class Executor:
             signals.restore()
             exited.close()
             if proc.poll() is None:  # an exception in the loop: never leave the child behind
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 proc.wait()
             tee.join(timeout=10)
             for closer in (getattr(sampler, "stop", None), getattr(metric_logger, "close", None)):
@@ -242,8 +190,13 @@ class Executor:
         outcome = self._outcome(returncode, stopping)
         if outcome.status == Status.QUEUED:
             # set_status clears worker and lease on the way back to `queued`, in one transaction.
-            meta.set_status(exp.key, Status.QUEUED, expect=[Status.RUNNING], reason=outcome.reason,
-                            worker=self.worker)
+            meta.set_status(
+                exp.key,
+                Status.QUEUED,
+                expect=[Status.RUNNING],
+                reason=outcome.reason,
+                worker=self.worker,
+            )
         else:
             meta.set_status(
                 exp.key,
@@ -261,10 +214,10 @@ class Executor:
         waited = time.monotonic() - float(stopping["since"])  # type: ignore[arg-type]
         step = int(stopping["step"])  # type: ignore[call-overload]
         if step == 0 and waited > self.stop_grace:
-            _signal_group(proc, signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
             stopping["step"] = 1
         elif step == 1 and waited > 2 * self.stop_grace:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             stopping["step"] = 2
 
     @staticmethod
@@ -282,56 +235,6 @@ class Executor:
         return Outcome(Status.KILLED, returncode, f"killed by {name}")
 
 
-def _die_with_parent_fn() -> Callable[[], None] | None:
-    """A preexec_fn that makes the kernel SIGKILL the child if the supervisor dies (kill -9,
-    OOM killer), so a crashed worker leaves no orphan script behind to race the re-run of its
-    experiment. libc is loaded here, in the parent: the forked child only makes the call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent died before prctl took effect
-            os._exit(137)
-
-    return preexec
-
-
-class _ExitWaiter:
-    """`wait(timeout) -> exited?`. On Linux a pidfd wakes us the moment the child exits;
-    `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which every short run would pay."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        try:
-            self.fd: int | None = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):
-            self.fd = None
-
-    def __call__(self, timeout: float) -> bool:
-        if self.fd is None:
-            try:
-                self.proc.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        import select
-
-        select.select([self.fd], [], [], timeout)
-        return self.proc.poll() is not None
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:
     """What a requested stop records: `stopped`, or what the requester asked for (a sweep's
     pruner asks for `pruned`, with its reason)."""
@@ -342,60 +245,5 @@ def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:
     return current.stop_status or Status.STOPPED, current.stop_reason or "stop requested"
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _binary(stream: object) -> object:
     return getattr(stream, "buffer", None)
-
-
-def _start_sampler(pid: int, metrics_dir: Path | None) -> Any:
-    if metrics_dir is None:
-        return None
-    try:
-        from studio.tracking.system import SystemSampler
-
-        sampler = SystemSampler(pid, metrics_dir)
-        sampler.start()
-        return sampler
-    except Exception:
-        log.debug("system metrics unavailable", exc_info=True)
-        return None
-
-
-class _OutputMetrics:
-    """Feeds `name: value` lines of the output into the experiment's series."""
-
-    def __init__(self, metrics_dir: Path) -> None:
-        from studio.tracking.metrics import Logger
-
-        self._logger = Logger(metrics_dir)
-        self._rest = ""
-
-    def feed(self, text: str) -> None:
-        from studio.tracking.outputmetrics import parse_metric_lines
-
-        text = self._rest + text
-        complete, _, self._rest = text.rpartition("\n")
-        for name, value in parse_metric_lines(complete):
-            if name != "step":  # `step` is the logger's own argument, not a metric
-                values: dict[str, Any] = {name: value}
-                self._logger.log(None, **values)
-
-    def close(self) -> None:
-        self.feed("\n")
-        self._logger.close()
-
-
-def _output_metrics_logger(metrics_dir: Path | None) -> _OutputMetrics | None:
-    if metrics_dir is None:
-        return None
-    try:
-        return _OutputMetrics(metrics_dir)
-    except Exception:
-        log.debug("output metric parsing unavailable", exc_info=True)
-        return None

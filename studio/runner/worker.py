@@ -34,7 +34,8 @@ from studio.api.context import Context
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError
 from studio.queue.claimer import Claimer
-from studio.runner.executor import Executor, LeaseKeeper, Outcome
+from studio.runner.executor import Executor, Outcome
+from studio.runner.lease import LeaseKeeper
 from studio.runner.resources import WorkerResources, detect, with_overrides
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,94 @@
+"""Child-process plumbing for the supervisor: signal forwarding, exit waiting, process groups.
+
+Linux-specific parts (parent-death signal, pidfd waits) degrade to portable fallbacks elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+
+class Signals:
+    """SIGINT/SIGTERM to the supervisor are recorded and forwarded to the child's group."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, object] = {}
+        self.on_signal: Callable[[int], None] | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        if self.on_signal is not None:
+            self.on_signal(signum)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def die_with_parent_fn() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel SIGKILL the child if the supervisor dies (kill -9,
+    OOM killer), so a crashed worker leaves no orphan script behind to race the re-run of its
+    experiment. libc is loaded here, in the parent: the forked child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(137)
+
+    return preexec
+
+
+class ExitWaiter:
+    """`wait(timeout) -> exited?`. On Linux a pidfd wakes us the moment the child exits;
+    `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which every short run would pay."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        try:
+            self.fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.fd = None
+
+    def __call__(self, timeout: float) -> bool:
+        if self.fd is None:
+            try:
+                self.proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        import select
+
+        select.select([self.fd], [], [], timeout)
+        return self.proc.poll() is not None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
