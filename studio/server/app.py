@@ -88,6 +88,10 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         description="Experiments, artifacts, metrics and output recorded by studio.",
         default_response_class=SafeJSONResponse,
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; the dashboard works
+        # offline, so only the schema itself is served (/openapi.json).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.tensorboards = boards
