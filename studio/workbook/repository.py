@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from studio.api.context import Context
 from studio.entities import ExperimentQuery, Status
-from studio.exceptions import NotFoundError, UsageError
+from studio.exceptions import NotFoundError, StudioError, UsageError
 from studio.workbook import html
 from studio.workbook.handle import Experiment, ExperimentList
 from studio.workbook.tables import FileRef, TableReader, frame, header_names
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
     from studio.objects import Tree
     from studio.workbook.runs import Where
+
+log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 TREE_CACHE = 4096
@@ -56,7 +60,10 @@ class ExperimentRepository:
         now = time.monotonic()
         if force or now - self._last_refresh >= REFRESH_SECONDS:
             self._last_refresh = now
-            self.ctx.meta.requeue_expired(time.time(), self.ctx.settings.max_attempts)
+            try:
+                self.ctx.meta.requeue_expired(time.time(), self.ctx.settings.max_attempts)
+            except StudioError as exc:  # a read-only store: statuses are only read
+                log.debug("could not mark lapsed experiments lost: %s", exc)
 
     def tree(self, tree_hash: str) -> Tree:
         """A stored tree (manifests are immutable, so they are kept in memory)."""
@@ -136,10 +143,10 @@ class ExperimentRepository:
             return NotFoundError(
                 f"no experiment {tag!r}: no experiments are recorded in {where} yet"
             )
-        close = difflib.get_close_matches(str(tag), keys, n=5, cutoff=0.5)
+        close = difflib.get_close_matches(str(tag), keys, n=3, cutoff=0.5)
         hint = f"close matches: {', '.join(close)}; " if close else ""
         return NotFoundError(
-            f"no experiment {tag!r} in {where}; {hint}newest: {', '.join(keys[:5])}"
+            f"no experiment {tag!r} in {where}; {hint}newest: {', '.join(keys[:3])}"
         )
 
     def __getitem__(self, key: Any) -> Any:
@@ -224,8 +231,7 @@ class ExperimentRepository:
             tags = [e.tag if isinstance(e, Experiment) else str(e) for e in experiments]
             pairs = [(t, t) for t in tags]
         handles = self.get_many([t for t, _ in pairs])
-        columns = []
-        index_name = None
+        wanted = []
         for (tag, label), handle in zip(pairs, handles, strict=True):
             ref = handle._resolve(artifact, refresh=False)  # fresh from get_many
             if not isinstance(ref, FileRef):
@@ -236,8 +242,19 @@ class ExperimentRepository:
                 raise NotFoundError(
                     f"experiment {tag}: {artifact!r} has no column {column!r}; its columns: {', '.join(names)}"
                 )
-            first = names[0]
-            index_name = index_name or first
-            table = self.tables.read(ref, [first] if column == first else [first, column])
-            columns.append((label, table.column(first), table.column(column)))
+            wanted.append((label, ref, names[0]))
+        index_name = wanted[0][2] if wanted else None
+
+        def read(item: tuple[str, FileRef, str]) -> tuple[str, Any, Any]:
+            label, ref, first = item
+            table = self.tables.read(
+                ref, [first] if column == first else [first, column], threads=False
+            )
+            return label, table.column(first), table.column(column)
+
+        # One file per thread (pyarrow parses without the GIL): cheaper than threads inside
+        # each file, and the cores stay busy while one thread waits for a download.
+        workers = max(1, min(len(wanted), 2 * (os.cpu_count() or 1), 8))
+        with ThreadPoolExecutor(workers, thread_name_prefix="studio-meld") as pool:
+            columns = list(pool.map(read, wanted))
         return align(columns, index_name, how)

@@ -212,7 +212,9 @@ def interrupt_main() -> None:
 
     main = threading.main_thread().ident
     if main is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt)
+        )
 
 
 def _quietly(fn: Any, what: str, key: str) -> None:

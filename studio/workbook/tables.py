@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,12 @@ def _options(
     delimiter: str,
     types: dict[str, Any] | None = None,
     text: bool = False,
+    threads: bool = True,
 ) -> dict[str, Any]:
     import pyarrow.csv as pcsv
 
     return {
+        "read_options": pcsv.ReadOptions(use_threads=threads),
         "parse_options": pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=text),
         "convert_options": pcsv.ConvertOptions(
             include_columns=list(columns) if columns is not None else None,
@@ -95,8 +98,10 @@ def parse(
     columns: Sequence[str] | None = None,
     delimiter: str = ",",
     types: dict[str, Any] | None = None,
+    threads: bool = True,
 ) -> pa.Table:
-    """Parse CSV from a path or bytes (complete lines only)."""
+    """Parse CSV from a path or bytes (complete lines only). `threads=False` parses on this
+    thread only: cheaper when the caller parses several files in parallel."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -104,7 +109,7 @@ def parse(
         return pa.BufferReader(source) if isinstance(source, bytes) else str(source)
 
     try:
-        return pcsv.read_csv(reader(), **_options(columns, delimiter, types))
+        return pcsv.read_csv(reader(), **_options(columns, delimiter, types, threads=threads))
     except pa.ArrowInvalid:
         if types:
             raise  # the caller re-reads the whole file
@@ -115,7 +120,8 @@ def parse(
             head = f.readline()
     names = header_names(head, delimiter)
     text = pcsv.read_csv(
-        reader(), **_options(columns, delimiter, {n: pa.string() for n in names}, text=True)
+        reader(),
+        **_options(columns, delimiter, {n: pa.string() for n in names}, text=True, threads=threads),
     )
     return pa.table({n: _convert_text_column(text.column(n)) for n in text.column_names})
 
@@ -138,10 +144,12 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def parse_file(path: Path, columns: Sequence[str] | None = None, delimiter: str = ",") -> pa.Table:
+def parse_file(
+    path: Path, columns: Sequence[str] | None = None, delimiter: str = ",", threads: bool = True
+) -> pa.Table:
     if _ends_with_newline(path):
-        return parse(path, columns, delimiter)
-    return parse(_complete_bytes(path), columns, delimiter)
+        return parse(path, columns, delimiter, threads=threads)
+    return parse(_complete_bytes(path), columns, delimiter, threads=threads)
 
 
 def read_csv_table(
@@ -166,13 +174,20 @@ class TableReader:
     def __init__(self, cache_dir: Path | None) -> None:
         self.cache_dir = cache_dir
         self._live: collections.OrderedDict[tuple[str, str], _Live] = collections.OrderedDict()
+        self._live_lock = threading.Lock()
 
     def read(
-        self, ref: FileRef, columns: Sequence[str] | None = None, delimiter: str = ","
+        self,
+        ref: FileRef,
+        columns: Sequence[str] | None = None,
+        delimiter: str = ",",
+        threads: bool = True,
     ) -> pa.Table:
+        """The file as a table (only `columns`, if given). Thread-safe."""
         if ref.blob is not None:
-            return self._stored(ref, columns, delimiter)
-        return self._grown(ref.path, columns, delimiter)
+            return self._stored(ref, columns, delimiter, threads)
+        with self._live_lock:
+            return self._grown(ref.path, columns, delimiter)
 
     def _cache_file(self, blob: str, columns: Sequence[str] | None, delimiter: str) -> Path | None:
         if self.cache_dir is None:
@@ -180,22 +195,36 @@ class TableReader:
         selection = hashlib.sha256(json.dumps([columns, delimiter]).encode()).hexdigest()[:16]
         return self.cache_dir / "tables" / blob[:2] / f"{blob}-{selection}.arrow"
 
-    def _stored(self, ref: FileRef, columns: Sequence[str] | None, delimiter: str) -> pa.Table:
-        import pyarrow as pa
-
+    def _stored(
+        self, ref: FileRef, columns: Sequence[str] | None, delimiter: str, threads: bool
+    ) -> pa.Table:
         assert ref.blob is not None
+        whole = self._cached(self._cache_file(ref.blob, None, delimiter))
+        if whole is not None:  # every column was parsed before: select from that
+            return whole if columns is None else whole.select(list(columns))
         cached = self._cache_file(ref.blob, columns, delimiter)
-        if cached is not None and cached.is_file():
-            try:
-                with pa.memory_map(str(cached)) as source:
-                    return pa.ipc.open_file(source).read_all()
-            except (OSError, pa.ArrowInvalid):
-                with contextlib.suppress(OSError):
-                    cached.unlink()
-        table = parse_file(ref.path, columns, delimiter)
+        if columns is not None:
+            table = self._cached(cached)
+            if table is not None:
+                return table
+        table = parse_file(ref.path, columns, delimiter, threads)
         if cached is not None:
             _write_ipc(cached, table)
         return table
+
+    @staticmethod
+    def _cached(path: Path | None) -> pa.Table | None:
+        import pyarrow as pa
+
+        if path is None or not path.is_file():
+            return None
+        try:
+            with pa.memory_map(str(path)) as source:
+                return pa.ipc.open_file(source).read_all()
+        except (OSError, pa.ArrowInvalid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
 
     def _grown(self, path: Path, columns: Sequence[str] | None, delimiter: str) -> pa.Table:
         import pyarrow as pa
