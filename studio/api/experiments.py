@@ -91,9 +91,10 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -
     return ctx.objects.materialize(art.tree, target)
 
 
-def gc(ctx: Context, dry_run: bool = False) -> dict[str, int]:
-    """Drop stored objects that no experiment references."""
-    report = ctx.objects.gc(ctx.meta.referenced_trees(), dry_run=dry_run)
+def gc(ctx: Context, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, int]:
+    """Drop stored objects that no experiment references. Objects younger than the grace
+    period are kept: a capture in progress has stored blobs whose tree is not recorded yet."""
+    report = ctx.objects.gc(ctx.meta.referenced_trees(), dry_run=dry_run, grace_seconds=grace_seconds)
     return {
         "removed_objects": report.removed_objects,
         "removed_bytes": report.removed_bytes,

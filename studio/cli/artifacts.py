@@ -31,12 +31,14 @@ def get(key: str, tag: str, dest: str | None, config: str | None) -> None:
 @config_option
 @json_option
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
-def gc(config: str | None, as_json: bool, dry_run: bool) -> None:
+@click.option("--grace", default="1h", show_default=True, metavar="DURATION",
+              help="Keep unreferenced objects younger than this (captures in progress).")
+def gc(config: str | None, as_json: bool, dry_run: bool, grace: str) -> None:
     """Delete stored objects that no experiment references any more."""
     from studio.api.experiments import gc as gc_
-    from studio.units import format_size
+    from studio.units import format_size, parse_duration
 
-    report = gc_(context(config), dry_run=dry_run)
+    report = gc_(context(config), dry_run=dry_run, grace_seconds=parse_duration(grace))
     if as_json:
         return print_json(report)
     verb = "would remove" if dry_run else "removed"
