@@ -102,15 +102,14 @@ def runs_frame(meta: MetaStore, q: ExperimentQuery) -> pd.DataFrame:
         "script": [e.script for e in items],
     }
     for name in _TIMES:
-        raw = np.array([getattr(e, name) for e in items], dtype=np.float64)
-        columns[name] = pd.to_datetime(raw, unit="s", utc=True)
+        columns[name] = _utc_times([getattr(e, name) for e in items])
     columns["duration"] = np.array([e.duration for e in items], dtype=np.float64)
     columns["metric"] = [e.metric for e in items]
     columns["metric_value"] = np.array([e.metric_value for e in items], dtype=np.float64)
     columns["returncode"] = pd.array([e.returncode for e in items], dtype="Int64")
     param_names = sorted({p for e in items for p in e.params})
     for p in param_names:
-        columns[f"params.{p}"] = [e.params.get(p) for e in items]
+        columns[f"params.{p}"] = _param_column([e.params.get(p) for e in items])
     metric_names = sorted({s.key for lst in summaries.values() for s in lst})
     if metric_names:
         position = {m: i for i, m in enumerate(metric_names)}
@@ -128,11 +127,27 @@ def runs_frame(meta: MetaStore, q: ExperimentQuery) -> pd.DataFrame:
                     if field == "count"
                     else values
                 )
-    frame = pd.DataFrame(columns, index=pd.Index(keys, name="key"))
-    for p in param_names:  # numbers stay numbers: object columns of floats become float64
-        name = f"params.{p}"
-        if frame[name].dtype == object:
-            converted = frame[name].infer_objects()
-            if converted.dtype != object:
-                frame[name] = converted
-    return frame
+    return pd.DataFrame(columns, index=pd.Index(keys, name="key"))
+
+
+def _utc_times(values: list[float | None]) -> Any:
+    """Unix seconds -> tz-aware UTC datetimes (NaT for None), without pandas' parser."""
+    import numpy as np
+    import pandas as pd
+
+    raw = np.array(values, dtype=np.float64)
+    ns = np.full(len(raw), np.iinfo(np.int64).min, dtype=np.int64)  # NaT
+    ok = ~np.isnan(raw)
+    ns[ok] = np.round(raw[ok] * 1e9).astype(np.int64)
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def _param_column(values: list[Any]) -> Any:
+    """Integers as int64, other numbers as float64 (None -> NaN), anything else as objects."""
+    import numpy as np
+
+    if all(type(v) is int for v in values):
+        return np.array(values, dtype=np.int64)
+    if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return values
