@@ -146,7 +146,7 @@ def _param_column(values: list[Any]) -> Any:
     """Integers as int64, other numbers as float64 (None -> NaN), anything else as objects."""
     import numpy as np
 
-    if all(type(v) is int for v in values):
+    if all(type(v) is int for v in values) and all(-(2**63) <= v < 2**63 for v in values):
         return np.array(values, dtype=np.int64)
     if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
