@@ -60,13 +60,13 @@ QUERIES: dict[str, dict[str, Any]] = {
 }
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """(cold seconds, median warm seconds, last result)."""
+def timed(fn: Callable[[], Any], repeat: int, budget: float = 5.0) -> tuple[float, float, Any]:
+    """(cold seconds, median warm seconds, last result); slow calls repeat until `budget` s."""
     t = time.perf_counter()
     out = fn()
     cold = time.perf_counter() - t
-    warm = []
-    for _ in range(repeat):
+    warm: list[float] = []
+    while len(warm) < repeat and (not warm or sum(warm) < budget):
         t = time.perf_counter()
         out = fn()
         warm.append(time.perf_counter() - t)

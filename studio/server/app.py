@@ -71,6 +71,9 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     from studio.server.tensorboard import TensorBoards
 
     boards = TensorBoards(ctx, command=tensorboard_command)
+    # Open the stores now: request threads would otherwise race to open them (and a database
+    # that needs `studio db upgrade` says so before the first page, not in it).
+    _ = ctx.meta, ctx.objects
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
