@@ -6,7 +6,6 @@ import base64
 import hashlib
 import subprocess
 import threading
-import time
 import zipfile
 from pathlib import Path
 

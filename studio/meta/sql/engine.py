@@ -28,10 +28,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from studio.exceptions import StoreError
@@ -152,8 +151,9 @@ class WriterQueue:
 
 
 class Transactions:
-    """Runs a function in one transaction (a Session), committing on success and retrying
-    the whole function when the database reports a transient lock conflict."""
+    """Runs a function in one transaction (a Core `Connection`: the store needs no ORM session),
+    committing on success and retrying the whole function when the database reports a
+    transient lock conflict."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -165,25 +165,20 @@ class Transactions:
                 self._queue = WriterQueue(database)
             else:  # one shared connection: every transaction takes turns
                 self._queue = self._read_queue = WriterQueue(None)
-        self._read = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
-        self._write = sessionmaker(
-            bind=write_engine(engine), expire_on_commit=False, autoflush=False
-        )
+        self._write_engine = write_engine(engine)
 
-    def read(self, fn: Callable[[Session], T]) -> T:
-        return self._run(self._read, fn, self._read_queue)
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        return self._run(self.engine, fn, self._read_queue)
 
-    def write(self, fn: Callable[[Session], T]) -> T:
-        return self._run(self._write, fn, self._queue)
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        return self._run(self._write_engine, fn, self._queue)
 
-    def _run(
-        self, factory: sessionmaker[Session], fn: Callable[[Session], T], queue: WriterQueue | None
-    ) -> T:
+    def _run(self, engine: Engine, fn: Callable[[Connection], T], queue: WriterQueue | None) -> T:
         for attempt in range(RETRIES + 1):
             try:
                 with queue.hold() if queue else contextlib.nullcontext():
-                    with factory() as session, session.begin():
-                        return fn(session)
+                    with engine.connect() as conn, conn.begin():
+                        return fn(conn)
             except DBAPIError as exc:
                 if not is_retryable(exc):
                     raise StoreError(

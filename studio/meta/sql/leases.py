@@ -12,19 +12,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Select, func, or_, select, update
 
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, UsageError
-from studio.meta.sql.models import RESOURCE_NAMES
 from studio.meta.sql.rows import EXPERIMENTS as E
 from studio.meta.sql.rows import change_status, entity, load, not_found, update_row
+from studio.meta.sql.tables import RESOURCE_NAMES
 
 
-def _skip_locked(s: Session, stmt: Select[Any]) -> Select[Any]:
+def _skip_locked(s: Connection, stmt: Select[Any]) -> Select[Any]:
     # SQLite has no row locks (and no FOR UPDATE): its IMMEDIATE transaction serialises writers.
-    if s.get_bind().dialect.name == "postgresql":
+    if s.dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=True)
     return stmt
 
@@ -45,7 +44,7 @@ def _fits(resources: dict[str, Any] | None) -> list[Any]:
 
 
 def claim(
-    s: Session, queue: str, worker: str, lease_seconds: float, resources: dict[str, Any] | None
+    s: Connection, queue: str, worker: str, lease_seconds: float, resources: dict[str, Any] | None
 ) -> Experiment | None:
     now = time.time()
     stmt = (
@@ -75,7 +74,7 @@ def claim(
     return entity(s, row, changes)
 
 
-def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
+def heartbeat(s: Connection, key: str, worker: str, lease_seconds: float) -> bool:
     now = time.time()
     held = (E.c.key == key, E.c.status == Status.RUNNING.value, E.c.worker == worker)
     # UPDATE then SELECT rather than UPDATE ... RETURNING, which needs SQLite 3.35.
@@ -94,7 +93,7 @@ def heartbeat(s: Session, key: str, worker: str, lease_seconds: float) -> bool:
 
 
 def request_stop(
-    s: Session, key: str, status: Status = Status.STOPPED, reason: str | None = None
+    s: Connection, key: str, status: Status = Status.STOPPED, reason: str | None = None
 ) -> Experiment:
     row = load(s, key, lock=True)
     changes: dict[str, Any] = {}
@@ -111,7 +110,7 @@ def request_stop(
     return entity(s, row, changes)
 
 
-def requeue_expired(s: Session, now: float, max_attempts: int) -> list[str]:
+def requeue_expired(s: Connection, now: float, max_attempts: int) -> list[str]:
     changed: list[str] = []
     lapsed = select(E).where(E.c.status == Status.RUNNING.value, E.c.lease_expires < now)
     for row in s.execute(_skip_locked(s, lapsed)).mappings().all():
@@ -146,7 +145,7 @@ def requeue_expired(s: Session, now: float, max_attempts: int) -> list[str]:
     return changed
 
 
-def queue_counts(s: Session) -> dict[str, dict[str, int]]:
+def queue_counts(s: Connection) -> dict[str, dict[str, int]]:
     rows = s.execute(
         select(E.c.queue, E.c.status, func.count())
         .where(E.c.queue.is_not(None))

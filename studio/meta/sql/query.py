@@ -34,12 +34,11 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.operators import ColumnOperators
 
 from studio.entities import ExperimentQuery, Status
 from studio.exceptions import UsageError
-from studio.meta.sql.models import JsonType, SqlExperiment, SqlMetricSummary
+from studio.meta.sql.tables import EXPERIMENTS, METRICS, JsonType
 
 COLUMN_NAMES = (
     "key", "project", "owner", "script", "module", "status", "returncode", "status_reason",
@@ -74,23 +73,23 @@ class _Builder:
     # -- field expressions ---------------------------------------------------------------
     def column(self, name: str) -> ColumnElement[Any]:
         if name == "duration":
-            end = func.coalesce(SqlExperiment.time_finished, SqlExperiment.heartbeat)
-            return end - SqlExperiment.time_started
+            end = func.coalesce(EXPERIMENTS.c.time_finished, EXPERIMENTS.c.heartbeat)
+            return end - EXPERIMENTS.c.time_started
         if name not in COLUMN_NAMES:
             raise UsageError(f"unknown field `{name}`: {FIELD_HINT}")
-        col: ColumnElement[Any] = getattr(SqlExperiment, name).expression
+        col: ColumnElement[Any] = EXPERIMENTS.c[name]
         return col
 
     def metric(self, name: str) -> ColumnElement[Any]:
         if not name:
             raise UsageError(f"empty metric name: {FIELD_HINT}")
         if name not in self.metric_joins:
-            self.metric_joins[name] = aliased(SqlMetricSummary, name=f"m{len(self.metric_joins)}")
-        last: ColumnElement[Any] = self.metric_joins[name].last
+            self.metric_joins[name] = METRICS.alias(f"m{len(self.metric_joins)}")
+        last: ColumnElement[Any] = self.metric_joins[name].c.last
         return last
 
     def param_number(self, name: str) -> ColumnElement[Any]:
-        params = SqlExperiment.params
+        params = EXPERIMENTS.c.params
         if self.dialect == "postgresql":
             return case(
                 (
@@ -107,7 +106,7 @@ class _Builder:
         )
 
     def param_text(self, name: str) -> ColumnElement[Any]:
-        params = SqlExperiment.params
+        params = EXPERIMENTS.c.params
         if self.dialect == "postgresql":
             return case(
                 (
@@ -173,13 +172,13 @@ class _Builder:
             # NOT NULL columns skip NULLS LAST so their indexes can serve the ORDER BY.
             keys.append(ordered if name in _NOT_NULL else ordered.nulls_last())
         if name != "key":
-            keys.append(SqlExperiment.key.desc() if desc else SqlExperiment.key.asc())
+            keys.append(EXPERIMENTS.c.key.desc() if desc else EXPERIMENTS.c.key.asc())
         return keys
 
     def join_metrics(self, stmt: Select[Any]) -> Select[Any]:
         for name, alias in self.metric_joins.items():
             stmt = stmt.outerjoin(
-                alias, and_(alias.experiment_key == SqlExperiment.key, alias.name == name)
+                alias, and_(alias.c.experiment_key == EXPERIMENTS.c.key, alias.c.name == name)
             )
         return stmt
 
@@ -220,7 +219,7 @@ _PACKED = "_json"
 
 
 def list_columns(dialect: str) -> list[ColumnElement[Any]]:
-    table = SqlExperiment.__table__
+    table = EXPERIMENTS
     plain: list[ColumnElement[Any]] = [c for c in table.columns if c.key not in JSON_COLUMNS]
     parts = [table.c[name] for name in JSON_COLUMNS]
     if dialect == "postgresql":
@@ -242,19 +241,19 @@ def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
     b = _Builder(dialect)
     conds: list[ColumnElement[bool]] = []
     if q.project is not None:
-        conds.append(SqlExperiment.project == q.project)
+        conds.append(EXPERIMENTS.c.project == q.project)
     if q.owner is not None:
-        conds.append(SqlExperiment.owner == q.owner)
+        conds.append(EXPERIMENTS.c.owner == q.owner)
     if q.status:
-        conds.append(SqlExperiment.status.in_([Status(s).value for s in q.status]))
+        conds.append(EXPERIMENTS.c.status.in_([Status(s).value for s in q.status]))
     if q.queue is not None:
-        conds.append(SqlExperiment.queue == q.queue)
+        conds.append(EXPERIMENTS.c.queue == q.queue)
     if q.text:
         conds.append(
             or_(
                 *(
                     col.icontains(q.text, autoescape=True)
-                    for col in (SqlExperiment.key, SqlExperiment.script, SqlExperiment.project)
+                    for col in (EXPERIMENTS.c.key, EXPERIMENTS.c.script, EXPERIMENTS.c.project)
                 )
             )
         )
@@ -264,7 +263,7 @@ def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
         conds.append(b.condition(str(cond[0]), str(cond[1]).strip().lower(), cond[2]))
     where = and_(true(), *conds) if conds else true()
 
-    count = b.join_metrics(select(func.count()).select_from(SqlExperiment)).where(where)
+    count = b.join_metrics(select(func.count()).select_from(EXPERIMENTS)).where(where)
     order = b.order(q.order_by or "-time_added")
     page = b.join_metrics(select(*list_columns(dialect))).where(where).order_by(*order)
     if q.limit is not None:

@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import RowMapping, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
-from studio.meta.sql.models import (
-    SqlArtifact,
-    SqlExperiment,
-    SqlStatusEvent,
+from studio.meta.sql.tables import (
+    ARTIFACTS,
+    EVENTS,
+    EXPERIMENTS,
     artifact_entity,
     experiment_entity,
     resource_needs,
 )
-
-EXPERIMENTS = cast(Table, SqlExperiment.__table__)
-ARTIFACTS = cast(Table, SqlArtifact.__table__)
-EVENTS = cast(Table, SqlStatusEvent.__table__)
 
 # Statements built once: building and hashing a statement costs about as much as running it.
 _INSERT_EXPERIMENT = insert(EXPERIMENTS)
@@ -98,7 +93,7 @@ def is_unique_violation(exc: IntegrityError) -> bool:
     return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
 
 
-def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
+def insert_experiment(s: Connection, exp: Experiment, now: float) -> Experiment:
     if not exp.key or len(exp.key) > 255:
         raise UsageError(f"experiment key {exp.key!r} must be 1 to 255 characters")
     values = column_values({name: getattr(exp, name) for name in UPDATABLE})
@@ -129,7 +124,7 @@ def insert_experiment(s: Session, exp: Experiment, now: float) -> Experiment:
     return experiment_entity(values, artifacts)
 
 
-def load(s: Session, key: str, *, lock: bool = False) -> RowMapping:
+def load(s: Connection, key: str, *, lock: bool = False) -> RowMapping:
     """The `experiments` row for `key` (locked FOR UPDATE on PostgreSQL with `lock`)."""
     row = s.execute(_SELECT_ROW_LOCKED if lock else _SELECT_ROW, {"k": key}).mappings().first()
     if row is None:
@@ -137,7 +132,7 @@ def load(s: Session, key: str, *, lock: bool = False) -> RowMapping:
     return row
 
 
-def load_artifacts(s: Session, keys: Sequence[str]) -> dict[str, list[ArtifactSpec]]:
+def load_artifacts(s: Connection, keys: Sequence[str]) -> dict[str, list[ArtifactSpec]]:
     found: dict[str, list[ArtifactSpec]] = {k: [] for k in keys}
     stmt = (
         select(ARTIFACTS)
@@ -150,7 +145,7 @@ def load_artifacts(s: Session, keys: Sequence[str]) -> dict[str, list[ArtifactSp
 
 
 def entity(
-    s: Session, row: Mapping[Any, Any], changes: Mapping[str, Any] | None = None
+    s: Connection, row: Mapping[Any, Any], changes: Mapping[str, Any] | None = None
 ) -> Experiment:
     """The entity for `row` updated with `changes`, with its artifacts."""
     values = {**row, **(changes or {})}
@@ -158,17 +153,17 @@ def entity(
     return experiment_entity(values, [artifact_entity(a) for a in artifacts])
 
 
-def exists(s: Session, key: str) -> bool:
+def exists(s: Connection, key: str) -> bool:
     return s.execute(_SELECT_KEY, {"k": key}).first() is not None
 
 
-def update_row(s: Session, key: str, values: Mapping[str, Any]) -> None:
+def update_row(s: Connection, key: str, values: Mapping[str, Any]) -> None:
     if values:
         s.execute(_UPDATE_ROW, {"_k": key, **values})
 
 
 def add_event(
-    s: Session,
+    s: Connection,
     key: str,
     status: Status | str,
     *,
@@ -189,7 +184,7 @@ def add_event(
 
 
 def change_status(
-    s: Session,
+    s: Connection,
     row: Mapping[Any, Any],
     status: Status,
     *,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from studio.meta.sql.models import Base
+from studio.meta.sql.tables import metadata
 
 config = context.config
 
@@ -14,7 +14,7 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         version_table=config.get_main_option("version_table") or "alembic_version",
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
