@@ -243,6 +243,7 @@ def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
         page.wait_for_function(f"document.getElementById('log').textContent.includes('{later}')", timeout=15000)
         assert page.evaluate("window.__samePage") is True  # new lines arrived without a reload
         page.wait_for_selector("#chart[data-rendered='1']", timeout=15000)
+        page.locator("#log").scroll_into_view_if_needed()
         shot(page, "live.png")
         page.click("#btn-stop")
         page.wait_for_selector("#exp-status .status-stopped", timeout=30000)
