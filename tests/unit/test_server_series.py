@@ -1,0 +1,61 @@
+"""Min/max bucketing of series for the dashboard's charts (studio.server.series)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("fastapi")
+
+from studio.server.series import KeySeries, SeriesCache, bucketed  # noqa: E402
+from studio.tracking.segments import SegmentNamer, write_segment_to  # noqa: E402
+
+
+def series(values: list[float]) -> KeySeries:
+    return KeySeries(np.arange(len(values), dtype=np.int64), np.asarray(values, dtype=np.float64))
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=False, width=32), min_size=1, max_size=3000),
+       st.integers(1, 200))
+@settings(max_examples=200, deadline=None)
+def test_extremes_and_ends_survive(values: list[float], buckets: int) -> None:
+    out = bucketed(series(values), buckets)
+    assert len(out["x"]) <= max(2 * buckets + 2, len(values))
+    assert out["x"] == sorted(out["x"]) and out["x"][0] == 0 and out["x"][-1] == len(values) - 1
+    finite = [v for v in values if not math.isnan(v)]
+    ys = [y for y in out["y"] if y is not None]
+    if finite:
+        assert max(ys) == max(finite) and min(ys) == min(finite)
+
+
+def test_a_range_returns_points_inside_plus_one_each_side() -> None:
+    s = series([float(i) for i in range(100)])
+    out = bucketed(s, 100, 10, 20)
+    assert out["x"] == list(range(9, 22)) and not out["sampled"]
+    assert bucketed(s, 100, 500, 600)["x"] == [99]
+    assert len(bucketed(s, 100, 30, 20)["x"]) <= 1  # a reversed range is nearly empty
+    assert bucketed(s, 100, float("nan"), float("inf"))["count"] == 100
+
+
+def test_cache_reads_new_segments_only(tmp_path: Path) -> None:
+    namer = SegmentNamer()
+
+    def write(start: int, n: int) -> None:
+        steps = np.arange(start, start + n, dtype=np.int64)
+        cols = [("loss", steps, steps * 1.0, np.zeros(n)), ("acc", steps, -steps * 1.0, np.zeros(n))]
+        write_segment_to(tmp_path / namer.next_name(".arrow"), cols, fsync=False)
+
+    write(0, 10)
+    cache = SeriesCache()
+    first = cache.load(tmp_path)
+    assert first["loss"].steps.tolist() == list(range(10))
+    write(10, 5)
+    (tmp_path / ".seg-tmp.tmp").write_bytes(b"half")  # a writer's temp file is not a segment
+    second = cache.load(tmp_path)
+    assert second["acc"].values.tolist() == [-float(i) for i in range(15)]
+    assert cache.load(tmp_path) is second
