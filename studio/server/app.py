@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -143,6 +144,21 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         return SafeJSONResponse(
             {"detail": "; ".join(parts) or "invalid request", "error": "ValidationError"}, status_code=422
         )
+
+    @app.middleware("http")
+    async def same_origin_writes(request: Request, call_next: Any) -> Response:
+        # Guest mode has no login, so a page on another site must not be able to make a
+        # visitor's browser stop or delete experiments here (a cross-site form POST needs no
+        # CORS preflight). Browsers send Origin on such requests; it must be this server.
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+            if urlsplit(origin).netloc != request.headers.get("host", ""):
+                return SafeJSONResponse(
+                    {"detail": f"cross-origin {request.method} from {origin} refused", "error": "Forbidden"},
+                    status_code=403,
+                )
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_asset() -> Response:

@@ -386,6 +386,17 @@ def test_stop(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
     error(client.post("/api/experiments/nope/stop"), 404)
 
 
+def test_cross_site_writes_are_refused(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
+    client, ctx, keys = writer
+    evil = {"origin": "http://evil.example"}
+    assert "cross-origin" in error(client.post(f"/api/experiments/{keys['queued']}/stop", headers=evil), 403)
+    error(client.delete(f"/api/experiments/{keys['best']}", headers=evil), 403)
+    assert ctx.meta.get_experiment(keys["queued"]).status.value == "queued"
+    assert client.get("/api/experiments", headers=evil).status_code == 200  # reading is open to all
+    same = {"origin": "http://testserver"}
+    assert client.post(f"/api/experiments/{keys['queued']}/stop", headers=same).json()["ok"]
+
+
 def test_delete(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
     client, _, keys = writer
     assert client.delete(f"/api/experiments/{keys['best']}").json()["detail"] == "deleted"
