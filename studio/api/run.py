@@ -121,9 +121,13 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
 
 def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     """Validate every input, capture workspace and environment, record the experiment `queued`."""
-    from studio.capture import collect_environment, workspace_ignore
+    from studio.capture import collect_environment_in_background, workspace_ignore
 
     target = resolve_target(opts)
+    # Collected read-only (nothing is written) while the checks below open the metadata store.
+    environment_future = collect_environment_in_background(
+        target.workspace / target.script if not target.module else target.workspace
+    )
     key = check_key(opts.key) if opts.key else new_key()
     captures = [parse_capture(s, "--capture") for s in opts.capture]
     once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
@@ -141,7 +145,6 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     _check_key_free(ctx, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
-    environment = collect_environment(target.workspace / target.script if not target.module else target.workspace)
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
     ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace))
@@ -158,6 +161,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in captures:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
+    environment = environment_future.result()
 
     exp = Experiment(
         key=key,

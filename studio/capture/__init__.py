@@ -13,7 +13,8 @@ raises: what cannot be read is left out, so a broken git or a strange host never
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_IGNORE",
     "IGNORE_FILE",
     "collect_environment",
+    "collect_environment_in_background",
     "command_line",
     "find_workspace_root",
     "git_info",
@@ -68,3 +70,23 @@ def collect_environment(script_path: Path | str) -> dict[str, Any]:
         "git": git,
         "host": host,
     }
+
+
+def collect_environment_in_background(script_path: Path | str) -> Future[dict[str, Any]]:
+    """`collect_environment` in a daemon thread; its future's result is what that returns.
+
+    `studio run` starts it before opening the metadata store: git's subprocesses and the
+    reads of installed packages' metadata then overlap with importing SQLAlchemy and with
+    capturing the workspace, instead of adding to them. A daemon thread, so a run refused
+    meanwhile (bad input, a taken key) exits without waiting for git.
+    """
+    future: Future[dict[str, Any]] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(collect_environment(script_path))
+        except BaseException as exc:  # collectors never raise; this keeps a bug visible
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="studio-capture-env", daemon=True).start()
+    return future

@@ -80,6 +80,9 @@ class PythonEnv:
 
 def check_requirements(reqs: Iterable[str]) -> list[str]:
     """Validate `--python-pkg` strings (PEP 508) at submit time; UsageError names the bad one."""
+    reqs = list(reqs)
+    if not reqs:  # the common case: spare `studio run` importing packaging's parser
+        return []
     from packaging.requirements import InvalidRequirement, Requirement
 
     out: list[str] = []
