@@ -55,8 +55,15 @@ def read_tag(proc: subprocess.Popen[str]) -> str:
 
 @pytest.fixture
 def fast_lease(studio_home: Path) -> Path:
-    """Heartbeats every 0.3 s and a 3 s lease, so a killed script is `lost` quickly."""
-    write(studio_home / "config.yaml", "worker:\n  lease: 3\n  heartbeat: 0.3\n")
+    """Heartbeats every 0.3 s and a 5 s lease, so a killed script is `lost` quickly."""
+    write(studio_home / "config.yaml", "worker:\n  lease: 5\n  heartbeat: 0.3\n")
+    return studio_home
+
+
+@pytest.fixture
+def fast_heartbeat(studio_home: Path) -> Path:
+    """Heartbeats every 0.3 s (a stop request is seen quickly), the default 30 s lease."""
+    write(studio_home / "config.yaml", "worker:\n  lease: 30\n  heartbeat: 0.3\n")
     return studio_home
 
 
@@ -295,7 +302,7 @@ exp.save_json("child", {"done": True})
 
 
 def test_two_processes_one_series_and_stop(
-    fast_lease: Path, tmp_path: Path, wb: ExperimentRepository
+    fast_heartbeat: Path, tmp_path: Path, wb: ExperimentRepository
 ) -> None:
     write(tmp_path / "child.py", CHILD)
     parent = python(write(tmp_path / "parent.py", PARENT))
