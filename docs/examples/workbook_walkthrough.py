@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -271,6 +272,7 @@ def main() -> None:
         ]
     live.communicate(timeout=300)
     namespace["wb"].close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
     body = "\n\n".join(parts)
     body = body.replace(str(tmp), "/tmp/walkthrough")
