@@ -1,6 +1,7 @@
 """Settings, built once and passed down.
 
-Sources, later ones win: built-in defaults < `$STUDIOML_HOME/config.yaml` (or `--config FILE`)
+Sources, later ones win: built-in defaults < `$STUDIOML_HOME/config.yaml` (or `--config FILE`,
+or `$STUDIOML_CONFIG`)
 < `STUDIOML_*` environment variables < command-line flags (applied by the caller with
 `Settings.replace`). Secrets in the config (database passwords, tokens, cloud keys) stay in
 this object: they are never written into experiment records, queue entries or logs.
@@ -126,6 +127,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     """Build Settings from defaults, the config file and `STUDIOML_*` variables."""
     env = dict(os.environ if environ is None else environ)
     home = studio_home(env)
+    # STUDIOML_CONFIG is how a supervisor hands its --config to the script's own studio calls.
+    config = config or env.get("STUDIOML_CONFIG") or None
     path = Path(os.path.expanduser(str(config))) if config else home / "config.yaml"
     data: dict[str, Any] = {}
     if config or path.exists():

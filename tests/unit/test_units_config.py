@@ -120,3 +120,10 @@ def test_invalid_config_names_the_problem(tmp_path: Path, text: str, message: st
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(tmp_path / "nope.yaml", environ={"STUDIOML_HOME": str(tmp_path)})
+
+
+def test_studioml_config_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "elsewhere.yaml"
+    cfg.write_text("saveWorkspaceFrequency: 7\n")
+    env = {"STUDIOML_HOME": str(tmp_path), "STUDIOML_CONFIG": str(cfg)}
+    assert load_settings(environ=env).save_workspace_frequency == 7
