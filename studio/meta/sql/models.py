@@ -2,8 +2,8 @@
 (the one schema definition). They never leave `studio.meta.sql`: callers get the frozen
 dataclasses of `studio.entities` through `to_entity()`.
 
-The store itself runs Core statements and does not import this module, so `sqlalchemy.orm`
-is loaded only by those who need mapped classes: Alembic's environment and tests.
+The store and the migrations' environment use the Core tables and do not import this module,
+so `sqlalchemy.orm` is loaded only by those who want mapped classes (tests, ad-hoc queries).
 """
 
 from __future__ import annotations
