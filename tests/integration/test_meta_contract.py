@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import shutil
 import subprocess
@@ -273,6 +274,21 @@ def test_metric_summaries_upsert(store: MetaStore) -> None:
     assert (loss.last, loss.min, loss.max, loss.count, loss.last_step) == (0.5, 0.5, 1.0, 2, 1)
     assert got["m2"] == [MetricSummary("loss", 3.0, 3.0, 3.0, 1, updated=5.0)]
     assert got["unknown"] == []
+
+
+def test_metric_summaries_keep_nan_and_infinity(store: MetaStore) -> None:
+    store.create_experiment(exp("n1"))
+    nan, inf = float("nan"), float("inf")
+    store.put_metric_summaries(
+        "n1", [MetricSummary("loss", nan, 0.5, inf, 3, last_step=2), MetricSummary("all_nan", nan, nan, nan, 2)]
+    )
+    got = {m.key: m for m in store.metric_summaries(["n1"])["n1"]}
+    loss, all_nan = got["loss"], got["all_nan"]
+    assert math.isnan(loss.last) and loss.min == 0.5 and loss.max == inf and loss.count == 3
+    assert math.isnan(all_nan.last) and math.isnan(all_nan.min) and math.isnan(all_nan.max)
+    # NaN sorts after every number, like a missing value.
+    page = store.query(ExperimentQuery(order_by="metrics.loss"))
+    assert [e.key for e in page.items] == ["n1"]
 
 
 # -- queries ------------------------------------------------------------------------------

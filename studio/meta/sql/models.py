@@ -154,9 +154,9 @@ class SqlMetricSummary(Base):
 
     experiment_key: Mapped[str]
     name: Mapped[str]
-    last: Mapped[float]
-    min: Mapped[float]
-    max: Mapped[float]
+    last: Mapped[float | None]
+    min: Mapped[float | None]
+    max: Mapped[float | None]
     count: Mapped[int]
     last_step: Mapped[int | None]
     updated: Mapped[float | None]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The newest migration in `migrations/versions` (a test checks they agree).
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_ID = 0x57_D1_0DB  # advisory lock held while migrating

@@ -48,6 +48,7 @@ from studio.meta.sql.tables import (
     event_entity,
     experiment_entity,
     metric_entity,
+    null_if_nan,
 )
 
 #: Keys per `IN (...)` list, well under every backend's bound-parameter limit.
@@ -283,9 +284,9 @@ class SqlMetaStore(MetaStore):
             {
                 "experiment_key": key,
                 "name": m.key,
-                "last": m.last,
-                "min": m.min,
-                "max": m.max,
+                "last": null_if_nan(m.last),
+                "min": null_if_nan(m.min),
+                "max": null_if_nan(m.max),
                 "count": m.count,
                 "last_step": m.last_step,
                 "updated": now if m.updated is None else m.updated,

@@ -12,6 +12,7 @@ PostgreSQL (indexable, `->>` extraction) and JSON text on SQLite (`json_extract`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -172,9 +173,9 @@ METRICS = Table(
     metadata,
     _key_column(primary_key=True),
     Column("name", String(255), primary_key=True),
-    Column("last", Double, nullable=False),
-    Column("min", Double, nullable=False),
-    Column("max", Double, nullable=False),
+    Column("last", Double),  # NULL is NaN (SQLite cannot store NaN): see migration 0005
+    Column("min", Double),
+    Column("max", Double),
     Column("count", BigInteger, nullable=False),
     Column("last_step", BigInteger),
     Column("updated", Double),
@@ -249,13 +250,22 @@ def event_entity(row: Mapping[Any, Any]) -> StatusEvent:
 def metric_entity(row: Mapping[Any, Any]) -> MetricSummary:
     return MetricSummary(
         key=row["name"],
-        last=row["last"],
-        min=row["min"],
-        max=row["max"],
+        last=_nan_if_null(row["last"]),
+        min=_nan_if_null(row["min"]),
+        max=_nan_if_null(row["max"]),
         count=row["count"],
         last_step=row["last_step"],
         updated=row["updated"],
     )
+
+
+def _nan_if_null(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def null_if_nan(value: float | None) -> float | None:
+    """How a float is stored: NaN as NULL, the same on SQLite (which has no NaN) and PostgreSQL."""
+    return None if value is None or math.isnan(value) else value
 
 
 def resource_needs(resources: dict[str, Any] | None) -> dict[str, float]:
