@@ -81,7 +81,8 @@ def list_(what: tuple[str, ...], config: str | None, as_json: bool, sort: str | 
     from studio.units import format_duration
 
     table = Table(title=f"{len(rows)} of {page.total} experiments")
-    for col in ("key", "project", "script", "status", "added", "duration", "metric", "value"):
+    table.add_column("key", no_wrap=True)  # keys are copied into other commands: never cut
+    for col in ("project", "script", "status", "added", "duration", "metric", "value"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["key"], r["project"], r["script"], r["status"], fmt_time(r["added"]),
