@@ -188,25 +188,21 @@ class Executor:
             log.warning("lost the lease on %s before recording its outcome", exp.key)
             return Outcome(Status.LOST, returncode, "lease lost")
         outcome = self._outcome(returncode, stopping)
-        if outcome.status == Status.QUEUED:
-            # set_status clears worker and lease on the way back to `queued`, in one transaction.
-            meta.set_status(
-                exp.key,
-                Status.QUEUED,
-                expect=[Status.RUNNING],
-                reason=outcome.reason,
-                worker=self.worker,
-            )
-        else:
-            meta.set_status(
-                exp.key,
-                outcome.status,
-                expect=[Status.RUNNING],
-                reason=outcome.reason,
-                worker=self.worker,
-                returncode=returncode,
-                time_finished=time.time(),
-            )
+        # Back to `queued` (a hand-back), set_status clears worker and lease in the same
+        # transaction; a final status also records the exit code and the finish time.
+        final = (
+            {}
+            if outcome.status == Status.QUEUED
+            else {"returncode": returncode, "time_finished": time.time()}
+        )
+        meta.set_status(
+            exp.key,
+            outcome.status,
+            expect=[Status.RUNNING],
+            reason=outcome.reason,
+            worker=self.worker,
+            **final,
+        )
         return outcome
 
     def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object]) -> None:
