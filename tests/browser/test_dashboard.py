@@ -78,7 +78,7 @@ def studio(env: dict[str, str], cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (/usr/bin/chromium)")
+        pytest.fail("Debian chromium is not installed (/usr/bin/chromium): run `apt-get install chromium` or `bash scripts/test`")
     root = tmp_path_factory.mktemp("browser")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOML_")}
     env.update(STUDIOML_HOME=str(root / "home"), HOME=str(root / "userhome"), PYTHONUNBUFFERED="1")
