@@ -61,17 +61,11 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     setup_logging(verbose)
     from studio.api.run import RunOptions
     from studio.exceptions import UsageError
-    from studio.units import parse_size
+    from studio.runner.resources import parse_needs
 
     if flags["cloud"]:
         raise UsageError("--cloud workers are not available in this version; start `studio worker --queue Q` on the machine instead")
-    resources: dict[str, Any] = {}
-    for name in ("cpus", "gpus"):
-        if flags[name] is not None:
-            resources[name] = _count(flags[name], f"--{name}")
-    for name in ("ram", "hdd"):
-        if flags[name] is not None:
-            resources[name] = parse_size(flags[name])
+    resources: dict[str, Any] = parse_needs({name: flags[name] for name in ("cpus", "gpus", "ram", "hdd")})
     if flags["num_workers"] is not None and flags["num_workers"] < 1:
         raise UsageError("--num-workers must be at least 1")
     opts = RunOptions(
@@ -111,14 +105,3 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
                    + (f" ({outcome.reason})" if outcome.reason else ""), err=True)
     sys.exit(outcome.exit_code)
 
-
-def _count(value: str, flag: str) -> int:
-    from studio.exceptions import UsageError
-
-    try:
-        n = int(value)
-    except ValueError:
-        raise UsageError(f"{flag} {value!r} must be a whole number") from None
-    if n < 0:
-        raise UsageError(f"{flag} must not be negative")
-    return n
