@@ -6,6 +6,7 @@ Subcommands live in their own modules and are imported only when invoked, so
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import logging
@@ -64,6 +65,16 @@ def setup_logging(verbose: str | bool | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    try:
+        return _main(argv)
+    finally:
+        # Everything the command allocated is about to be freed anyway: moving it out of the
+        # collector's reach spares the interpreter's final collections (about 70 ms of a
+        # `studio run`, a fifth of its overhead). Refcounting still finalizes every object.
+        gc.freeze()
+
+
+def _main(argv: list[str] | None) -> Any:
     from studio.exceptions import StudioError
 
     try:
