@@ -30,7 +30,7 @@ __all__ = [
 #: URL scheme (before any `+driver`) -> "module:function" opening a store as
 #: `function(url, create=...)`; the backend checks the driver.
 _OPENERS: dict[str, str] = {
-    "sqlite": "studio.meta.sql:open_sql_store",
+    "sqlite": "studio.meta.lite:open_lite_store",
     "postgresql": "studio.meta.sql:open_sql_store",
     "postgres": "studio.meta.sql:open_sql_store",
 }
@@ -88,6 +88,6 @@ def current_revision(url: str) -> str | None:
 
 def head_revision() -> str:
     """The schema revision this studio writes and expects."""
-    from studio.meta.sql.schema import HEAD_REVISION
+    from studio.meta.records import HEAD_REVISION
 
     return HEAD_REVISION

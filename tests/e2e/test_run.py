@@ -310,6 +310,22 @@ def test_cli_starts_fast_enough_to_not_import_heavy_modules() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_run_on_an_existing_database_does_not_import_sqlalchemy(studio_home: Path, tmp_path: Path) -> None:
+    # About 0.2 s of every `studio run` (docs/benchmarks.md): the supervisor's statements run
+    # on stdlib sqlite3 (studio.meta.lite); only creating the database needs Alembic.
+    ws = tmp_path / "ws"
+    write(ws / "ok.py", "print('ok')\n")
+    studio("run", "ok.py", cwd=ws, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "studio", "run", "ok.py"],
+        cwd=ws, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "| studio.meta.lite" in proc.stderr
+    assert "| sqlalchemy" not in proc.stderr
+    assert [r["status"] for r in studio_json("runs", "list", "all")] == ["finished", "finished"]
+
+
 def test_logged_metrics_are_summarized_and_folded(studio_home: Path, tmp_path: Path) -> None:
     script = write(
         tmp_path / "ws" / "logs.py",

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -34,18 +31,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from studio.exceptions import StoreError
-
-try:
-    import fcntl
-except ImportError:  # Windows: the thread lock and SQLite's own locking remain
-    fcntl = None  # type: ignore[assignment]
+from studio.meta.writer_queue import BUSY_TIMEOUT_S, RETRIES, WriterQueue, retry_delay
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_S = 30.0
-RETRIES = 5
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 
@@ -112,44 +103,6 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-class WriterQueue:
-    """Serialises the write transactions of this machine's processes on one SQLite file: a
-    thread lock within the process, an `flock` across processes. Purely a fairness and speed
-    measure; correctness rests on BEGIN IMMEDIATE (writers that skip the queue are still safe).
-    Where `fcntl` or the lock file is unavailable, only the thread lock is used."""
-
-    def __init__(self, database: str | None) -> None:
-        self.path = f"{database}-writers" if database else None
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    def _descriptor(self) -> int | None:
-        # A forked child must not share the parent's open file: flock would not exclude them.
-        if self._pid != os.getpid():
-            self._fd, self._pid = None, os.getpid()
-            if self.path is None:
-                return None
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                log.debug("no writer queue at %s: %s", self.path, exc)
-        return self._fd
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        with self._lock:
-            fd = self._descriptor()
-            if fd is None or fcntl is None:
-                yield
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 class Transactions:
     """Runs a function in one transaction (a Core `Connection`: the store needs no ORM session),
     committing on success and retrying the whole function when the database reports a
@@ -189,7 +142,7 @@ class Transactions:
                         f"database {redact(self.engine.url)} stayed busy through {RETRIES} retries: "
                         "try again, or move many concurrent writers to PostgreSQL"
                     ) from exc
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                delay = retry_delay(attempt)
                 log.warning("transient database error (%s); retrying in %.2fs", exc.orig, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")

@@ -11,15 +11,19 @@ from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from studio.entities import ArtifactSpec, Experiment, Status
-from studio.exceptions import ConflictError, NotFoundError, UsageError
-from studio.meta.sql.tables import (
-    ARTIFACTS,
-    EVENTS,
-    EXPERIMENTS,
+from studio.exceptions import ConflictError
+from studio.meta.records import (  # noqa: F401 - re-exported for the store's modules
+    UPDATABLE,
     artifact_entity,
+    artifact_values,
+    column_values,
+    duplicate_key,
     experiment_entity,
-    resource_needs,
+    new_experiment_values,
+    not_found,
+    status_changes,
 )
+from studio.meta.sql.tables import ARTIFACTS, EVENTS, EXPERIMENTS
 
 # Statements built once: building and hashing a statement costs about as much as running it.
 _INSERT_EXPERIMENT = insert(EXPERIMENTS)
@@ -34,81 +38,18 @@ _SELECT_ARTIFACTS = (
 # SET clause from the parameters given at execution; `_k` cannot clash with a column name.
 _UPDATE_ROW = update(EXPERIMENTS).where(EXPERIMENTS.c.key == bindparam("_k"))
 
-_JSON_LISTS = ("args", "pythonenv", "python_pkgs")
-_JSON_DICTS = ("params", "env", "git", "host", "resources")
-#: Fields `update_experiment` / `set_status(**fields)` may set.
-UPDATABLE = frozenset(
-    f.name
-    for f in Experiment.__dataclass_fields__.values()
-    if f.name not in ("key", "status", "artifacts")
-)
-
-
-def not_found(key: str) -> NotFoundError:
-    return NotFoundError(f"no experiment {key!r}: list experiments with `studio runs list`")
-
-
-def column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Entity field values -> column values (tuples to lists, resources to need_* columns)."""
-    unknown = set(fields) - UPDATABLE
-    if unknown:
-        raise UsageError(
-            f"cannot set {', '.join(sorted(unknown))} on an experiment: "
-            "status changes go through set_status, artifacts through put_artifact"
-        )
-    values: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name in _JSON_LISTS:
-            value = list(value or ())
-        elif name in _JSON_DICTS:
-            value = dict(value or {})
-        elif name in ("module", "stop_requested"):
-            value = bool(value)
-        elif name == "attempts":
-            value = int(value or 0)
-        elif name == "stop_status":
-            value = Status(value).value if value is not None else None
-        values[name] = value
-    if "resources" in values:
-        values.update(resource_needs(values["resources"]))
-    return values
-
-
-def artifact_values(key: str, a: ArtifactSpec) -> dict[str, Any]:
-    return {
-        "experiment_key": key,
-        "tag": a.tag,
-        "mutable": bool(a.mutable),
-        "local_path": a.local_path,
-        "source": a.source,
-        "tree": a.tree,
-        "size": int(a.size or 0),
-        "files": int(a.files or 0),
-        "updated": a.updated,
-    }
-
-
 def is_unique_violation(exc: IntegrityError) -> bool:
     orig = exc.orig
     return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
 
 
 def insert_experiment(s: Connection, exp: Experiment, now: float) -> Experiment:
-    if not exp.key or len(exp.key) > 255:
-        raise UsageError(f"experiment key {exp.key!r} must be 1 to 255 characters")
-    values = column_values({name: getattr(exp, name) for name in UPDATABLE})
-    if values["time_added"] is None:
-        values["time_added"] = now
-    values["key"] = exp.key
-    values["status"] = Status(exp.status).value
+    values = new_experiment_values(exp, now)
     try:
         s.execute(_INSERT_EXPERIMENT, values)
     except IntegrityError as e:
         if is_unique_violation(e):
-            raise ConflictError(
-                f"experiment {exp.key!r} already exists: pick another key with --experiment, "
-                f"or delete the old one with `studio runs kill {exp.key}`"
-            ) from e
+            raise ConflictError(duplicate_key(exp.key)) from e
         raise
     artifacts = [a.replace(tag=tag) for tag, a in exp.artifacts.items()]
     if artifacts:
@@ -194,24 +135,9 @@ def change_status(
     fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the status change (the caller checked the transition) with the bookkeeping it
-    implies, then `fields`; record the event. Returns the changed column values.
-
-    To `running`: heartbeat now, `time_started` now if unset, worker set; to `queued`: worker
-    and lease cleared; to a terminal status: lease cleared, `time_finished` now if unset."""
-    changes: dict[str, Any] = {"status": status.value, "status_reason": reason}
-    if status is Status.RUNNING:
-        changes.update(heartbeat=now, time_finished=None)
-        if row["time_started"] is None:
-            changes["time_started"] = now
-        if worker is not None:
-            changes["worker"] = worker
-    elif status is Status.QUEUED:
-        changes.update(worker=None, lease_expires=None)
-    else:
-        changes["lease_expires"] = None
-        if row["time_finished"] is None:
-            changes["time_finished"] = now
-    changes.update(fields or {})
+    implies (`records.status_changes`), then `fields`; record the event. Returns the changed
+    column values."""
+    changes = status_changes(row, status, now=now, reason=reason, worker=worker, fields=fields)
     update_row(s, row["key"], changes)
     add_event(s, row["key"], status, at=now, reason=reason, worker=worker)
     return changes

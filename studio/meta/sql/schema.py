@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 
 from studio.exceptions import SchemaVersionError, StoreError
+from studio.meta.records import HEAD_REVISION
 from studio.meta.sql.engine import redact, write_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-#: The newest migration in `migrations/versions` (a test checks they agree).
-HEAD_REVISION = "0005"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_ID = 0x57_D1_0DB  # advisory lock held while migrating

@@ -25,6 +25,7 @@ from studio.entities import (
 )
 from studio.exceptions import ConflictError
 from studio.meta.base import MetaStore, OutputChunk, Page
+from studio.meta.records import METRIC_UPDATES, metric_values
 from studio.meta.sql import leases, query
 from studio.meta.sql.engine import Transactions
 from studio.meta.sql.rows import (
@@ -48,7 +49,6 @@ from studio.meta.sql.tables import (
     event_entity,
     experiment_entity,
     metric_entity,
-    null_if_nan,
 )
 
 #: Keys per `IN (...)` list, well under every backend's bound-parameter limit.
@@ -280,26 +280,11 @@ class SqlMetaStore(MetaStore):
         if not summaries:
             return
         now = time.time()
-        rows = [
-            {
-                "experiment_key": key,
-                "name": m.key,
-                "last": null_if_nan(m.last),
-                "min": null_if_nan(m.min),
-                "max": null_if_nan(m.max),
-                "count": m.count,
-                "last_step": m.last_step,
-                "updated": now if m.updated is None else m.updated,
-            }
-            for m in {m.key: m for m in summaries}.values()
-        ]
+        rows = [metric_values(key, m, now) for m in {m.key: m for m in summaries}.values()]
         ins = self._insert(METRICS).values(rows)
         stmt = ins.on_conflict_do_update(
             index_elements=["experiment_key", "name"],
-            set_={
-                c: getattr(ins.excluded, c)
-                for c in ("last", "min", "max", "count", "last_step", "updated")
-            },
+            set_={c: getattr(ins.excluded, c) for c in METRIC_UPDATES},
         )
 
         def tx(s: Connection) -> None:

@@ -12,8 +12,6 @@ PostgreSQL (indexable, `->>` extraction) and JSON text on SQLite (`json_extract`
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +32,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from studio.entities import ArtifactSpec, Experiment, MetricSummary, Status, StatusEvent
+from studio.meta.records import (  # noqa: F401 - re-exported: the rows -> entities of these tables
+    RESOURCE_NAMES,
+    artifact_entity,
+    event_entity,
+    experiment_entity,
+    metric_entity,
+    null_if_nan,
+    resource_needs,
+)
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING = {
@@ -44,9 +50,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-#: Resource needs copied out of `resources` into plain columns so `claim` can test the fit in SQL.
-RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")
 
 
 class JsonType(TypeDecorator[Any]):
@@ -181,108 +184,3 @@ METRICS = Table(
     Column("updated", Double),
     # No (name, last) index: see migration 0004 (the primary key serves listings' joins).
 )
-
-
-def experiment_entity(row: Mapping[Any, Any], artifacts: Iterable[ArtifactSpec] = ()) -> Experiment:
-    """The entity for a row of `experiments` (an ORM row's values or a Core result mapping)."""
-    return Experiment(
-        key=row["key"],
-        project=row["project"],
-        owner=row["owner"],
-        script=row["script"],
-        args=tuple(row["args"] or ()),
-        module=bool(row["module"]),
-        status=Status(row["status"]),
-        returncode=row["returncode"],
-        status_reason=row["status_reason"],
-        queue=row["queue"],
-        params=dict(row["params"] or {}),
-        env=dict(row["env"] or {}),
-        python_version=row["python_version"],
-        pythonenv=tuple(row["pythonenv"] or ()),
-        python_pkgs=tuple(row["python_pkgs"] or ()),
-        git=dict(row["git"] or {}),
-        host=dict(row["host"] or {}),
-        resources=dict(row["resources"] or {}),
-        metric=row["metric"],
-        metric_value=row["metric_value"],
-        max_duration=row["max_duration"],
-        lifetime=row["lifetime"],
-        time_added=row["time_added"],
-        time_started=row["time_started"],
-        time_last_checkpoint=row["time_last_checkpoint"],
-        time_finished=row["time_finished"],
-        heartbeat=row["heartbeat"],
-        worker=row["worker"],
-        lease_expires=row["lease_expires"],
-        attempts=row["attempts"] or 0,
-        stop_requested=bool(row["stop_requested"]),
-        stop_status=Status(row["stop_status"]) if row["stop_status"] else None,
-        stop_reason=row["stop_reason"],
-        sweep=row["sweep"],
-        artifacts={a.tag: a for a in artifacts},
-    )
-
-
-def artifact_entity(row: Mapping[Any, Any]) -> ArtifactSpec:
-    return ArtifactSpec(
-        tag=row["tag"],
-        mutable=bool(row["mutable"]),
-        local_path=row["local_path"],
-        source=row["source"],
-        tree=row["tree"],
-        size=row["size"] or 0,
-        files=row["files"] or 0,
-        updated=row["updated"],
-    )
-
-
-def event_entity(row: Mapping[Any, Any]) -> StatusEvent:
-    return StatusEvent(
-        key=row["experiment_key"],
-        status=Status(row["status"]),
-        time=row["time"],
-        reason=row["reason"],
-        worker=row["worker"],
-    )
-
-
-def metric_entity(row: Mapping[Any, Any]) -> MetricSummary:
-    return MetricSummary(
-        key=row["name"],
-        last=_nan_if_null(row["last"]),
-        min=_nan_if_null(row["min"]),
-        max=_nan_if_null(row["max"]),
-        count=row["count"],
-        last_step=row["last_step"],
-        updated=row["updated"],
-    )
-
-
-def _nan_if_null(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def null_if_nan(value: float | None) -> float | None:
-    """How a float is stored: NaN as NULL, the same on SQLite (which has no NaN) and PostgreSQL."""
-    return None if value is None or math.isnan(value) else value
-
-
-def resource_needs(resources: dict[str, Any] | None) -> dict[str, float]:
-    """`need_*` column values for an experiment's `resources` (missing or empty: 0)."""
-    from studio.exceptions import UsageError
-
-    needs: dict[str, float] = {}
-    for name in RESOURCE_NAMES:
-        value = (resources or {}).get(name)
-        if value is None:
-            needs[f"need_{name}"] = 0.0
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(
-                f"resource `{name}` must be a number (bytes for ram/hdd), got {value!r}"
-            )
-        if value < 0:
-            raise UsageError(f"resource `{name}` must not be negative, got {value!r}")
-        needs[f"need_{name}"] = float(value)
-    return needs

@@ -1,0 +1,426 @@
+"""The SQLite store's fast path: a supervisor's statements on the standard library's `sqlite3`.
+
+Importing SQLAlchemy costs about 0.2 s, two thirds of what `studio run` would add to a short
+script. A supervisor runs a handful of fixed statements (create the experiment, change its
+status, heartbeat, store output chunks, artifacts and metric summaries, read one experiment),
+so `LiteSqliteStore` runs those directly on `sqlite3` and hands every other method (queries,
+claims, listings, deletes, lease expiry) to a `SqlMetaStore` on the same file, opened on first
+use. Migrations stay with Alembic: a file that is missing or not at `HEAD_REVISION` is opened
+by the SQLAlchemy store first, which creates, migrates or refuses it.
+
+Both implementations write the same rows: the values come from `studio.meta.records`, the
+connection settings are the same (WAL, busy timeout, `synchronous=NORMAL`, foreign keys), and
+writers take the same locks (`WriterQueue`'s flock, then `BEGIN IMMEDIATE`), so processes of
+either kind share a database safely. The MetaStore contract suite runs against both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from studio.entities import (
+    ArtifactSpec,
+    Experiment,
+    ExperimentQuery,
+    MetricSummary,
+    Status,
+    StatusEvent,
+    check_transition,
+)
+from studio.exceptions import ConflictError, StoreError
+from studio.meta.base import MetaStore, OutputChunk, Page
+from studio.meta.records import (
+    HEAD_REVISION,
+    JSON_COLUMNS,
+    METRIC_UPDATES,
+    artifact_entity,
+    artifact_values,
+    column_values,
+    duplicate_key,
+    experiment_entity,
+    metric_values,
+    new_experiment_values,
+    not_found,
+    status_changes,
+)
+from studio.meta.writer_queue import BUSY_TIMEOUT_S, RETRIES, WriterQueue, retry_delay
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PREFIX = "sqlite:///"
+_ARTIFACT_COLUMNS = tuple(artifact_values("", ArtifactSpec(tag="")))
+_METRIC_COLUMNS = tuple(metric_values("", MetricSummary(key="", last=0.0, min=0.0, max=0.0, count=0), 0.0))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a plain `sqlite:///PATH` URL; None for anything the fast path
+    leaves to SQLAlchemy (in-memory databases, query parameters, another driver)."""
+    if not url.startswith(_PREFIX) or "?" in url:
+        return None
+    path = url[len(_PREFIX) :]
+    if path in ("", ":memory:"):
+        return None
+    return Path(os.path.expanduser(path))
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _insert_sql(table: str, columns: Sequence[str], tail: str = "") -> str:
+    names = ", ".join(_q(c) for c in columns)
+    params = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({params}){tail}"
+
+
+def _upsert_sql(table: str, columns: Sequence[str], keys: Sequence[str], updates: Iterable[str]) -> str:
+    sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in updates)
+    conflict = ", ".join(_q(k) for k in keys)
+    return _insert_sql(table, columns, f" ON CONFLICT ({conflict}) DO UPDATE SET {sets}")
+
+
+_INSERT_ARTIFACT = _insert_sql("artifacts", _ARTIFACT_COLUMNS)
+_UPSERT_ARTIFACT = _upsert_sql(
+    "artifacts", _ARTIFACT_COLUMNS, ("experiment_key", "tag"), _ARTIFACT_COLUMNS[2:]
+)
+_UPSERT_METRIC = _upsert_sql("metric_summaries", _METRIC_COLUMNS, ("experiment_key", "name"), METRIC_UPDATES)
+_INSERT_OUTPUT = (
+    "INSERT INTO output_chunks (experiment_key, attempt, seq, text, time) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (experiment_key, attempt, seq) DO NOTHING"
+)
+_INSERT_EVENT = "INSERT INTO status_events (experiment_key, status, time, reason, worker) VALUES (?, ?, ?, ?, ?)"
+_SELECT_ROW = 'SELECT * FROM experiments WHERE "key" = ?'
+_SELECT_ARTIFACTS = "SELECT * FROM artifacts WHERE experiment_key = ? ORDER BY tag"
+
+
+def _encode(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values as SQLite stores them: JSON columns as JSON text (as SQLAlchemy's JSON type
+    writes them), booleans as 0/1."""
+    return {
+        c: json.dumps(v) if c in JSON_COLUMNS else int(v) if isinstance(v, bool) else v
+        for c, v in values.items()
+    }
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    values = dict(zip(row.keys(), row, strict=True))
+    for c in JSON_COLUMNS:
+        if values.get(c) is not None:
+            values[c] = json.loads(values[c])
+    return values
+
+
+def read_revision(path: Path) -> str | None:
+    """The schema revision of the SQLite file at `path` (None without a studio schema)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:  # no such table: not a studio database yet
+        return None
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def open_lite_store(url: str, *, create: bool = True) -> MetaStore:
+    """A store on `url`: the fast path for a SQLite file at the current schema; anything else
+    is opened (and created, migrated or refused) by the SQLAlchemy store."""
+    path = sqlite_file(url)
+    if path is not None and path.is_file():
+        try:
+            current = read_revision(path) == HEAD_REVISION
+        except sqlite3.DatabaseError:
+            current = False  # not a database, or unreadable: the SQLAlchemy store says why
+        if current:
+            return LiteSqliteStore(url, path)
+    from studio.meta.sql import open_sql_store
+
+    full = open_sql_store(url, create=create)
+    if path is None:
+        return full
+    return LiteSqliteStore(url, path, full=full)
+
+
+class LiteSqliteStore(MetaStore):
+    """See the module docstring. Thread-safe: one connection, one transaction at a time."""
+
+    def __init__(self, url: str, path: Path, full: MetaStore | None = None) -> None:
+        self.url = url
+        self.path = path
+        self._queue = WriterQueue(str(path))
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._full = full
+        self._full_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LiteSqliteStore({self.url!r})"
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        # A forked child must not use its parent's connection (SQLite forbids it): reopen.
+        if self._conn is None or self._pid != os.getpid():
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._run(fn, write=False)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._run(fn, write=True)
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        for attempt in range(RETRIES + 1):
+            try:
+                with self._queue.hold() if write else contextlib.nullcontext(), self._lock:
+                    conn = self._connection()
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    try:
+                        result = fn(conn)
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    return result
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(f"database error on {self.url}: {exc}") from exc
+                if attempt == RETRIES:
+                    raise StoreError(
+                        f"database {self.url} stayed busy through {RETRIES} retries: "
+                        "try again, or move many concurrent writers to PostgreSQL"
+                    ) from exc
+                delay = retry_delay(attempt)
+                log.warning("transient database error (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)
+            except sqlite3.IntegrityError:
+                raise  # a constraint the method did not expect: a bug, shown as such
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"database error on {self.url}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _full_store(self) -> MetaStore:
+        """The SQLAlchemy store on the same file, for everything the fast path does not run."""
+        if self._full is None:
+            with self._full_lock:
+                if self._full is None:
+                    from studio.meta.sql import open_sql_store
+
+                    self._full = open_sql_store(self.url, create=False)
+        return self._full
+
+    @staticmethod
+    def _load(c: sqlite3.Connection, key: str) -> dict[str, Any]:
+        row = c.execute(_SELECT_ROW, (key,)).fetchone()
+        if row is None:
+            raise not_found(key)
+        return _decode(row)
+
+    @staticmethod
+    def _entity(
+        c: sqlite3.Connection, row: Mapping[str, Any], changes: Mapping[str, Any] | None = None
+    ) -> Experiment:
+        artifacts = c.execute(_SELECT_ARTIFACTS, (row["key"],)).fetchall()
+        return experiment_entity({**row, **(changes or {})}, [artifact_entity(a) for a in artifacts])
+
+    @staticmethod
+    def _update(c: sqlite3.Connection, key: str, values: Mapping[str, Any]) -> None:
+        if values:
+            sets = ", ".join(f"{_q(name)} = :{name}" for name in values)
+            c.execute(f'UPDATE experiments SET {sets} WHERE "key" = :_k', {**_encode(values), "_k": key})
+
+    @staticmethod
+    def _event(
+        c: sqlite3.Connection, key: str, status: Status | str, at: float,
+        reason: str | None = None, worker: str | None = None,
+    ) -> None:
+        c.execute(_INSERT_EVENT, (key, Status(status).value, at, reason, worker))
+
+    # -- experiments -------------------------------------------------------------------
+    def create_experiment(self, exp: Experiment) -> Experiment:
+        values = new_experiment_values(exp, time.time())
+        artifacts = [a.replace(tag=tag) for tag, a in exp.artifacts.items()]
+        insert = _insert_sql("experiments", list(values))
+
+        def tx(c: sqlite3.Connection) -> Experiment:
+            try:
+                c.execute(insert, _encode(values))
+            except sqlite3.IntegrityError as e:
+                if "UNIQUE constraint failed" in str(e):
+                    raise ConflictError(duplicate_key(exp.key)) from e
+                raise
+            if artifacts:
+                c.executemany(_INSERT_ARTIFACT, [_encode(artifact_values(exp.key, a)) for a in artifacts])
+            self._event(c, exp.key, values["status"], values["time_added"], exp.status_reason, exp.worker)
+            return experiment_entity(values, artifacts)
+
+        return self._write(tx)
+
+    def get_experiment(self, key: str) -> Experiment:
+        return self._read(lambda c: self._entity(c, self._load(c, key)))
+
+    def update_experiment(self, key: str, **fields: Any) -> Experiment:
+        values = column_values(fields)
+
+        def tx(c: sqlite3.Connection) -> Experiment:
+            row = self._load(c, key)
+            self._update(c, key, values)
+            return self._entity(c, row, values)
+
+        return self._write(tx)
+
+    def set_status(
+        self,
+        key: str,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        **fields: Any,
+    ) -> Experiment:
+        new = Status(status)
+        allowed = None if expect is None else {Status(x) for x in expect}
+        values = column_values(fields)
+
+        def tx(c: sqlite3.Connection) -> Experiment:
+            row = self._load(c, key)
+            current = Status(row["status"])
+            if allowed is not None and current not in allowed:
+                expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
+                raise ConflictError(f"experiment {key} is {current}, not {expected}: it changed meanwhile")
+            check_transition(current, new)
+            now = time.time()
+            changes = status_changes(row, new, now=now, reason=reason, worker=worker, fields=values)
+            self._update(c, key, changes)
+            self._event(c, key, new, now, reason, worker)
+            return self._entity(c, row, changes)
+
+        return self._write(tx)
+
+    # -- artifacts, supervision, output, metrics -----------------------------------------
+    def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
+        values = _encode(artifact_values(key, artifact))
+
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(_UPSERT_ARTIFACT, values)
+            except sqlite3.IntegrityError as e:  # foreign key: no such experiment
+                raise not_found(key) from e
+
+        self._write(tx)
+
+    def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
+        def tx(c: sqlite3.Connection) -> bool:
+            now = time.time()
+            updated = c.execute(
+                'UPDATE experiments SET heartbeat = ?, lease_expires = ? WHERE "key" = ? AND status = ? AND worker = ?',
+                (now, now + lease_seconds, key, Status.RUNNING.value, worker),
+            ).rowcount
+            row = c.execute('SELECT status, worker, stop_requested FROM experiments WHERE "key" = ?', (key,)).fetchone()
+            if row is None:
+                raise not_found(key)
+            if updated:
+                return bool(row["stop_requested"])
+            raise ConflictError(
+                f"experiment {key} is no longer held by worker {worker} "
+                f"(status {row['status']}, worker {row['worker']}): stop running it"
+            )
+
+        return self._write(tx)
+
+    def append_output(self, key: str, attempt: int, seq: int, text: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(_INSERT_OUTPUT, (key, attempt, seq, text, time.time()))
+            except sqlite3.IntegrityError as e:  # foreign key: no such experiment
+                raise not_found(key) from e
+
+        self._write(tx)
+
+    def put_metric_summaries(self, key: str, summaries: Sequence[MetricSummary]) -> None:
+        if not summaries:
+            return
+        now = time.time()
+        rows = [metric_values(key, m, now) for m in {m.key: m for m in summaries}.values()]
+
+        def tx(c: sqlite3.Connection) -> None:
+            try:
+                c.executemany(_UPSERT_METRIC, rows)
+            except sqlite3.IntegrityError as e:
+                raise not_found(key) from e
+
+        self._write(tx)
+
+    # -- everything else: the SQLAlchemy store -------------------------------------------
+    def get_experiments(self, keys: Sequence[str]) -> list[Experiment]:
+        return self._full_store().get_experiments(keys)
+
+    def query(self, q: ExperimentQuery) -> Page:
+        return self._full_store().query(q)
+
+    def delete_experiment(self, key: str) -> None:
+        self._full_store().delete_experiment(key)
+
+    def status_history(self, key: str) -> list[StatusEvent]:
+        return self._full_store().status_history(key)
+
+    def referenced_trees(self) -> set[str]:
+        return self._full_store().referenced_trees()
+
+    def request_stop(
+        self, key: str, *, status: Status = Status.STOPPED, reason: str | None = None
+    ) -> Experiment:
+        return self._full_store().request_stop(key, status=status, reason=reason)
+
+    def claim(
+        self, queue: str, worker: str, lease_seconds: float, resources: dict[str, Any] | None = None
+    ) -> Experiment | None:
+        return self._full_store().claim(queue, worker, lease_seconds, resources)
+
+    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
+        return self._full_store().requeue_expired(now, max_attempts)
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        return self._full_store().queue_counts()
+
+    def read_output(self, key: str, after_seq: int = -1, attempt: int | None = None) -> list[OutputChunk]:
+        return self._full_store().read_output(key, after_seq, attempt)
+
+    def metric_summaries(self, keys: Sequence[str]) -> dict[str, list[MetricSummary]]:
+        return self._full_store().metric_summaries(keys)
+
+    def projects(self) -> list[dict[str, Any]]:
+        return self._full_store().projects()
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._full_store().users()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+        if self._full is not None:
+            self._full.close()
