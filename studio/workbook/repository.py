@@ -221,7 +221,7 @@ class ExperimentRepository:
         experiment (named by its label, or its tag), aligned on the CSV's first column
         (`how="outer"`: every index value of any experiment, NaN where one has no row;
         `"inner"`: only those all share). A repeated index value keeps its last row."""
-        from studio.workbook.meld import align
+        from studio.workbook.meld import Melder
 
         if how not in ("outer", "inner"):
             raise UsageError(f"how must be 'outer' or 'inner', not {how!r}")
@@ -231,30 +231,38 @@ class ExperimentRepository:
             tags = [e.tag if isinstance(e, Experiment) else str(e) for e in experiments]
             pairs = [(t, t) for t in tags]
         handles = self.get_many([t for t, _ in pairs])
-        wanted = []
-        for (tag, label), handle in zip(pairs, handles, strict=True):
-            ref = handle._resolve(artifact, refresh=False)  # fresh from get_many
-            if not isinstance(ref, FileRef):
-                raise UsageError(f"experiment {tag}: {artifact!r} is a folder, not a CSV file")
-            with open(ref.path, "rb") as f:
-                names = header_names(f.readline())
-            if column not in names:
-                raise NotFoundError(
-                    f"experiment {tag}: {artifact!r} has no column {column!r}; its columns: {', '.join(names)}"
-                )
-            wanted.append((label, ref, names[0]))
-        index_name = wanted[0][2] if wanted else None
 
-        def read(item: tuple[str, FileRef, str]) -> tuple[str, Any, Any]:
-            label, ref, first = item
+        def read(ref: FileRef, first: str) -> tuple[Any, Any]:
             table = self.tables.read(
-                ref, [first] if column == first else [first, column], threads=False
+                ref, [first] if column == first else [first, column], threads=False, defer_cache=True
             )
-            return label, table.column(first), table.column(column)
+            return table.column(first), table.column(column)
 
         # One file per thread (pyarrow parses without the GIL): cheaper than threads inside
-        # each file, and the cores stay busy while one thread waits for a download.
-        workers = max(1, min(len(wanted), 2 * (os.cpu_count() or 1), 8))
-        with ThreadPoolExecutor(workers, thread_name_prefix="studio-meld") as pool:
-            columns = list(pool.map(read, wanted))
-        return align(columns, index_name, how)
+        # each file, and the cores stay busy while one thread waits for a download. Each file
+        # is handed out as soon as it is resolved, and its column goes into the frame as soon
+        # as it is parsed, so this thread's work overlaps the parsing.
+        workers = max(1, min(len(pairs), 2 * (os.cpu_count() or 1), 8))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="studio-meld")
+        try:
+            futures = []
+            index_name = None
+            for (tag, label), handle in zip(pairs, handles, strict=True):
+                ref = handle._resolve(artifact, refresh=False)  # fresh from get_many
+                if not isinstance(ref, FileRef):
+                    raise UsageError(f"experiment {tag}: {artifact!r} is a folder, not a CSV file")
+                with open(ref.path, "rb") as f:
+                    names = header_names(f.readline())
+                if column not in names:
+                    raise NotFoundError(
+                        f"experiment {tag}: {artifact!r} has no column {column!r}; its columns: {', '.join(names)}"
+                    )
+                index_name = names[0] if index_name is None else index_name
+                futures.append((label, pool.submit(read, ref, names[0])))
+            melder = Melder(len(futures), index_name, how)
+            for label, future in futures:
+                melder.add(label, *future.result())
+            return melder.frame()
+        finally:  # the parsed copies are saved once the result is ready, not before
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.tables.write_deferred()

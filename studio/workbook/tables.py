@@ -10,7 +10,9 @@ Two caches spare parsing the same bytes twice:
 
 - a stored file is content-addressed, so its parsed copy can never go stale: it is kept as an
   Arrow IPC file ``<blob cache>/tables/<hash[:2]>/<hash>-<selection>.arrow`` (written by
-  rename, memory-mapped when read again);
+  rename, memory-mapped when read again). A bulk reader (`meld_csv`) defers these writes
+  until its result is ready (`write_deferred`, on a background thread that the interpreter
+  joins at exit); meanwhile the parsed tables are served from memory;
 - a live file (the workbook folder of a running experiment) only grows: `TableReader`
   remembers the rows it parsed and their byte offset, so re-reading it parses only the rows
   appended since (live monitoring of a long log costs the new rows only).
@@ -28,6 +30,7 @@ import os
 import secrets
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 
 DATE = "Date"
 LIVE_ENTRIES = 64
+#: A file up to this size parsed on one thread is read as one block: one chunk per column, so
+#: numpy and pandas get the parsed buffers without a copy (`meld.align`).
+ONE_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,15 @@ def _options(
     types: dict[str, Any] | None = None,
     text: bool = False,
     threads: bool = True,
+    block_size: int | None = None,
 ) -> dict[str, Any]:
     import pyarrow.csv as pcsv
 
+    read = pcsv.ReadOptions(use_threads=threads)
+    if block_size is not None:
+        read.block_size = block_size
     return {
-        "read_options": pcsv.ReadOptions(use_threads=threads),
+        "read_options": read,
         "parse_options": pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=text),
         "convert_options": pcsv.ConvertOptions(
             include_columns=list(columns) if columns is not None else None,
@@ -101,15 +111,21 @@ def parse(
     threads: bool = True,
 ) -> pa.Table:
     """Parse CSV from a path or bytes (complete lines only). `threads=False` parses on this
-    thread only: cheaper when the caller parses several files in parallel."""
+    thread only: cheaper when the caller parses several files in parallel; a source of up to
+    ONE_BLOCK_BYTES is then read as one block (one chunk per column)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     def reader() -> Any:
         return pa.BufferReader(source) if isinstance(source, bytes) else str(source)
 
+    block = None
+    if not threads:
+        size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+        if size < ONE_BLOCK_BYTES:
+            block = max(size + 1, 2**20)
     try:
-        return pcsv.read_csv(reader(), **_options(columns, delimiter, types, threads=threads))
+        return pcsv.read_csv(reader(), **_options(columns, delimiter, types, threads=threads, block_size=block))
     except pa.ArrowInvalid:
         if types:
             raise  # the caller re-reads the whole file
@@ -121,7 +137,10 @@ def parse(
     names = header_names(head, delimiter)
     text = pcsv.read_csv(
         reader(),
-        **_options(columns, delimiter, {n: pa.string() for n in names}, text=True, threads=threads),
+        **_options(
+            columns, delimiter, {n: pa.string() for n in names}, text=True, threads=threads,
+            block_size=block,
+        ),
     )
     return pa.table({n: _convert_text_column(text.column(n)) for n in text.column_names})
 
@@ -175,6 +194,12 @@ class TableReader:
         self.cache_dir = cache_dir
         self._live: collections.OrderedDict[tuple[str, str], _Live] = collections.OrderedDict()
         self._live_lock = threading.Lock()
+        # Parsed copies not yet on disk: cache file -> table, and those not yet handed to the
+        # writer thread.
+        self._pending: dict[Path, pa.Table] = {}
+        self._deferred: list[Path] = []
+        self._pending_lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
 
     def read(
         self,
@@ -182,12 +207,36 @@ class TableReader:
         columns: Sequence[str] | None = None,
         delimiter: str = ",",
         threads: bool = True,
+        defer_cache: bool = False,
     ) -> pa.Table:
-        """The file as a table (only `columns`, if given). Thread-safe."""
+        """The file as a table (only `columns`, if given). Thread-safe. With `defer_cache`, a
+        stored file's parsed copy is written only at the next `write_deferred()`: a caller
+        parsing many files keeps the cores on parsing until its result is ready."""
         if ref.blob is not None:
-            return self._stored(ref, columns, delimiter, threads)
+            return self._stored(ref, columns, delimiter, threads, defer_cache)
         with self._live_lock:
             return self._grown(ref.path, columns, delimiter)
+
+    def write_deferred(self) -> None:
+        """Write the parsed copies deferred so far, on a background thread (the interpreter
+        waits for it at exit). Until written they are served from memory."""
+        with self._pending_lock:
+            batch, self._deferred = self._deferred, []
+            if not batch:
+                return
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="studio-table-cache")
+            writer = self._writer
+        writer.submit(self._write_pending, batch)
+
+    def _write_pending(self, paths: list[Path]) -> None:
+        for path in paths:
+            with self._pending_lock:
+                table = self._pending.get(path)
+            if table is not None:
+                _write_ipc(path, table)
+            with self._pending_lock:
+                self._pending.pop(path, None)
 
     def _cache_file(self, blob: str, columns: Sequence[str] | None, delimiter: str) -> Path | None:
         if self.cache_dir is None:
@@ -196,7 +245,8 @@ class TableReader:
         return self.cache_dir / "tables" / blob[:2] / f"{blob}-{selection}.arrow"
 
     def _stored(
-        self, ref: FileRef, columns: Sequence[str] | None, delimiter: str, threads: bool
+        self, ref: FileRef, columns: Sequence[str] | None, delimiter: str, threads: bool,
+        defer: bool = False,
     ) -> pa.Table:
         assert ref.blob is not None
         whole = self._cached(self._cache_file(ref.blob, None, delimiter))
@@ -208,15 +258,26 @@ class TableReader:
             if table is not None:
                 return table
         table = parse_file(ref.path, columns, delimiter, threads)
-        if cached is not None:
+        if cached is None:
+            return table
+        if defer:
+            with self._pending_lock:
+                self._pending[cached] = table
+                self._deferred.append(cached)
+        else:
             _write_ipc(cached, table)
         return table
 
-    @staticmethod
-    def _cached(path: Path | None) -> pa.Table | None:
+    def _cached(self, path: Path | None) -> pa.Table | None:
         import pyarrow as pa
 
-        if path is None or not path.is_file():
+        if path is None:
+            return None
+        with self._pending_lock:
+            table = self._pending.get(path)
+        if table is not None:
+            return table
+        if not path.is_file():
             return None
         try:
             with pa.memory_map(str(path)) as source:

@@ -244,6 +244,48 @@ def test_meld_csv(ctx: Context, wb: ExperimentRepository) -> None:
         wb.meld_csv(["a"], "loss.csv", "loss", how="left")
 
 
+def test_meld_csv_same_index_is_one_editable_block_and_keeps_dtypes(ctx: Context, wb: ExperimentRepository) -> None:
+    for key, scale in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        record(ctx, key, {"loss.csv": csv_bytes([(i, scale * i, i * 10) for i in range(50)], "step,loss,n")})
+    df = wb.meld_csv(["a", "b", "c"], "loss.csv", "loss")
+    assert df.shape == (50, 3) and df["c"].iloc[4] == 12.0
+    assert len(df._mgr.blocks) == 1  # one 2-D block, not 3 columns to consolidate
+    df.iloc[0, 0] = -1.0  # values are copied from Arrow's read-only buffers: editable
+    df.loc[df.index[:2], "b"] = 7.0
+    assert df.iloc[0, 0] == -1.0 and df["b"].tolist()[:3] == [7.0, 7.0, 4.0]
+    again = wb.meld_csv(["a", "b", "c"], "loss.csv", "loss")  # the edit did not reach a cache
+    assert again.iloc[0, 0] == 0.0 and again["b"].tolist()[:3] == [0.0, 2.0, 4.0]
+    record(ctx, "ints", {"loss.csv": csv_bytes([(i, i) for i in range(50)], "step,loss")})
+    mixed = wb.meld_csv(["a", "ints"], "loss.csv", "loss")
+    assert mixed["a"].dtype == np.float64 and mixed["ints"].dtype == np.int64
+    mixed.iloc[1, 1] = 99
+    assert mixed["ints"].iloc[1] == 99
+
+
+def test_meld_csv_saves_parsed_copies_after_the_result(ctx: Context, wb: ExperimentRepository) -> None:
+    record(ctx, "a", {"loss.csv": csv_bytes([(i, i / 2, "x") for i in range(20)])})
+    record(ctx, "b", {"loss.csv": csv_bytes([(i, i / 3, "y") for i in range(20)])})
+    tables = ctx.settings.blob_cache / "tables"
+    first = wb.meld_csv(["a", "b"], "loss.csv", "loss")
+    assert wb.tables._writer is not None
+    wb.tables._writer.submit(lambda: None).result(timeout=30)  # the writer is done
+    saved = sorted(tables.rglob("*.arrow"))
+    assert len(saved) == 2 and not wb.tables._pending
+    fresh = ExperimentRepository(context=ctx)  # a new session reads the saved copies
+    pd.testing.assert_frame_equal(fresh.meld_csv(["a", "b"], "loss.csv", "loss"), first)
+    assert sorted(tables.rglob("*.arrow")) == saved
+
+
+def test_parsing_on_one_thread_gives_one_chunk_per_column(tmp_path: Path) -> None:
+    from studio.workbook.tables import parse
+
+    path = tmp_path / "big.csv"
+    path.write_bytes(csv_bytes([(i, i / 7, "d") for i in range(200_000)]))  # several MB
+    one = parse(path, ["step", "loss"], threads=False)
+    assert one.column("loss").num_chunks == 1 and one.num_rows == 200_000
+    assert parse(path, ["step", "loss"]).equals(one)
+
+
 @pytest.fixture
 def sweep(ctx: Context) -> list[str]:
     keys = []
