@@ -174,6 +174,12 @@ class MetaStore(abc.ABC):
         """[{name, count, running, finished, last_added}] per project."""
 
     @abc.abstractmethod
+    def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
+        """project -> (its experiment with the lowest `metric_value`, the one with the highest),
+        among those that have one; ties go to the smallest key. One query for all projects;
+        artifacts are not loaded."""
+
+    @abc.abstractmethod
     def users(self) -> list[dict[str, Any]]:
         """[{name, count, last_added}] per owner."""
 

@@ -414,6 +414,9 @@ class LiteSqliteStore(MetaStore):
     def projects(self) -> list[dict[str, Any]]:
         return self._full_store().projects()
 
+    def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
+        return self._full_store().metric_extremes()
+
     def users(self) -> list[dict[str, Any]]:
         return self._full_store().users()
 

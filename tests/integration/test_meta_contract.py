@@ -486,6 +486,14 @@ def test_listings(populated: MetaStore) -> None:
         "last_added": 1011.0,
     }
     assert projects["nlp"]["count"] == 8
+    # metric_value = i for i % 4 != 0: vision holds 1-3, 5-7, 9-11; nlp 13-15, 17-19.
+    extremes = {p: (lo.key, hi.key) for p, (lo, hi) in populated.metric_extremes().items()}
+    assert extremes == {"vision": ("exp01", "exp11"), "nlp": ("exp13", "exp19")}
+    populated.create_experiment(exp("tie", project="nlp", metric_value=13.0, metric="loss:max"))
+    populated.create_experiment(exp("none", project="empty"))
+    lo, hi = populated.metric_extremes()["nlp"]
+    assert (lo.key, lo.metric_value, hi.key) == ("exp13", 13.0, "exp19")  # ties: smallest key
+    assert "empty" not in populated.metric_extremes()
     users = {u["name"]: u for u in populated.users()}
     assert users["bob"]["count"] == 7 and users["ann"]["count"] == 13
     assert populated.queue_counts() == {"q1": {"queued": 8, "finished": 1, "stopped": 1}}

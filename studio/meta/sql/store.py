@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, select
+from sqlalchemy import Connection, Engine, case, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from studio.entities import (
@@ -335,6 +335,36 @@ class SqlMetaStore(MetaStore):
                 for r in s.execute(stmt)
             ]
         )
+
+    def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
+        def rank(descending: bool) -> Any:
+            value = EXPERIMENTS.c.metric_value
+            order = (value.desc() if descending else value.asc(), EXPERIMENTS.c.key)
+            return func.row_number().over(partition_by=EXPERIMENTS.c.project, order_by=order)
+
+        ranked = (
+            select(EXPERIMENTS.c.key, rank(False).label("_lo"), rank(True).label("_hi"))
+            .where(EXPERIMENTS.c.metric_value.is_not(None))
+            .subquery()
+        )
+        stmt = (
+            select(EXPERIMENTS, ranked.c._lo, ranked.c._hi)
+            .join(ranked, ranked.c.key == EXPERIMENTS.c.key)
+            .where(or_(ranked.c._lo == 1, ranked.c._hi == 1))
+        )
+
+        def tx(s: Connection) -> dict[str, tuple[Experiment, Experiment]]:
+            lows: dict[str, Experiment] = {}
+            highs: dict[str, Experiment] = {}
+            for row in s.execute(stmt).mappings():
+                e = experiment_entity(row)
+                if row["_lo"] == 1:
+                    lows[e.project] = e
+                if row["_hi"] == 1:
+                    highs[e.project] = e
+            return {p: (lows[p], highs[p]) for p in lows}
+
+        return self._tx.read(tx)
 
     def users(self) -> list[dict[str, Any]]:
         stmt = (
