@@ -80,6 +80,8 @@ class Logger:
     or once `max_pending` calls are queued, whichever comes first.
     fmt: "arrow" (needs pyarrow) or "csv"; default arrow when pyarrow is importable.
     fsync: fsync each segment before the rename (survives power loss, not only process death).
+    compact: merge this logger's segments as they accumulate (`studio.tracking.compaction`;
+    Arrow segments only), on the background thread.
 
     `log` is one `deque.extend` of ``(time, step, values)``: a single C call, so it is atomic
     under the GIL (no lock) and a signal handler never sees half a call. Values are converted
@@ -94,8 +96,10 @@ class Logger:
         max_pending: int = 100_000,
         fmt: str | None = None,
         fsync: bool = True,
+        compact: bool = True,
     ) -> None:
         self.metrics_dir = None if metrics_dir is None else Path(metrics_dir)
+        self.compact = compact
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self._max_items = 3 * max_pending  # three queue items per call
@@ -118,6 +122,7 @@ class Logger:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._namer = segments.SegmentNamer()
+        self._compactor: Any = None  # created with the first Arrow segment (new names after fork)
         if self._closed:
             self._queue = _DISCARD
 
@@ -157,6 +162,12 @@ class Logger:
                 self.flush()
             except Exception:  # keep the flusher alive; the next flush retries with new data
                 _log.exception("could not write metrics to %s", self.metrics_dir)
+            compactor = self._compactor
+            if compactor is not None:
+                try:
+                    compactor.run()
+                except Exception:  # merging saves files; it must never stop the logging
+                    _log.warning("could not merge metric segments in %s", self.metrics_dir, exc_info=True)
 
     def flush(self, timeout: float = 10.0) -> Path | None:
         """Write everything logged so far into one new segment; returns its path (or None).
@@ -186,8 +197,16 @@ class Logger:
             finally:
                 self._fold_owner = None
         if path is not None:
+            compactor = self._compactor_for(path)
             try:
                 segments.write_segment_to(path, columns, fsync=self.fsync)
+            except BaseException:
+                if compactor is not None:
+                    compactor.skipped(segments.segment_id(path.name).first)  # type: ignore[union-attr]
+                raise
+            else:
+                if compactor is not None:
+                    compactor.written(path.name)
             finally:
                 with self._cond:
                     self._writers[me] -= 1
@@ -200,6 +219,16 @@ class Logger:
         if _deferred_signals and threading.current_thread() is threading.main_thread():
             _redeliver_deferred_signals()
         return path
+
+    def _compactor_for(self, path: Path) -> Any:
+        if not self.compact or not path.name.endswith(segments.ARROW_SUFFIX):
+            return None
+        with self._start_lock:
+            if self._compactor is None:
+                from studio.tracking.compaction import Compactor
+
+                self._compactor = Compactor(path.parent, fsync=self.fsync)
+            return self._compactor
 
     def close(self) -> None:
         """Flush and stop the background thread. Later `log` calls are ignored."""
@@ -218,6 +247,8 @@ class Logger:
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=5)
+            if self._compactor is not None:
+                self._compactor.close()  # the merges' inputs: hidden already, now deleted
             _live_loggers.discard(self)
 
     def __enter__(self) -> Logger:
@@ -299,8 +330,19 @@ def _flush_all_quietly() -> None:
             _log.exception("could not flush metrics to %s", logger.metrics_dir)
 
 
+def _at_exit() -> None:
+    _flush_all_quietly()
+    for logger in list(_live_loggers):
+        compactor = logger._compactor
+        if compactor is not None:  # merges' inputs: hidden already; not worth a capture
+            try:
+                compactor.close()
+            except Exception:
+                _log.debug("could not delete merged segments in %s", logger.metrics_dir, exc_info=True)
+
+
 # -- exit and signals ------------------------------------------------------------------------
-atexit.register(_flush_all_quietly)
+atexit.register(_at_exit)
 
 _handled_signals = (signal.SIGTERM, signal.SIGINT)
 _installed = False

@@ -17,6 +17,9 @@ Contract:
 - Sorting names sorts segments by flush time (then pid, then counter).
 - Names starting with ``.`` are private (temp files, reader state) and are not part of the
   series; the checkpointer may skip them.
+- A writer merges its own segments (`studio.tracking.compaction`): a merged segment's name
+  spans counters (``...-<last>-<token>-c<first>.arrow``) and hides every segment of the same
+  writer within that span from `list_segments`, whether or not it has been deleted yet.
 
 This module imports pyarrow only inside the functions that need it.
 """
@@ -26,9 +29,11 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +46,9 @@ ARROW_SUFFIX = ".arrow"
 CSV_SUFFIX = ".csv"
 COLUMNS = ("key", "step", "value", "time")
 FORMAT_TAG = b"studio.metrics/1"
+PARTS_KEY = b"parts"  # a merged segment's raw segments, in row order: [[counter, rows], ...]
 CSV_HEADER = ",".join(COLUMNS)
+MERGED_MARK = "c"
 
 
 def have_pyarrow() -> bool:
@@ -58,15 +65,73 @@ def is_segment_name(name: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class SegmentId:
+    """What a writer's segment name says: who wrote it and which of its counters it holds
+    (one for a flushed segment, a span for a merged one)."""
+
+    writer: tuple[str, str]  # (pid, token)
+    first: int
+    last: int
+    merged: bool
+
+
+def segment_id(name: str) -> SegmentId | None:
+    """The id in a writer's segment name; None for other names (e.g. TensorBoard imports)."""
+    if not is_segment_name(name):
+        return None
+    parts = name[len(SEGMENT_PREFIX) :].rsplit(".", 1)[0].split("-")
+    if len(parts) == 4:
+        stamp, pid, last, token = parts
+        first = last
+    elif len(parts) == 5 and parts[4].startswith(MERGED_MARK):
+        stamp, pid, last, token, mark = parts
+        first = mark[len(MERGED_MARK) :]
+    else:
+        return None
+    if not (stamp.isdigit() and pid.isdigit() and last.isdigit() and first.isdigit()):
+        return None
+    return SegmentId((pid, token), int(first), int(last), len(parts) == 5)
+
+
+def merged_name(newest: str, first: int, last: int) -> str:
+    """The name of a merge of one writer's counters `first`..`last`, whose newest input is
+    named `newest` (the merge sorts where its newest input did)."""
+    stamp, pid, _, token = newest[len(SEGMENT_PREFIX) :].rsplit(".", 1)[0].split("-")[:4]
+    return f"{SEGMENT_PREFIX}{stamp}-{pid}-{last:06d}-{token}-{MERGED_MARK}{first:06d}{ARROW_SUFFIX}"
+
+
+def hidden_by_merges(names: Sequence[str]) -> set[str]:
+    """The names a merged segment among `names` spans (the same writer, within its counters)."""
+    ids = {n: segment_id(n) for n in names}
+    spans: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    for n, i in ids.items():
+        if i is not None and i.merged:
+            spans.setdefault(i.writer, []).append((i.first, i.last, n))
+    if not spans:
+        return set()
+    hidden = set()
+    for n, i in ids.items():
+        if i is None:
+            continue
+        for first, last, merged in spans.get(i.writer, ()):
+            if merged != n and first <= i.first and i.last <= last:
+                hidden.add(n)
+                break
+    return hidden
+
+
 def list_segments(metrics_dir: Path) -> list[str]:
-    """Names of the complete segments in `metrics_dir`, oldest first; [] if it does not exist."""
+    """Names of the complete segments in `metrics_dir` that hold the series, oldest first
+    (segments a merge spans are left out); [] if it does not exist."""
     try:
         with os.scandir(metrics_dir) as entries:
             names = [e.name for e in entries if is_segment_name(e.name)]
     except FileNotFoundError:
         return []
     names.sort()
-    return names
+    hidden = hidden_by_merges(names)
+    return [n for n in names if n not in hidden] if hidden else names
 
 
 class SegmentNamer:
@@ -210,8 +275,21 @@ def _csv_table(path: Path) -> pa.Table:
 _MMAP_FROM = 1 << 16  # smaller files are cheaper to read than to map
 
 
-def read_segment(path: Path) -> pa.Table:
-    """One segment as a pyarrow Table with the canonical schema (big files memory-mapped)."""
+def parts_of(name: str, table: pa.Table) -> list[list[int]]:
+    """[[counter, rows], ...]: the writer's flushed segments that `table` (read from segment
+    `name` with its metadata) holds, in row order."""
+    metadata = table.schema.metadata or {}
+    if PARTS_KEY in metadata:
+        return [[int(c), int(r)] for c, r in json.loads(metadata[PARTS_KEY])]
+    i = segment_id(name)
+    if i is None or i.merged:
+        raise ValueError(f"segment {name} does not say which segments it holds")
+    return [[i.first, table.num_rows]]
+
+
+def read_segment(path: Path, keep_metadata: bool = False) -> pa.Table:
+    """One segment as a pyarrow Table with the canonical schema (big files memory-mapped);
+    its schema metadata only with `keep_metadata`."""
     import pyarrow as pa
 
     if path.name.endswith(CSV_SUFFIX):
@@ -224,4 +302,5 @@ def read_segment(path: Path) -> pa.Table:
         else:
             with open(name, "rb") as fh:
                 table = pa.ipc.open_file(pa.py_buffer(fh.read())).read_all()
-    return table.select(list(COLUMNS)).replace_schema_metadata(None)
+    selected = table.select(list(COLUMNS))
+    return selected if keep_metadata else selected.replace_schema_metadata(None)

@@ -22,7 +22,14 @@ import numpy as np
 
 from studio.entities import MetricSummary
 from studio.exceptions import require
-from studio.tracking.segments import COLUMNS, list_segments, read_segment
+from studio.tracking.segments import (
+    COLUMNS,
+    SegmentId,
+    list_segments,
+    parts_of,
+    read_segment,
+    segment_id,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["downsample", "meld", "read_series", "read_table", "summarize", "wide"]
 
 SUMMARY_STATE = ".summary-state.json"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the writers' counters folded, for merged segments
 _FILTER_ALONE_FROM = 20_000  # rows
 _log = logging.getLogger(__name__)
 
@@ -268,29 +275,98 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
             pass
 
 
+def _add_span(spans: list[list[int]], first: int, last: int) -> None:
+    """Add counters first..last to sorted, disjoint [first, last] spans (in place)."""
+    spans.append([first, last])
+    spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    spans[:] = merged
+
+
+def _in_spans(spans: list[list[int]], counter: int) -> bool:
+    return any(lo <= counter <= hi for lo, hi in spans)
+
+
+def _writer_key(i: SegmentId) -> str:
+    return "-".join(i.writer)
+
+
+def _spanned(name: str, merges: list[SegmentId]) -> bool:
+    """Whether a present merged segment holds segment `name` (so its points are still read)."""
+    i = segment_id(name)
+    return i is not None and any(
+        m.writer == i.writer and m.first <= i.first and i.last <= m.last for m in merges
+    )
+
+
+def _unfolded_rows(root: Path, name: str, folded: list[list[int]]) -> pa.Table:
+    """The rows of merged segment `name` that came from segments not folded yet."""
+    pa = require("pyarrow", "workbook")
+    table = read_segment(root / name, keep_metadata=True)
+    keep = np.concatenate(
+        [np.full(rows, not _in_spans(folded, counter)) for counter, rows in parts_of(name, table)]
+        or [np.zeros(0, dtype=bool)]
+    )
+    return table.replace_schema_metadata(None).filter(pa.array(keep))
+
+
 def summarize(
     metrics_dir: str | os.PathLike[str], state_path: str | os.PathLike[str] | None = None
 ) -> list[MetricSummary]:
     """Per-key last/min/max/count/last_step of the series, sorted by key.
 
-    Incremental: the folded segments and running summaries are kept in `state_path` (default
-    ``<metrics_dir>/.summary-state.json``; dot-names are not part of the series), so each call
-    only reads segments that appeared since the last one. If a folded segment disappeared,
-    everything is folded again.
+    Incremental: the folded segments, the writers' counters they hold and the running
+    summaries are kept in `state_path` (default ``<metrics_dir>/.summary-state.json``;
+    dot-names are not part of the series), so each call only reads segments that appeared
+    since the last one. A merge of segments already folded is not folded again (only its rows
+    from segments not seen yet are). If a folded segment disappeared otherwise, everything is
+    folded again.
     """
     root = Path(metrics_dir)
     state_file = Path(state_path) if state_path is not None else root / SUMMARY_STATE
     present = list_segments(root)
     state = _load_state(state_file)
-    if state is None or not set(state["segments"]) <= set(present):
-        state = {"version": _STATE_VERSION, "segments": [], "keys": {}}
+    merges = [i for i in map(segment_id, present) if i is not None and i.merged]
+    if state is not None:
+        vanished = set(state["segments"]) - set(present)
+        if not all(_spanned(name, merges) for name in vanished):
+            state = None
+    if state is None:
+        state = {"version": _STATE_VERSION, "segments": [], "keys": {}, "counters": {}}
     folded = set(state["segments"])
     new = [name for name in present if name not in folded]
     if new:
+        counters: dict[str, list[list[int]]] = state["counters"]
+        whole, partial = [], []
+        for name in new:
+            i = segment_id(name)
+            seen = counters.get(_writer_key(i), []) if i is not None else []
+            if i is not None and i.merged and any(lo <= i.last and i.first <= hi for lo, hi in seen):
+                partial.append(name)
+            else:
+                whole.append(name)
+        tables = [read_table(root, names=whole)] if whole else []
+        for name in partial:
+            i = segment_id(name)
+            assert i is not None
+            tables.append(_unfolded_rows(root, name, counters.get(_writer_key(i), [])))
         keys: dict[str, list[float]] = state["keys"]
-        for key, summary in _fold_table(read_table(root, names=new)).items():
-            keys[key] = summary if key not in keys else _merge(keys[key], summary)
-        state["segments"].extend(new)
+        for table in tables:
+            for key, summary in _fold_table(table).items():
+                keys[key] = summary if key not in keys else _merge(keys[key], summary)
+        for name in new:
+            i = segment_id(name)
+            if i is not None:
+                _add_span(counters.setdefault(_writer_key(i), []), i.first, i.last)
+        state["segments"] = [name for name in present]
+        _save_state(state_file, state)
+    elif set(state["segments"]) != set(present):
+        state["segments"] = list(present)
         _save_state(state_file, state)
     return [
         MetricSummary(

@@ -332,6 +332,37 @@ def test_a_run_on_an_existing_database_does_not_import_sqlalchemy(studio_home: P
     assert [r["status"] for r in studio_json("runs", "list", "all")] == ["finished", "finished"]
 
 
+def test_a_long_log_is_merged_into_few_segments_and_counted_once(studio_home: Path, tmp_path: Path) -> None:
+    # 40 flushes (one per second in a real run): the logger merges them 16 at a time on its
+    # background thread; the summaries and the stored artifact still hold each point once.
+    script = write(
+        tmp_path / "ws" / "long.py",
+        """
+        import time
+        import studio
+        from studio.tracking.metrics import flush
+        for step in range(40):
+            studio.log(step=step, loss=1.0 / (step + 1))
+            flush()
+        time.sleep(2.5)  # the background thread merges within a flush interval (1 s)
+        """,
+    )
+    proc = studio("run", "-e", "long1", "--metric", "loss:min", "long.py", cwd=script.parent)
+    assert proc.returncode == 0, proc.stderr
+    data = studio_json("runs", "show", "long1")
+    assert data["metrics"]["loss"]["count"] == 40 and data["metrics"]["loss"]["last_step"] == 39
+    assert data["metric_value"] == 1.0 / 40
+    dest = tmp_path / "metrics"
+    studio("artifacts", "get", "long1", "metrics", str(dest), check=True)
+    from studio.tracking import segments, series
+
+    visible = segments.list_segments(dest)
+    assert len(visible) <= 10  # 2 merges of 16 + the last 8, not 40 files
+    # The merges' inputs were deleted at exit, so the artifact does not store them twice.
+    assert sorted(p.name for p in dest.iterdir() if segments.is_segment_name(p.name)) == visible
+    assert series.read_series(dest)["step"].tolist() == list(range(40))
+
+
 def test_logged_metrics_are_summarized_and_folded(studio_home: Path, tmp_path: Path) -> None:
     script = write(
         tmp_path / "ws" / "logs.py",
