@@ -114,7 +114,7 @@ def _check_array_tags(space: SearchSpace, opts: RunOptions) -> None:
 def project_name(ctx: Context, opts: RunOptions) -> str:
     """``--project``, or the script's name made unique among existing sweeps and projects."""
     if opts.project:
-        if sweep_exists(ctx.settings.home, opts.project):
+        if sweep_exists(ctx.meta, ctx.settings.home, opts.project):
             raise ConflictError(f"sweep {opts.project!r} already exists: continue it with "
                                 f"`studio sweep resume {opts.project}` or choose another --project")
         return opts.project
@@ -122,7 +122,7 @@ def project_name(ctx: Context, opts: RunOptions) -> str:
     base = base or "sweep"
     existing = {str(p.get("name")) for p in ctx.meta.projects()}
     name, n = base, 1
-    while name in existing or sweep_exists(ctx.settings.home, name):
+    while name in existing or sweep_exists(ctx.meta, ctx.settings.home, name):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -174,7 +174,7 @@ def resume_sweep(ctx: Context, project: str, num_workers: int | None = None, rep
     from studio.api.sweep_loop import SweepRunner
     from studio.api.sweep_report import SweepReporter
 
-    state = load_state(ctx.settings.home, project)
+    state = load_state(ctx.meta, ctx.settings.home, project)
     report = reporter or SweepReporter()
     if num_workers is not None:
         if num_workers < 1:
@@ -198,7 +198,7 @@ def sweep_status(ctx: Context, project: str) -> dict[str, Any]:
     """The sweep's state and its trials ranked by the objective (for `studio sweep show`)."""
     from studio.api.sweep_report import ranked_rows
 
-    state = load_state(ctx.settings.home, project)
+    state = load_state(ctx.meta, ctx.settings.home, project)
     objective = Objective.parse(state.metric)
     rows = ranked_rows(ctx, state, objective)
     return {

@@ -73,7 +73,7 @@ class SweepRunner:
                     if self.pool is not None:
                         self.pool.stop()
         except KeyboardInterrupt:  # a second Ctrl-C while stopping: leave at once
-            self.state.save(self.ctx.settings.home)
+            self.state.save(self.ctx.meta)
             return 130
         return self.finish()
 
@@ -101,9 +101,9 @@ class SweepRunner:
             self.optimizer.tell(fitness)
             state.generation += 1
             state.optimizer_state = self.optimizer.state()
-            state.save(self.ctx.settings.home)
+            state.save(self.ctx.meta)
         state.finished = True
-        state.save(self.ctx.settings.home)
+        state.save(self.ctx.meta)
 
     def _stop_reason(self) -> str | None:
         plan, state = self.plan, self.state
@@ -125,9 +125,9 @@ class SweepRunner:
             records.append(TrialRecord(exp.key, params, self.state.generation))
             self.state.trials.append(records[-1])
             if len(records) % 1000 == 0:
-                self.state.save(self.ctx.settings.home)
+                self.state.save(self.ctx.meta)
         self.state.optimizer_state = self.optimizer.state()
-        self.state.save(self.ctx.settings.home)
+        self.state.save(self.ctx.meta)
         return records
 
     def _create(self, params: dict[str, Any]) -> Experiment:
@@ -212,7 +212,7 @@ class SweepRunner:
             new = self._create(t.params)
             t.retried.append(t.key)
             t.key, t.status, t.value = new.key, "queued", None
-        self.state.save(self.ctx.settings.home)
+        self.state.save(self.ctx.meta)
         return trials
 
     def _replay_pruner(self, done: list[TrialRecord]) -> None:
@@ -253,7 +253,7 @@ class SweepRunner:
         exps = self.ctx.meta.get_experiments(keys)
         self._record(trials, {e.key: e for e in exps}, final=True)
         self.report.progress(self._summary(), final=True)
-        self.state.save(self.ctx.settings.home)
+        self.state.save(self.ctx.meta)
 
     def _skip_generation(self, trials: list[TrialRecord], finished: list[Experiment], exps: list[Experiment],
                          since: float | None) -> float | None:
@@ -323,7 +323,7 @@ class SweepRunner:
                          {e.key: e for e in self.ctx.meta.get_experiments(pending)})
         else:
             self.report.message(f"detached: the experiments stay on queue {state.queue}")
-        state.save(self.ctx.settings.home)
+        state.save(self.ctx.meta)
         self.report.message(f"sweep {state.project} interrupted; continue with `studio sweep resume {state.project}`")
         return 130
 

@@ -45,7 +45,7 @@ def show(project: str, config: str | None, as_json: bool, limit: int) -> None:
     from studio.search.state import load_state
 
     ctx = context(config)
-    state = load_state(ctx.settings.home, project)
+    state = load_state(ctx.meta, ctx.settings.home, project)
     done = "finished" + (f" ({data['stop_reason']})" if data["stop_reason"] else "") if data["finished"] \
         else f"in progress or interrupted: `studio sweep resume {project}` continues it"
     click.echo(f"sweep {project}: {data['script']}, optimizer {data['optimizer']}, metric {data['metric']} "
@@ -58,10 +58,11 @@ def show(project: str, config: str | None, as_json: bool, limit: int) -> None:
 @config_option
 @json_option
 def list_(config: str | None, as_json: bool) -> None:
-    """Sweeps recorded under STUDIOML_HOME."""
+    """Sweeps recorded in the metadata store."""
     from studio.search.state import list_sweeps
 
-    names = list_sweeps(context(config).settings.home)
+    ctx = context(config)
+    names = list_sweeps(ctx.meta, ctx.settings.home)
     if as_json:
         return print_json(names)
     for name in names:

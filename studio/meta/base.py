@@ -168,6 +168,19 @@ class MetaStore(abc.ABC):
     def metric_summaries(self, keys: Sequence[str]) -> dict[str, list[MetricSummary]]:
         """experiment key -> its summaries, in one query."""
 
+    # -- sweeps ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_sweep(self, project: str, state: str) -> None:
+        """Insert or replace the checkpoint of the sweep `project` (JSON text, opaque here)."""
+
+    @abc.abstractmethod
+    def get_sweep(self, project: str) -> str:
+        """The checkpoint of the sweep `project`. NotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def sweeps(self) -> list[str]:
+        """The projects that have a sweep checkpoint, sorted."""
+
     # -- listings ----------------------------------------------------------------------
     @abc.abstractmethod
     def projects(self) -> list[dict[str, Any]]:

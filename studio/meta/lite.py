@@ -414,6 +414,15 @@ class LiteSqliteStore(MetaStore):
     def projects(self) -> list[dict[str, Any]]:
         return self._full_store().projects()
 
+    def put_sweep(self, project: str, state: str) -> None:
+        self._full_store().put_sweep(project, state)
+
+    def get_sweep(self, project: str) -> str:
+        return self._full_store().get_sweep(project)
+
+    def sweeps(self) -> list[str]:
+        return self._full_store().sweeps()
+
     def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
         return self._full_store().metric_extremes()
 

@@ -1,28 +1,31 @@
 """A sweep's checkpoint: what `studio sweep resume PROJECT` continues from.
 
-Where: ``$STUDIOML_HOME/sweeps/<project>.json``, one plain JSON file per sweep (open format,
-readable without studio). The metadata store has no place for a sweep record and the state is
-the driver's, not an experiment's: the experiments themselves (params, status, metric) are in
-the metadata store as usual, and the file only adds what the driver needs to carry on, namely
-the command, the optimizer's own state and which experiment belongs to which generation.
-So a sweep is resumed from the machine (the ``STUDIOML_HOME``) that started it.
+Where: the metadata store's `sweeps` table, one JSON document per sweep (plain JSON text, so
+readable without studio). The experiments themselves (params, status, metric) are recorded as
+usual; the checkpoint only adds what the driver needs to carry on: the command, the
+optimizer's own state and which experiment belongs to which generation. Any machine that
+shares the database (and the object store) can resume a sweep.
 
-Written after each submission and after each generation, as temp file + ``os.replace``: a
-crash leaves the previous complete checkpoint, never half of one.
+Written after each submission and after each generation, each time in one transaction: a crash
+leaves the previous complete checkpoint, never half of one.
+
+Studio before schema 0006 kept checkpoints in ``$STUDIOML_HOME/sweeps/<project>.json``; such a
+file is still found, and copied into the store the first time it is loaded.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.exceptions import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from studio.meta.base import MetaStore
 
 STATE_VERSION = 1
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -89,50 +92,61 @@ class SweepState:
         data["trials"] = [TrialRecord(**t) for t in data.get("trials") or []]
         return cls(**data)
 
-    def save(self, home: Path) -> Path:
+    def save(self, meta: MetaStore) -> None:
         self.updated = time.time()
-        path = state_path(home, self.project)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        meta.put_sweep(self.project, json.dumps(self.to_dict(), allow_nan=True))
 
 
-def state_path(home: Path, project: str) -> Path:
+def legacy_path(home: Path, project: str) -> Path:
+    """Where studio before schema 0006 kept the checkpoint."""
     return home / "sweeps" / f"{_SAFE.sub('_', project)}.json"
 
 
-def load_state(home: Path, project: str) -> SweepState:
-    path = state_path(home, project)
+def _parse(text: str, where: str) -> SweepState:
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(list_sweeps(home)) or "none"
-        raise NotFoundError(f"no sweep {project!r} in {home / 'sweeps'} (sweeps here: {known})") from None
+        data = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"sweep state {path} is not valid JSON ({exc}); it cannot be resumed") from None
+        raise UsageError(f"sweep state {where} is not valid JSON ({exc}); it cannot be resumed") from None
     return SweepState.from_dict(data)
 
 
-def sweep_exists(home: Path, project: str) -> bool:
-    return state_path(home, project).exists()
+def load_state(meta: MetaStore, home: Path, project: str) -> SweepState:
+    """The checkpoint of sweep `project`: from the metadata store, else from an older studio's
+    file in `home` (then copied into the store)."""
+    try:
+        return _parse(meta.get_sweep(project), f"of {project!r} in the metadata store")
+    except NotFoundError:
+        pass
+    path = legacy_path(home, project)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        known = ", ".join(list_sweeps(meta, home)) or "none"
+        raise NotFoundError(f"no sweep {project!r} (sweeps: {known}); see `studio sweep list`") from None
+    state = _parse(text, str(path))
+    meta.put_sweep(project, json.dumps(state.to_dict(), allow_nan=True))
+    return state
 
 
-def list_sweeps(home: Path) -> list[str]:
+def sweep_exists(meta: MetaStore, home: Path, project: str) -> bool:
+    try:
+        meta.get_sweep(project)
+    except NotFoundError:
+        return legacy_path(home, project).exists()
+    return True
+
+
+def list_sweeps(meta: MetaStore, home: Path) -> list[str]:
+    """Every sweep: in the metadata store, and older studio's files in `home`."""
+    names = set(meta.sweeps())
     folder = home / "sweeps"
-    if not folder.is_dir():
-        return []
-    names = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            names.append(str(json.loads(path.read_text()).get("project") or path.stem))
-        except (OSError, ValueError):
-            continue
-    return names
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            try:
+                names.add(str(json.loads(path.read_text()).get("project") or path.stem))
+            except (OSError, ValueError):
+                continue
+    return sorted(names)
 
 
-__all__ = ["SweepState", "TrialRecord", "list_sweeps", "load_state", "state_path", "sweep_exists"]
+__all__ = ["SweepState", "TrialRecord", "legacy_path", "list_sweeps", "load_state", "sweep_exists"]

@@ -224,7 +224,16 @@ def test_resume_after_interrupt(studio_home: Path, tmp_path: Path) -> None:
     assert not state["finished"]
     assert [t["status"] for t in state["trials"]].count("finished") >= 1
 
-    resumed = studio("sweep", "resume", "slow", "--num-workers", "2", cwd=work)
+    # Resumed on "another machine": its own home, the same database and object store.
+    assert not (studio_home / "sweeps").exists()  # the checkpoint is in the database
+    other = {
+        "STUDIOML_HOME": str(tmp_path / "machine2"),
+        "STUDIOML_DATABASE_URL": f"sqlite:///{studio_home / 'studio.db'}",
+        "STUDIOML_STORAGE_URL": str(studio_home / "objects"),
+    }
+    (tmp_path / "machine2").mkdir()
+    (tmp_path / "machine2" / "config.yaml").write_text((studio_home / "config.yaml").read_text())
+    resumed = studio("sweep", "resume", "slow", "--num-workers", "2", cwd=tmp_path, env=other)
     assert resumed.returncode == 0, resumed.stderr
     state = studio_json("sweep", "show", "slow")
     assert state["finished"] and len(state["trials"]) == 3

@@ -499,6 +499,17 @@ def test_listings(populated: MetaStore) -> None:
     assert populated.queue_counts() == {"q1": {"queued": 8, "finished": 1, "stopped": 1}}
 
 
+def test_sweep_checkpoints(store: MetaStore) -> None:
+    assert store.sweeps() == []
+    with pytest.raises(NotFoundError, match="no sweep 'p'"):
+        store.get_sweep("p")
+    store.put_sweep("p", '{"generation": 0, "value": NaN}')
+    store.put_sweep("a/b", "{}")
+    store.put_sweep("p", '{"generation": 1, "value": NaN}')  # replaced, in one transaction
+    assert store.get_sweep("p") == '{"generation": 1, "value": NaN}'
+    assert store.sweeps() == ["a/b", "p"]
+
+
 # -- supervision and queue ----------------------------------------------------------------
 def test_heartbeat_and_stop_requests(store: MetaStore) -> None:
     run(store, "h", worker="w1")

@@ -19,7 +19,14 @@ from studio.search.optimizers import (
     SearchSpace,
     load_optimizer,
 )
-from studio.search.state import SweepState, TrialRecord, list_sweeps, load_state
+from studio.search.state import (
+    SweepState,
+    TrialRecord,
+    legacy_path,
+    list_sweeps,
+    load_state,
+    sweep_exists,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sweep"
 
@@ -274,16 +281,28 @@ def test_output_lines() -> None:
 
 # -- state and params ---------------------------------------------------------------------
 def test_state_round_trip(tmp_path: Path) -> None:
+    from studio.meta import open_meta_store
+
+    meta = open_meta_store(f"sqlite:///{tmp_path / 'studio.db'}")
     state = SweepState(project="p/x", script="t.py", args=["3"], cwd="/w", hyperparams=["lr=0:1"],
                        optimizer="tpe", metric="loss:min", pruner="none", queue="q", local_queue=True,
-                       num_workers=2, trials=[TrialRecord("k1", {"lr": 0.5}, 0, "finished", 0.25)])
-    path = state.save(tmp_path)
-    assert path.name == "p_x.json" and not list(path.parent.glob(".*tmp"))
-    again = load_state(tmp_path, "p/x")
+                       num_workers=2, trials=[TrialRecord("k1", {"lr": 0.5}, 0, "finished", math.nan)])
+    state.save(meta)
+    again = load_state(meta, tmp_path, "p/x")
+    assert again.trials[0].value is not None and math.isnan(again.trials[0].value)
+    again.trials[0].value = state.trials[0].value = 0.25
     assert again == state and again.trial("k1") is not None
-    assert list_sweeps(tmp_path) == ["p/x"]
+    assert list_sweeps(meta, tmp_path) == ["p/x"] and sweep_exists(meta, tmp_path, "p/x")
     with pytest.raises(Exception, match="no sweep 'nope'"):
-        load_state(tmp_path, "nope")
+        load_state(meta, tmp_path, "nope")
+    # A checkpoint file of studio before schema 0006 is found, then copied into the store.
+    old = SweepState(project="old", script="t.py", args=[], cwd="/w", hyperparams=["lr=0:1"],
+                     optimizer="grid", metric=None, pruner="none", queue="q", local_queue=True, num_workers=1)
+    legacy_path(tmp_path, "old").parent.mkdir(parents=True)
+    legacy_path(tmp_path, "old").write_text(json.dumps(old.to_dict()))
+    assert list_sweeps(meta, tmp_path) == ["old", "p/x"]
+    assert load_state(meta, tmp_path, "old") == old and "old" in meta.sweeps()
+    meta.close()
 
 
 def test_params(monkeypatch: pytest.MonkeyPatch) -> None:

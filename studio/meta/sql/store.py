@@ -23,7 +23,7 @@ from studio.entities import (
     StatusEvent,
     check_transition,
 )
-from studio.exceptions import ConflictError
+from studio.exceptions import ConflictError, NotFoundError
 from studio.meta.base import MetaStore, OutputChunk, Page
 from studio.meta.records import METRIC_UPDATES, metric_values
 from studio.meta.sql import leases, query
@@ -46,6 +46,7 @@ from studio.meta.sql.tables import (
     EXPERIMENTS,
     METRICS,
     OUTPUT,
+    SWEEPS,
     event_entity,
     experiment_entity,
     metric_entity,
@@ -309,6 +310,25 @@ class SqlMetaStore(MetaStore):
             return result
 
         return self._tx.read(tx)
+
+    # -- sweeps ------------------------------------------------------------------------
+    def put_sweep(self, project: str, state: str) -> None:
+        ins = self._insert(SWEEPS).values(project=project, state=state, updated=time.time())
+        stmt = ins.on_conflict_do_update(
+            index_elements=["project"], set_={"state": ins.excluded.state, "updated": ins.excluded.updated}
+        )
+        self._tx.write(lambda s: s.execute(stmt))
+
+    def get_sweep(self, project: str) -> str:
+        stmt = select(SWEEPS.c.state).where(SWEEPS.c.project == project)
+        state = self._tx.read(lambda s: s.execute(stmt).scalar())
+        if state is None:
+            raise NotFoundError(f"no sweep {project!r}: list sweeps with `studio sweep list`")
+        return str(state)
+
+    def sweeps(self) -> list[str]:
+        stmt = select(SWEEPS.c.project).order_by(SWEEPS.c.project)
+        return self._tx.read(lambda s: [str(p) for p in s.execute(stmt).scalars()])
 
     # -- listings ----------------------------------------------------------------------
     def projects(self) -> list[dict[str, Any]]:

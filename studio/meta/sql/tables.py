@@ -184,3 +184,13 @@ METRICS = Table(
     Column("updated", Double),
     # No (name, last) index: see migration 0004 (the primary key serves listings' joins).
 )
+
+SWEEPS = Table(
+    "sweeps",
+    metadata,
+    Column("project", String(255), primary_key=True),
+    # The driver's checkpoint as JSON text: opaque to the store, and it may hold NaN, which
+    # PostgreSQL's JSON types refuse.
+    Column("state", Text, nullable=False),
+    Column("updated", Double, nullable=False),
+)
