@@ -70,7 +70,8 @@ def main() -> None:
         cmp_env = None
         if a.compare:
             path = os.pathsep.join(p for p in (str(a.compare), env.get("PYTHONPATH")) if p)
-            cmp_env = dict(env, PYTHONPATH=path)
+            # Its own home: the two trees may expect different schema revisions.
+            cmp_env = dict(env, PYTHONPATH=path, STUDIOML_HOME=str(Path(tmp) / "home-compare"))
             timed(st, ws, cmp_env)  # the other tree's first run: its own cache warm-up
         base: list[float] = []
         runs: list[float] = []

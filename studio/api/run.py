@@ -23,7 +23,6 @@ from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.keys import check_key, new_key
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
-from studio.runner.venv import check_requirements
 from studio.units import parse_duration
 
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE", "API_KEY",
@@ -138,7 +137,11 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
-    python_pkgs = check_requirements(opts.python_pkgs)
+    python_pkgs: list[str] = []
+    if opts.python_pkgs:  # `packaging` and the venv machinery only when asked for
+        from studio.runner.venv import check_requirements
+
+        python_pkgs = check_requirements(opts.python_pkgs)
     # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
     configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
     resources = parse_needs({**configured, **opts.resources})

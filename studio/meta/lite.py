@@ -121,15 +121,12 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     return values
 
 
-def read_revision(path: Path) -> str | None:
-    """The schema revision of the SQLite file at `path` (None without a studio schema)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+def _revision(conn: sqlite3.Connection) -> str | None:
+    """The schema revision of the database (None without a studio schema)."""
     try:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.OperationalError:  # no such table: not a studio database yet
         return None
-    finally:
-        conn.close()
     return None if row is None else str(row[0])
 
 
@@ -138,12 +135,15 @@ def open_lite_store(url: str, *, create: bool = True) -> MetaStore:
     is opened (and created, migrated or refused) by the SQLAlchemy store."""
     path = sqlite_file(url)
     if path is not None and path.is_file():
+        store = LiteSqliteStore(url, path)
         try:
-            current = read_revision(path) == HEAD_REVISION
-        except sqlite3.DatabaseError:
+            # On the store's own connection: closing a separate one would checkpoint the WAL.
+            current = store._read(_revision) == HEAD_REVISION
+        except StoreError:
             current = False  # not a database, or unreadable: the SQLAlchemy store says why
         if current:
-            return LiteSqliteStore(url, path)
+            return store
+        store.close()
     from studio.meta.sql import open_sql_store
 
     full = open_sql_store(url, create=create)
