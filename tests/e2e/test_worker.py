@@ -148,7 +148,11 @@ def test_stop_max_duration_and_lifetime_on_a_worker(
     wait_for(lambda: status(meta, too_long).status.terminal, timeout=20, what="max-duration")
     exp = status(meta, too_long)
     assert exp.status == Status.KILLED and "max duration" in (exp.status_reason or "")
-    expired = submit(tmp_path, "--lifetime", "0.01", "slow.py")  # gone before anyone can start it
+    # On a queue no worker serves (a worker on `q` could claim it within its 10 ms, and then
+    # rightly run it): every worker retires any queue's experiments past their lifetime.
+    proc = studio("run", "--queue", "unserved", "--lifetime", "0.01", "slow.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    expired = proc.stdout.strip().splitlines()[-1]
     wait_for(lambda: status(meta, expired).status.terminal, timeout=10, what="lifetime")
     assert status(meta, expired).status == Status.LOST and "lifetime" in (status(meta, expired).status_reason or "")
 
