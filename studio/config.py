@@ -61,6 +61,8 @@ class Settings:
     max_attempts: int = 3
     poll_seconds: float = 0.2
     config_path: Path | None = None
+    api_token: str | None = field(default=None, repr=False)  # for an http(s):// database URL
+    server_token: str | None = field(default=None, repr=False)  # turns on a server's store API
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -176,4 +178,13 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         max_attempts=max_attempts,
         poll_seconds=poll,
         config_path=path if path.exists() else None,
+        api_token=env.get("STUDIOML_API_TOKEN") or db.get("token") or None,
+        server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
     )
+
+
+def _server_section(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    server = data.get("server") or {}
+    if not isinstance(server, dict):
+        raise ConfigError(f"config {path}: `server` must be a mapping")
+    return server

@@ -26,7 +26,7 @@ class Context:
     def meta(self) -> MetaStore:
         from studio.meta import open_meta_store
 
-        return open_meta_store(self.settings.database_url)
+        return open_meta_store(self.settings.database_url, token=self.settings.api_token)
 
     @cached_property
     def objects(self) -> ObjectStore:

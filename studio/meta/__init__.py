@@ -2,6 +2,7 @@
 
     open_meta_store("sqlite:////home/me/.studioml/studio.db")        # default, embedded
     open_meta_store("postgresql+psycopg://user:pw@host:5432/studio")  # a team's server
+    open_meta_store("https://studio.example.org", token="...")          # via `studio ui`
 
 Backends are imported on first use (`import studio.meta` does not import SQLAlchemy).
 `upgrade` and `current_revision` back the `studio db upgrade` / `studio db status` commands.
@@ -33,9 +34,11 @@ _OPENERS: dict[str, str] = {
     "sqlite": "studio.meta.lite:open_lite_store",
     "postgresql": "studio.meta.sql:open_sql_store",
     "postgres": "studio.meta.sql:open_sql_store",
+    "http": "studio.meta.http:open_http_store",
+    "https": "studio.meta.http:open_http_store",
 }
 #: What messages suggest, one example per backend.
-SCHEMES = ("sqlite:///PATH", "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE")
+SCHEMES = ("sqlite:///PATH", "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE", "https://STUDIO-SERVER")
 _SQL_SCHEMES = {"sqlite", "postgresql", "postgres"}
 
 
@@ -48,6 +51,8 @@ def _scheme(url: str) -> str:
 
 def _resolve(url: str, table: dict[str, str] | set[str]) -> str:
     scheme = _scheme(url)
+    if scheme in ("http", "https") and scheme not in table:
+        raise UsageError(f"{url} is a studio server: run `studio db` commands on the server itself")
     if scheme.partition("+")[0] not in table:
         shown = scheme or url.split(":", 1)[0] or "(none)"
         raise UsageError(
@@ -57,14 +62,15 @@ def _resolve(url: str, table: dict[str, str] | set[str]) -> str:
     return scheme.partition("+")[0]
 
 
-def open_meta_store(url: str, *, create: bool = True) -> MetaStore:
+def open_meta_store(url: str, *, create: bool = True, token: str | None = None) -> MetaStore:
     """The metadata store at `url`. A fresh database is created at the current schema when
     `create` (a new SQLite file, or an empty PostgreSQL database); a database at an older
-    schema revision raises SchemaVersionError naming `studio db upgrade`."""
+    schema revision raises SchemaVersionError naming `studio db upgrade`. `token`: a studio
+    server's token, for `http(s)://` URLs."""
     scheme = _resolve(url, _OPENERS)
     module, _, func = _OPENERS[scheme].partition(":")
     opener: Callable[..., Any] = getattr(importlib.import_module(module), func)
-    store: MetaStore = opener(url, create=create)
+    store: MetaStore = opener(url, create=create, token=token) if scheme in ("http", "https") else opener(url, create=create)
     return store
 
 

@@ -68,7 +68,15 @@ def plotly_js() -> Path:
 def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) -> FastAPI:
     """The application over `ctx`'s stores. `tensorboard_command` replaces
     `python -m tensorboard.main` (tests use a stand-in)."""
-    from studio.server import api_files, api_lists, api_metrics, api_runs, pages, tensorboard
+    from studio.server import (
+        api_files,
+        api_lists,
+        api_metrics,
+        api_runs,
+        api_store,
+        pages,
+        tensorboard,
+    )
     from studio.server.tensorboard import TensorBoards
 
     boards = TensorBoards(ctx, command=tensorboard_command)
@@ -98,6 +106,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.state.store_token = ctx.settings.server_token
     app.state.tensorboards = boards
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["version"] = __version__
@@ -178,6 +187,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_files.router)
     app.include_router(api_metrics.router)
     app.include_router(api_lists.router)
+    app.include_router(api_store.router)
     app.include_router(tensorboard.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -35,7 +35,8 @@ from studio.meta import MetaStore, current_revision, head_revision, open_meta_st
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 #: `sqlite` opens what `open_meta_store` gives for a SQLite file (`LiteSqliteStore`, which runs
 #: the supervisor's statements itself); `sqlite-sqlalchemy` the SqlMetaStore it delegates to.
-STORE_BACKENDS = ["sqlite", "sqlite-sqlalchemy", pytest.param("postgres", marks=pytest.mark.postgres)]
+#: `http` is an HttpMetaStore talking to a real server (uvicorn on 127.0.0.1) over SQLite.
+STORE_BACKENDS = ["sqlite", "sqlite-sqlalchemy", "http", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -67,12 +68,16 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def store(
     store_backend: str, migrated: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[MetaStore]:
-    if store_backend.startswith("sqlite"):
+    if store_backend.startswith("sqlite") or store_backend == "http":
         if not Path(migrated["sqlite"]).exists():
             upgrade(f"sqlite:///{migrated['sqlite']}")
         shutil.copy(migrated["sqlite"], tmp_path / "studio.db")
         db_url = f"sqlite:///{tmp_path / 'studio.db'}"
-        if store_backend == "sqlite":
+        if store_backend == "http":
+            server_url, token = request.getfixturevalue("serve_store")(tmp_path / "server-home", db_url)
+            s = open_meta_store(server_url, token=token)
+            assert type(s).__name__ == "HttpMetaStore"
+        elif store_backend == "sqlite":
             s = open_meta_store(db_url, create=False)
             assert type(s).__name__ == "LiteSqliteStore"
         else:

@@ -1,0 +1,100 @@
+"""The HTTP metadata store's edges: tokens, errors, servers that are not studio servers. Its
+behaviour as a MetaStore is the contract suite's `http` backend."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from studio.entities import Experiment, Status
+from studio.exceptions import ConflictError, NotFoundError, StoreError, UsageError
+from studio.meta import open_meta_store, upgrade
+
+
+@pytest.fixture
+def served(tmp_path: Path, serve_store: Callable[[Path, str], tuple[str, str]]) -> tuple[str, str]:
+    db = f"sqlite:///{tmp_path / 'server.db'}"
+    upgrade(db)
+    return serve_store(tmp_path / "home", db)
+
+
+def test_errors_come_back_as_the_servers_exceptions(served: tuple[str, str]) -> None:
+    url, token = served
+    store = open_meta_store(url, token=token)
+    store.create_experiment(Experiment(key="a", project="p", owner="o"))
+    with pytest.raises(ConflictError, match="already exists"):
+        store.create_experiment(Experiment(key="a", project="p", owner="o"))
+    with pytest.raises(NotFoundError, match="no experiment 'zz'"):
+        store.get_experiment("zz")
+    with pytest.raises(ConflictError, match="not running"):
+        store.set_status("a", Status.FINISHED, expect=[Status.RUNNING])
+    store.close()
+
+
+def test_tokens(served: tuple[str, str]) -> None:
+    url, token = served
+    with pytest.raises(UsageError, match="STUDIOML_API_TOKEN"):
+        open_meta_store(url)
+    wrong = open_meta_store(url, token="not-" + token)
+    with pytest.raises(UsageError, match="wrong or missing token"):
+        wrong.projects()
+    wrong.close()
+
+
+def test_a_server_without_a_token_keeps_its_store_api_off(tmp_path: Path) -> None:
+    import time
+
+    import uvicorn
+
+    from studio.api.context import Context
+    from studio.config import load_settings
+    from studio.server.app import create_app
+
+    ctx = Context(load_settings(environ={"STUDIOML_HOME": str(tmp_path / "h")}))
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        store = open_meta_store(f"http://127.0.0.1:{port}", token="anything")
+        with pytest.raises(UsageError, match="store API is off"):
+            store.projects()
+        store.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        ctx.close()
+
+
+@pytest.fixture
+def not_studio() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_something_else_than_a_studio_server(not_studio: str) -> None:
+    store = open_meta_store(not_studio, token="t")
+    with pytest.raises(StoreError, match="is it a studio server"):
+        store.projects()
+    store.close()
+    nobody = open_meta_store("http://127.0.0.1:9", token="t")  # the discard port: refused
+    with pytest.raises(StoreError, match="cannot reach the studio server"):
+        nobody.projects()
+    nobody.close()
