@@ -142,7 +142,11 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     db = _check_keys("database", data.get("database") or {}, _DB_KEYS, path)
     storage = _check_keys("storage", data.get("storage") or {}, _STORAGE_KEYS, path)
     worker = _check_keys("worker", data.get("worker") or {}, _WORKER_KEYS, path)
-    database_url = env.get("STUDIOML_DATABASE_URL") or db.get("url") or f"sqlite:///{home / 'studio.db'}"
+    # Upstream's configs name an API server as `type: http` + `serverUrl:`.
+    server_url = db.get("serverUrl") if str(db.get("type") or "").lower() in ("http", "https") else None
+    database_url = (
+        env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or f"sqlite:///{home / 'studio.db'}"
+    )
     storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
 
     try:

@@ -127,3 +127,18 @@ def test_studioml_config_names_the_file(tmp_path: Path) -> None:
     cfg.write_text("saveWorkspaceFrequency: 7\n")
     env = {"STUDIOML_HOME": str(tmp_path), "STUDIOML_CONFIG": str(cfg)}
     assert load_settings(environ=env).save_workspace_frequency == 7
+
+
+def test_studio_server_settings(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    # Upstream's form of an API server, and a token for it.
+    config.write_text("database:\n  type: http\n  serverUrl: https://studio.example.org\n  token: abc\nserver:\n  token: s3\n")
+    s = load_settings(str(config), environ={"STUDIOML_HOME": str(tmp_path)})
+    assert s.database_url == "https://studio.example.org" and s.api_token == "abc" and s.server_token == "s3"
+    assert "abc" not in repr(s) and "s3" not in repr(s)
+    env = {"STUDIOML_HOME": str(tmp_path), "STUDIOML_API_TOKEN": "env", "STUDIOML_SERVER_TOKEN": "senv"}
+    s = load_settings(str(config), environ=env)
+    assert s.api_token == "env" and s.server_token == "senv"
+    config.write_text("server: yes\n")
+    with pytest.raises(ConfigError, match="`server` must be a mapping"):
+        load_settings(str(config), environ={"STUDIOML_HOME": str(tmp_path)})
