@@ -13,6 +13,7 @@ reached, or answers with something else than its store API, is a StoreError nami
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -68,8 +69,6 @@ class HttpMetaStore(MetaStore):
             except httpx.ConnectError as exc:  # nothing reached the server: safe to retry
                 if attempt == RETRIES:
                     raise StoreError(f"cannot reach the studio server at {self.url}: {exc}") from exc
-                import time
-
                 time.sleep(0.2 * 2**attempt)
             except httpx.HTTPError as exc:
                 raise StoreError(f"studio server at {self.url}: {exc}") from exc

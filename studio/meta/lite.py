@@ -34,7 +34,6 @@ from studio.entities import (
     MetricSummary,
     Status,
     StatusEvent,
-    check_transition,
 )
 from studio.exceptions import ConflictError, StoreError
 from studio.meta.base import MetaStore, OutputChunk, Page
@@ -44,9 +43,11 @@ from studio.meta.records import (
     METRIC_UPDATES,
     artifact_entity,
     artifact_values,
+    check_status_change,
     column_values,
     duplicate_key,
     experiment_entity,
+    lease_lost,
     metric_values,
     new_experiment_values,
     not_found,
@@ -306,11 +307,7 @@ class LiteSqliteStore(MetaStore):
 
         def tx(c: sqlite3.Connection) -> Experiment:
             row = self._load(c, key)
-            current = Status(row["status"])
-            if allowed is not None and current not in allowed:
-                expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
-                raise ConflictError(f"experiment {key} is {current}, not {expected}: it changed meanwhile")
-            check_transition(current, new)
+            check_status_change(key, Status(row["status"]), new, allowed)
             now = time.time()
             changes = status_changes(row, new, now=now, reason=reason, worker=worker, fields=values)
             self._update(c, key, changes)
@@ -343,10 +340,7 @@ class LiteSqliteStore(MetaStore):
                 raise not_found(key)
             if updated:
                 return bool(row["stop_requested"])
-            raise ConflictError(
-                f"experiment {key} is no longer held by worker {worker} "
-                f"(status {row['status']}, worker {row['worker']}): stop running it"
-            )
+            raise lease_lost(key, worker, row["status"], row["worker"])
 
         return self._write(tx)
 

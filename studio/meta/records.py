@@ -12,8 +12,15 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from studio.entities import ArtifactSpec, Experiment, MetricSummary, Status, StatusEvent
-from studio.exceptions import NotFoundError, UsageError
+from studio.entities import (
+    ArtifactSpec,
+    Experiment,
+    MetricSummary,
+    Status,
+    StatusEvent,
+    check_transition,
+)
+from studio.exceptions import ConflictError, NotFoundError, UsageError
 
 #: The newest migration in `studio/meta/sql/migrations/versions` (a test checks they agree):
 #: the schema these records describe.
@@ -110,6 +117,25 @@ def metric_values(key: str, m: MetricSummary, now: float) -> dict[str, Any]:
         "last_step": m.last_step,
         "updated": now if m.updated is None else m.updated,
     }
+
+
+def check_status_change(
+    key: str, current: Status, new: Status, allowed: set[Status] | None
+) -> None:
+    """Raise ConflictError unless `current` is one of `allowed` (a compare-and-set; None: any)
+    and current -> new is a legal change."""
+    if allowed is not None and current not in allowed:
+        expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
+        raise ConflictError(f"experiment {key} is {current}, not {expected}: it changed meanwhile")
+    check_transition(current, new)
+
+
+def lease_lost(key: str, worker: str, status: str, holder: str | None) -> ConflictError:
+    """The error of a heartbeat from a worker that no longer holds the experiment."""
+    return ConflictError(
+        f"experiment {key} is no longer held by worker {worker} "
+        f"(status {status}, worker {holder}): stop running it"
+    )
 
 
 #: What an upsert of a metric summary replaces.

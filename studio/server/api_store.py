@@ -17,11 +17,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from studio.exceptions import StudioError
 from studio.meta import wire
 from studio.meta.base import MetaStore
 from studio.server.api_runs import context
+from studio.server.app import status_for
 
 router = APIRouter(prefix="/api/store", include_in_schema=False)
 
@@ -43,10 +45,6 @@ def _error(name: str, detail: str, status: int) -> Response:
 
 @router.post("/{method}")
 async def call(method: str, request: Request) -> Response:
-    from starlette.concurrency import run_in_threadpool
-
-    from studio.server.app import status_for
-
     token = request.app.state.store_token
     if not token:
         return _error("UsageError", "this server's store API is off: start it with STUDIOML_SERVER_TOKEN set", 403)

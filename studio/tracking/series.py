@@ -342,28 +342,24 @@ def summarize(
     new = [name for name in present if name not in folded]
     if new:
         counters: dict[str, list[list[int]]] = state["counters"]
+        ids = {name: segment_id(name) for name in new}
         whole, partial = [], []
-        for name in new:
-            i = segment_id(name)
+        for name, i in ids.items():
             seen = counters.get(_writer_key(i), []) if i is not None else []
             if i is not None and i.merged and any(lo <= i.last and i.first <= hi for lo, hi in seen):
-                partial.append(name)
+                partial.append((name, seen))
             else:
                 whole.append(name)
         tables = [read_table(root, names=whole)] if whole else []
-        for name in partial:
-            i = segment_id(name)
-            assert i is not None
-            tables.append(_unfolded_rows(root, name, counters.get(_writer_key(i), [])))
+        tables += [_unfolded_rows(root, name, seen) for name, seen in partial]
         keys: dict[str, list[float]] = state["keys"]
         for table in tables:
             for key, summary in _fold_table(table).items():
                 keys[key] = summary if key not in keys else _merge(keys[key], summary)
-        for name in new:
-            i = segment_id(name)
+        for i in ids.values():
             if i is not None:
                 _add_span(counters.setdefault(_writer_key(i), []), i.first, i.last)
-        state["segments"] = [name for name in present]
+        state["segments"] = list(present)
         _save_state(state_file, state)
     elif set(state["segments"]) != set(present):
         state["segments"] = list(present)

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, or_, select, update
 
 from studio.entities import Experiment, Status
-from studio.exceptions import ConflictError, UsageError
+from studio.exceptions import UsageError
+from studio.meta.records import lease_lost
 from studio.meta.sql.rows import EXPERIMENTS as E
 from studio.meta.sql.rows import change_status, entity, load, not_found, update_row
 from studio.meta.sql.tables import RESOURCE_NAMES
@@ -86,10 +87,7 @@ def heartbeat(s: Connection, key: str, worker: str, lease_seconds: float) -> boo
     current = s.execute(select(E.c.status, E.c.worker).where(E.c.key == key)).first()
     if current is None:
         raise not_found(key)
-    raise ConflictError(
-        f"experiment {key} is no longer held by worker {worker} "
-        f"(status {current[0]}, worker {current[1]}): stop running it"
-    )
+    raise lease_lost(key, worker, current[0], current[1])
 
 
 def request_stop(

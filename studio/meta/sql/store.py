@@ -21,11 +21,10 @@ from studio.entities import (
     MetricSummary,
     Status,
     StatusEvent,
-    check_transition,
 )
-from studio.exceptions import ConflictError, NotFoundError
+from studio.exceptions import NotFoundError
 from studio.meta.base import MetaStore, OutputChunk, Page
-from studio.meta.records import METRIC_UPDATES, metric_values
+from studio.meta.records import METRIC_UPDATES, check_status_change, metric_values
 from studio.meta.sql import leases, query
 from studio.meta.sql.engine import Transactions
 from studio.meta.sql.rows import (
@@ -148,13 +147,7 @@ class SqlMetaStore(MetaStore):
 
         def tx(s: Connection) -> Experiment:
             row = load(s, key, lock=True)
-            current = Status(row["status"])
-            if allowed is not None and current not in allowed:
-                expected = " or ".join(sorted(x.value for x in allowed)) or "nothing"
-                raise ConflictError(
-                    f"experiment {key} is {current}, not {expected}: it changed meanwhile"
-                )
-            check_transition(current, new)
+            check_status_change(key, Status(row["status"]), new, allowed)
             now = time.time()
             changes = change_status(
                 s, row, new, now=now, reason=reason, worker=worker, fields=values
