@@ -98,3 +98,11 @@ def test_something_else_than_a_studio_server(not_studio: str) -> None:
     with pytest.raises(StoreError, match="cannot reach the studio server"):
         nobody.projects()
     nobody.close()
+
+
+def test_db_commands_on_a_server_url_say_where_to_run_them(tmp_path: Path) -> None:
+    from tests.e2e.helpers import studio
+
+    proc = studio("db", "upgrade", env={"STUDIOML_HOME": str(tmp_path), "STUDIOML_DATABASE_URL": "http://127.0.0.1:9"})
+    assert proc.returncode != 0 and "is a studio server: run `studio db` commands on the server itself" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
