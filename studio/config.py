@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.exceptions import ConfigError, UsageError
-from studio.units import parse_duration
+from studio.units import parse_duration, parse_size
 
 DEFAULT_HOME = "~/.studioml"
 
@@ -63,6 +63,8 @@ class Settings:
     config_path: Path | None = None
     api_token: str | None = field(default=None, repr=False)  # for an http(s):// database URL
     server_token: str | None = field(default=None, repr=False)  # turns on a server's store API
+    cache_max_bytes: int | None = None  # `storage.cache`: size budget of `blob_cache` (None: default)
+    verbose: str | None = None  # `verbose:` log level when a command gets no --verbose
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -70,6 +72,14 @@ class Settings:
     @property
     def blob_cache(self) -> Path:
         return self.home / "blobcache"
+
+    def cache_budget(self) -> int:
+        """Bytes the local cache folder may hold (`storage.cache`, else a quarter of its disk)."""
+        if self.cache_max_bytes is not None:
+            return self.cache_max_bytes
+        from studio.objects.cache import default_budget
+
+        return default_budget(self.blob_cache)
 
     @property
     def experiments_dir(self) -> Path:
@@ -156,6 +166,18 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         poll = parse_duration(worker.get("poll", 0.2))
     except UsageError as exc:
         raise ConfigError(f"config {path}: {exc}") from exc
+    cache_max_bytes = None
+    if storage.get("cache") is not None:
+        try:
+            raw = storage["cache"]
+            cache_max_bytes = parse_size(raw if isinstance(raw, int) else str(raw))
+        except UsageError as exc:
+            raise ConfigError(f"config {path}: `storage.cache` (the local cache's size budget, e.g. 20G): {exc}") from None
+    verbose = data.get("verbose")
+    if verbose is not None:
+        verbose = str(verbose).lower()
+        if verbose not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"config {path}: `verbose` must be one of debug, info, warning, error, critical")
     try:
         max_attempts = int(worker.get("max_attempts", 3))
     except (TypeError, ValueError):
@@ -184,6 +206,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         config_path=path if path.exists() else None,
         api_token=env.get("STUDIOML_API_TOKEN") or db.get("token") or None,
         server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
+        cache_max_bytes=cache_max_bytes,
+        verbose=verbose,
     )
 
 

@@ -27,7 +27,7 @@ def local_paths(ctx: Context, exp: Experiment) -> dict[str, Path]:
     paths = experiment_paths(ctx, exp.key)
     for tag, art in exp.artifacts.items():
         if art.source and art.tree:
-            paths[tag] = cached_tree(ctx, art.tree)
+            paths[tag] = cached_tree(ctx, art.tree, pin=True)
         elif art.local_path:
             paths[tag] = Path(art.local_path)
     for tag in ("modeldir", "tb", "metrics"):

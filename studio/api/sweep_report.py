@@ -2,7 +2,7 @@
 
 The default reporter writes progress to stderr (rewriting one line on a terminal, one line per
 change otherwise) and the ranked table to stdout. Library callers pass their own object with
-the same four methods, or :class:`QuietReporter`.
+the same four methods.
 """
 
 from __future__ import annotations
@@ -59,19 +59,6 @@ class SweepReporter:
     def ranking(self, state: SweepState, objective: Objective, rows: list[dict[str, Any]]) -> None:
         self._end_line()
         print_ranking(state, objective, rows, self.out)
-
-
-class QuietReporter(SweepReporter):
-    """Reports nothing (for notebooks and benchmarks)."""
-
-    def message(self, text: str) -> None:
-        pass
-
-    def progress(self, line: str, final: bool = False) -> None:
-        pass
-
-    def ranking(self, state: SweepState, objective: Objective, rows: list[dict[str, Any]]) -> None:
-        pass
 
 
 def format_params(params: dict[str, Any]) -> str:

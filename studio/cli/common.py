@@ -21,9 +21,20 @@ def json_option(f: F) -> F:
 
 
 def context(config: str | None) -> Any:
+    import logging
+
     from studio.api.context import Context
 
-    return Context.from_env(config)
+    ctx = Context.from_env(config)
+    level = ctx.settings.verbose
+    root = logging.getLogger()
+    # The config's `verbose:` applies when the command got no --verbose (the root logger is
+    # then still at its default, WARNING).
+    if level and root.getEffectiveLevel() == logging.WARNING:
+        if not root.handlers:
+            logging.basicConfig(format="studio %(levelname)s %(name)s: %(message)s")
+        root.setLevel(level.upper())
+    return ctx
 
 
 def print_json(data: Any) -> None:

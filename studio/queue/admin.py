@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.entities import Experiment, ExperimentQuery, Status
 from studio.exceptions import ConflictError, NotFoundError
 

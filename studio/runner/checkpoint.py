@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.entities import ArtifactSpec, MetricSummary
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.exceptions import ConflictError
 
 log = logging.getLogger(__name__)

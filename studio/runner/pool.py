@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.entities import Experiment, Status
 from studio.runner.executor import Outcome
 

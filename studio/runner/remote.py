@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.api.context import Context
 from studio.api.run import child_env, command_for, write_mapping
+from studio.context import Context
 from studio.entities import Experiment
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Launch
@@ -28,7 +28,7 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
     capture: dict[str, Path] = {}
     for tag, art in exp.artifacts.items():
         if art.source and art.tree:
-            paths[tag] = cached_tree(ctx, art.tree)
+            paths[tag] = cached_tree(ctx, art.tree, pin=True)
             continue
         dest = workdir / tag if tag != "workspace" else workdir / "workspace"
         if tag in _DEFAULT_FILES:

@@ -85,10 +85,6 @@ class WorkerResources:
         """The `resources` argument of `MetaStore.claim`."""
         return {"cpus": self.cpus, "gpus": self.gpus, "ram": self.ram, "hdd": self.hdd}
 
-    def fits(self, needs: Mapping[str, Any]) -> bool:
-        offer = self.as_claim()
-        return all(float(needs.get(n) or 0) <= offer[n] for n in RESOURCE_NAMES)
-
     def child_env(self, needs: Mapping[str, Any]) -> dict[str, str]:
         """Environment additions for an experiment with these needs (GPU assignment)."""
         wanted = int(needs.get("gpus") or 0)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.api.context import Context
+from studio.context import Context
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError
 from studio.queue.claimer import Claimer

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from studio.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from studio.api.context import Context
+    from studio.context import Context
     from studio.entities import Experiment, MetricSummary
 
 log = logging.getLogger(__name__)

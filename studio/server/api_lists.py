@@ -13,7 +13,6 @@ from studio.server.responses import ERRORS, experiment_row
 
 router = APIRouter(prefix="/api", tags=["lists"], responses=ERRORS)
 MAX_POINTS = 5000
-HAS_VALUE = ("metric_value", "!=", None)
 
 
 def maximizes(spec: str | None) -> bool:

@@ -13,9 +13,6 @@ narrower step range, which gets finer until the points themselves are returned.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -64,22 +61,10 @@ def metrics_dir(ctx: Context, exp: Experiment) -> Path | None:
 
 
 def _materialized(ctx: Context, tree: str) -> Path:
-    dest = ctx.settings.home / "cache" / "metrics" / tree
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{tree[:12]}-", dir=dest.parent))
-    try:
-        out = ctx.objects.materialize(tree, tmp / "m")
-        if out.is_file():  # a single-file tree: keep the folder shape segments expect
-            out = out.parent
-        os.replace(out, dest)
-    except OSError:
-        if not dest.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    from studio.runner.materialize import cached_tree
+
+    out = cached_tree(ctx, tree)
+    return out if out.is_dir() else out.parent  # a single-file tree: the folder shape segments expect
 
 
 def _numpy(arr: Any, dtype: Any) -> np.ndarray:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,19 +47,10 @@ def tb_dir(ctx: Context, exp: Experiment) -> Path:
     if local is not None and local.is_dir() and (not art.tree or not exp.status.terminal):
         return local
     if art.tree:
-        dest = ctx.settings.home / "cache" / "tb" / art.tree
-        if not dest.is_dir():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".tb-", dir=dest.parent))
-            try:
-                out = ctx.objects.materialize(art.tree, tmp / "tb")
-                os.replace(out if out.is_dir() else out.parent, dest)
-            except OSError:
-                if not dest.is_dir():
-                    raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+        from studio.runner.materialize import cached_tree
+
+        out = cached_tree(ctx, art.tree)
+        return out if out.is_dir() else out.parent
     if local is not None and local.is_dir():
         return local
     raise NotFoundError(f"experiment {exp.key} has no TensorBoard files yet (its `tb` folder is empty)")

@@ -47,7 +47,6 @@ CSV_SUFFIX = ".csv"
 COLUMNS = ("key", "step", "value", "time")
 FORMAT_TAG = b"studio.metrics/1"
 PARTS_KEY = b"parts"  # a merged segment's raw segments, in row order: [[counter, rows], ...]
-CSV_HEADER = ",".join(COLUMNS)
 MERGED_MARK = "c"
 
 

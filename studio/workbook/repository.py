@@ -80,7 +80,7 @@ class ExperimentRepository:
         symlink `<blob cache>/named/<hash>/<name>` to the blob's local copy."""
         name = path.rpartition("/")[2]
         link = self.ctx.settings.blob_cache / "named" / blob[:2] / blob / name
-        if not os.path.lexists(link):
+        if not os.path.exists(link):  # absent, or its cached copy was pruned: (re)link
             target = self.ctx.objects.blob_path(blob, size)
             link.parent.mkdir(parents=True, exist_ok=True)
             tmp = link.with_name(f".{name}.{os.getpid()}.tmp")

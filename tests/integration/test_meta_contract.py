@@ -731,19 +731,19 @@ def test_newer_and_missing_schema(url: str) -> None:
         open_meta_store(url)
 
 
-def test_models_match_migrations(url: str) -> None:
+def test_tables_match_migrations(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from studio.meta.sql import normalize_url
     from studio.meta.sql.engine import make_engine
-    from studio.meta.sql.models import Base
+    from studio.meta.sql.tables import metadata
 
     upgrade(url)
     engine = make_engine(normalize_url(url))
     with engine.connect() as conn:
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
         )
     engine.dispose()
     assert diff == []
@@ -802,7 +802,7 @@ def test_importing_studio_meta_is_cheap() -> None:
 
 def test_sqlite_store_needs_neither_orm_nor_postgresql_dialect(tmp_path: Path) -> None:
     # Together about 0.15 s of every `studio run`: the store runs Core statements on Core
-    # tables, and the ORM classes (studio.meta.sql.models) are for migrations and tests.
+    # tables, and the migrations are plain Alembic operations.
     url = f"sqlite:///{tmp_path / 'lean.db'}"
     open_meta_store(url).close()  # created (and migrated) here: alembic is not under test
     code = f"""

@@ -131,6 +131,5 @@ def test_worker_resources_detection_overrides_and_gpu_assignment(tmp_path: Path)
     assert (res.cpus, res.ram, res.gpu_ids) == (1, 2**30, ("2", "3"))
     assert res.child_env({"gpus": 1}) == {"CUDA_VISIBLE_DEVICES": "2"}
     assert res.child_env({}) == {}
-    assert res.fits({"gpus": 2, "ram": 2**29}) and not res.fits({"gpus": 3})
     none = with_overrides(WorkerResources(cpus=2, ram=1, hdd=1), {"gpus": "2"})
     assert none.gpu_ids == ("0", "1") and none.as_claim()["gpus"] == 2

@@ -1,10 +1,10 @@
 """The schema of the SQL metadata store as SQLAlchemy Core tables, and their rows -> entities.
 
 This is the one definition of the schema: the store runs Core statements on these tables (the
-ORM unit of work costs about 2 ms per transaction, Core about 0.3 ms), and the ORM classes of
-`studio.meta.sql.models` (for migrations and tests) are mapped onto the same tables. Neither
-`sqlalchemy.orm` nor the PostgreSQL dialect is imported here, so opening a SQLite store does
-not pay for them (about 0.15 s of `studio run`).
+ORM unit of work costs about 2 ms per transaction, Core about 0.3 ms), and a test checks that
+the Alembic migrations build exactly these tables. Neither `sqlalchemy.orm` nor the PostgreSQL
+dialect is imported here, so opening a SQLite store does not pay for them (about 0.15 s of
+`studio run`).
 
 Times are floats (seconds since the epoch) as in the entities. JSON columns are JSONB on
 PostgreSQL (indexable, `->>` extraction) and JSON text on SQLite (`json_extract`).
