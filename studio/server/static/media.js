@@ -36,7 +36,8 @@
       if (item.format === "plotly") {
         const fig = await api(fileUrl(item.path));
         holder.textContent = "";
-        Plotly.react(holder, fig.data || [], fig.layout || {}, { responsive: true, displaylogo: false });
+        const layout = Object.assign({ height: 320, margin: { l: 40, r: 10, t: 10, b: 40 } }, fig.layout || {}, { autosize: true });
+        Plotly.react(holder, fig.data || [], layout, { responsive: true, displaylogo: false });
       } else {
         holder.textContent = "";
         holder.append(el("img", { class: "media-image", alt: name, src: fileUrl(item.path) }));
@@ -44,7 +45,7 @@
     };
     const { controls, pick } = stepper(name, items, show);
     const box = el("div", { class: "media-item", dataset: { name } }, el("h3", { text: name }), controls, holder);
-    pick();
+    requestAnimationFrame(pick);  // once the box is on the page, so plotly can measure it
     return box;
   }
 
