@@ -27,7 +27,7 @@ try:
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the standalone package
     try:
-        from pytorch_lightning.loggers.logger import Logger  # type: ignore[no-redef]
+        from pytorch_lightning.loggers.logger import Logger  # type: ignore[no-redef,assignment]
         from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
     except ImportError:
         from studio.exceptions import MissingDependencyError

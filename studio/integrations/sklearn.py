@@ -59,9 +59,9 @@ def log_estimator(
             scores[f"{prefix}test/score"] = float(estimator.score(X, y))
     if cv is not None:
         cx, cy = cv
-        for name in names or [None]:
-            values = cross_val_score(clone(estimator), cx, cy, cv=folds, scoring=name)
-            label = name or "score"
+        for label in names or ["score"]:
+            scorer = None if label == "score" and not names else label
+            values = cross_val_score(clone(estimator), cx, cy, cv=folds, scoring=scorer)
             scores[f"{prefix}cv/{label}_mean"] = float(values.mean())
             scores[f"{prefix}cv/{label}_std"] = float(values.std())
     if scores:

@@ -40,7 +40,7 @@ def test_channels_first_is_transposed() -> None:
 
 
 def test_torch_tensor_and_pil_image() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     t = torch.ones(1, 2, 3) * 0.5
     assert decode(encode_image(t)).tolist() == [[128, 128, 128], [128, 128, 128]]
     pil = Image.new("RGB", (3, 2), (10, 20, 30))
@@ -73,3 +73,20 @@ def test_group_sorts_media_by_name_and_step() -> None:
     assert g["figures"]["roc"] == [{"step": 3, "path": "figures/roc/0000000003.plotly.json", "format": "plotly"}]
     assert [f["format"] for f in g["figures"]["mpl"]] == ["image"]
     assert g["tables"] == [{"name": "preds", "path": "tables/preds.parquet"}]
+
+
+def test_import_studio_loads_no_framework() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    heavy = ("torch", "lightning", "keras", "transformers", "sklearn", "mlflow", "IPython", "PIL", "matplotlib", "plotly")
+    code = (
+        "import sys, studio, studio.integrations; studio.load_ipython_extension; studio.log_image;"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(repo)))
+    assert out.stdout.strip() == "[]"
