@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "queue": "studio.cli.queue:queue",
     "sweep": "studio.cli.sweep:sweep",
     "ui": "studio.cli.ui:ui",
+    "import": "studio.cli.imports:import_",
 }
 
 

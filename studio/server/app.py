@@ -71,6 +71,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     from studio.server import (
         api_files,
         api_lists,
+        api_media,
         api_metrics,
         api_runs,
         api_store,
@@ -186,6 +187,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_runs.router)
     app.include_router(api_files.router)
     app.include_router(api_metrics.router)
+    app.include_router(api_media.router)
     app.include_router(api_lists.router)
     app.include_router(api_store.router)
     app.include_router(tensorboard.router)

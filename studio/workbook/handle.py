@@ -208,6 +208,54 @@ class Experiment:
             f"experiment {self.tag}: artifact {spec.tag!r} has no file {inner!r} (it has: {names})"
         )
 
+    # -- rich results (studio.log_image / log_table / log_figure) ---------------------------
+    def _steps(self, kind: str, name: str, suffix: str) -> dict[int, Any]:
+        prefix = f"{kind}/{name.strip('/')}/"
+        found: dict[int, Any] = {}
+        names = [n for n in self.list_artifacts() if n.startswith(prefix) and n.endswith(suffix)]
+        for n in names:
+            stem = n[len(prefix) :][: -len(suffix)]
+            if stem.isdigit():
+                found[int(stem)] = self[n]
+        if not found:
+            raise NotFoundError(
+                f"experiment {self.tag} has no {kind} named {name!r}; it has: "
+                f"{', '.join(self.media_names(kind)) or 'none'}"
+            )
+        return dict(sorted(found.items()))
+
+    def media_names(self, kind: str = "media") -> list[str]:
+        """Names logged with `log_image` (kind "media"), `log_figure` ("figures") or
+        `log_table` ("tables")."""
+        out: set[str] = set()
+        for n in self.list_artifacts():
+            if n.startswith(kind + "/"):
+                rest = n[len(kind) + 1 :]
+                out.add(rest.rsplit(".", 1)[0] if kind == "tables" else rest.rpartition("/")[0])
+        return sorted(out)
+
+    def images(self, name: str) -> dict[int, Any]:
+        """step -> PIL image, of the images logged as `name`."""
+        return self._steps("media", name, ".png")
+
+    def figures(self, name: str) -> dict[int, Any]:
+        """step -> figure: a plotly figure's dict (``plotly.io.from_json`` takes it back) or a
+        matplotlib figure's PNG as a PIL image."""
+        try:
+            return self._steps("figures", name, ".plotly.json")
+        except NotFoundError:
+            return self._steps("figures", name, ".png")
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The table logged as `name` (its latest version)."""
+        for suffix in (".parquet", ".csv"):
+            if f"tables/{name}{suffix}" in self.list_artifacts():
+                return self[f"tables/{name}{suffix}"]
+        raise NotFoundError(
+            f"experiment {self.tag} has no table {name!r}; it has: "
+            f"{', '.join(self.media_names('tables')) or 'none'}"
+        )
+
     # -- metrics ---------------------------------------------------------------------------
     def metrics(self, keys: list[str] | str | None = None, wide: bool = False) -> pd.DataFrame:
         """The experiment's metric series: long (key, step, value, time) or, with `wide`, one

@@ -6,6 +6,7 @@
     .pkl, .pickle           the unpickled object (pickle runs code: load only what you trust)
     .pt, .pth               torch.load(..., map_location="cpu") (same caveat as pickle)
     .parquet, .feather, .arrow   pandas DataFrame
+    .png, .jpg, .jpeg, .gif, .webp   PIL image (needs Pillow)
     anything else           text (str) when it is UTF-8, else bytes
 
 The longest matching ending wins, case-insensitively (``.tar.gz`` before ``.gz``). Add or
@@ -83,6 +84,21 @@ def load_table(path: Path) -> Any:
     return feather.read_table(path).to_pandas()
 
 
+def load_image(path: Path) -> Any:
+    """A PIL image (loaded into memory, so the file may go away)."""
+    from studio.exceptions import MissingDependencyError
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MissingDependencyError(
+            f"{path.name} is an image; loading it needs Pillow: pip install pillow"
+        ) from None
+    with Image.open(path) as img:
+        img.load()
+        return img.copy()
+
+
 def load_text(path: Path) -> str | bytes:
     data = path.read_bytes()
     try:
@@ -104,6 +120,11 @@ _REGISTRY: dict[str, Loader] = {
     ".parquet": load_table,
     ".feather": load_table,
     ".arrow": load_table,
+    ".png": load_image,
+    ".jpg": load_image,
+    ".jpeg": load_image,
+    ".gif": load_image,
+    ".webp": load_image,
 }
 
 
