@@ -11,6 +11,7 @@ once, so the frame can be edited in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -111,3 +112,13 @@ class Melder:
         out.columns = columns
         out.index.name = self.index_name
         return out
+
+
+def align(
+    columns: Sequence[tuple[str, Any, Any]], index_name: str | None, how: str = "outer"
+) -> pd.DataFrame:
+    """(label, index column, value column) per experiment -> one DataFrame."""
+    melder = Melder(len(columns), index_name, how)
+    for label, index, values in columns:
+        melder.add(label, index, values)
+    return melder.frame()
