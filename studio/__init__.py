@@ -11,7 +11,6 @@ from typing import Any
 
 from studio._version import __version__ as __version__
 
-
 _SUBMODULES = {"fs_tracker", "model_util", "workbook", "api", "config"}
 _FUNCTIONS = {
     "log": ("studio.tracking.metrics", "log"),

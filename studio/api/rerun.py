@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from studio.api import names
 from studio.api.context import Context
 from studio.api.local import start
-from studio.api import names
 from studio.api.run import redact_env, worker_id
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.keys import check_key, new_key
