@@ -138,7 +138,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
     configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
     resources = parse_needs({**configured, **opts.resources})
-    key = names.free_key(ctx.meta, key)  # a re-run of a named experiment: NAME.2, NAME.3, ...
+    if opts.key:  # a re-run of a named experiment: NAME.2, NAME.3, ...
+        key = names.free_key(ctx.meta, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
     objects = ctx.objects

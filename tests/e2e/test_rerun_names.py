@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from studio.api import names
-from tests.e2e.helpers import studio, studio_json
+from tests.e2e.helpers import popen_studio, studio, studio_json
 from tests.e2e.test_run import EXAMPLES, all_keys, write
 
 
@@ -61,3 +61,13 @@ def test_numbers() -> None:
     assert names.split("a.3") == ("a", 3) and names.split("a") == ("a", 1)
     assert names.split("a.1") == ("a.1", 1) and names.split("v1.0") == ("v1.0", 1)
     assert names.numbered("a", 1) == "a" and names.numbered("a", 4) == "a.4"
+
+
+def test_runs_of_one_name_started_together_all_get_a_key(studio_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    write(ws / "ok.py", "print('ok')\n")
+    procs = [popen_studio("run", "-e", "same", "ok.py", cwd=ws) for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert sorted(all_keys()) == ["same", "same.2", "same.3"]
