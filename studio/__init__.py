@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from studio._version import __version__ as __version__
 
 _SUBMODULES = {"fs_tracker", "model_util", "workbook", "api", "config"}
 _FUNCTIONS = {

@@ -12,7 +12,7 @@ The tree is shallow; the CLI's single error boundary maps each branch to an exit
     +-- StoreError                   exit 5   a backend failed (database, object store)
     |   +-- SchemaVersionError                the database needs `studio db upgrade`
     |   +-- IntegrityError                    stored data is corrupt or unsafe (path escape, bad hash)
-    +-- MissingDependencyError       exit 6   an optional extra is not installed (`pip install studio[x]`)
+    +-- MissingDependencyError       exit 6   an optional extra is not installed (`pip install 'studio-experiments[x]'`)
 
 Messages say what happened and what to do next, in one line.
 """
@@ -67,7 +67,14 @@ class MissingDependencyError(StudioError):
 
     @classmethod
     def for_extra(cls, module: str, extra: str) -> MissingDependencyError:
-        return cls(f"{module} is not installed: run `pip install 'studio[{extra}]'`")
+        return cls(f"{module} is not installed: run `{install_hint(extra)}`")
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an extra (the distribution is not called `studio`)."""
+    from studio._version import DISTRIBUTION
+
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
 def require(module: str, extra: str):  # type: ignore[no-untyped-def]

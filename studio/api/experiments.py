@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studio.api import names
 from studio.api.context import Context
 from studio.entities import Experiment, ExperimentQuery, Status
 from studio.exceptions import NotFoundError, UsageError
@@ -23,9 +24,11 @@ def list_experiments(ctx: Context, query: ExperimentQuery) -> Page:
 
 
 def show(ctx: Context, key: str) -> dict[str, Any]:
-    """Everything recorded about one experiment, as one JSON-ready object."""
+    """Everything recorded about one experiment, as one JSON-ready object. `key` is a reference
+    (`studio.api.names`): NAME is the newest finished run of that name, NAME.N one run."""
     refresh_lost(ctx)
-    exp = ctx.meta.get_experiment(key)
+    exp = names.resolve(ctx.meta, key)
+    key = exp.key
     data = exp.to_dict()
     data["duration"] = exp.duration
     data["history"] = [
@@ -40,7 +43,7 @@ def show(ctx: Context, key: str) -> dict[str, Any]:
 
 
 def output_text(ctx: Context, key: str, tail: int | None = None) -> str:
-    ctx.meta.get_experiment(key)
+    key = names.resolve(ctx.meta, key).key
     text = "".join(c.text for c in ctx.meta.read_output(key))
     if tail is not None:
         text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
@@ -79,7 +82,8 @@ def kill(ctx: Context, key: str, timeout: float = 30.0) -> None:
 
 
 def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -> Path:
-    exp = ctx.meta.get_experiment(key)
+    exp = names.resolve(ctx.meta, key)
+    key = exp.key
     art = exp.artifacts.get(tag)
     if art is None or art.tree is None:
         tags = ", ".join(sorted(t for t, a in exp.artifacts.items() if a.tree)) or "none"

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from studio.api import names
 from studio.api.context import Context
 from studio.api.run import (
     RunOptions,
@@ -53,7 +54,8 @@ def start(ctx: Context, exp: Experiment, worker: str) -> Experiment:
 def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Experiment, Outcome]:
     exp = prepare(ctx, opts)
     if announce:
-        print(f"studio: experiment {exp.key} (project {exp.project})", file=sys.stderr, flush=True)
+        note = names.renamed(opts.key, exp.key)
+        print(f"studio: experiment {exp.key} (project {exp.project}{note})", file=sys.stderr, flush=True)
     wid = worker_id()
     exp = start(ctx, exp, wid)
     paths = local_paths(ctx, exp)

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import time
 
+from studio.api import names
 from studio.api.context import Context
 from studio.api.local import start
-from studio.api.run import _check_key_free, redact_env, worker_id
+from studio.api.run import redact_env, worker_id
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.keys import check_key, new_key
 from studio.runner.executor import Executor, Outcome
 
 
 def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None) -> Experiment:
-    """A new queued experiment that will run exactly what `key` ran."""
-    old = ctx.meta.get_experiment(key)
+    """A new queued experiment that will run exactly what `key` ran (a reference: NAME is the
+    newest finished run of that name, `studio.api.names`)."""
+    old = names.resolve(ctx.meta, key)
+    key = old.key
     if "workspace" not in old.artifacts or not old.artifacts["workspace"].tree:
         from studio.exceptions import NotFoundError
 
         raise NotFoundError(f"experiment {key} has no stored workspace to rerun")
-    nk = check_key(new_key_) if new_key_ else new_key()
-    _check_key_free(ctx, nk)
+    nk = names.free_key(ctx.meta, check_key(new_key_)) if new_key_ else new_key()
     artifacts: dict[str, ArtifactSpec] = {}
     for tag, art in old.artifacts.items():
         if tag == "workspace" or not art.mutable:

@@ -7,6 +7,7 @@ and complete (temp-file-then-rename), so an interrupted capture leaves nothing h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.api import names
 from studio.api.context import Context
 from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
@@ -82,19 +84,10 @@ def redact_env(env: dict[str, str]) -> dict[str, str]:
     return {k: (REDACTED if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in env.items()}
 
 
-def _check_key_free(ctx: Context, key: str) -> None:
-    try:
-        ctx.meta.get_experiment(key)
-    except NotFoundError:
-        return
-    raise ConflictError(
-        f"experiment {key} already exists: choose another --experiment or delete it with `studio runs kill {key}`"
-    )
-
-
 def _reused_artifact(ctx: Context, spec: ReuseSpec) -> ArtifactSpec:
+    """`spec.experiment` is a reference (`studio.api.names`): NAME is the newest finished run."""
     try:
-        source = ctx.meta.get_experiment(spec.experiment)
+        source = names.resolve(ctx.meta, spec.experiment)
     except NotFoundError:
         raise NotFoundError(
             f"--reuse: no experiment {spec.experiment!r}; list experiments with `studio runs list all`"
@@ -102,8 +95,8 @@ def _reused_artifact(ctx: Context, spec: ReuseSpec) -> ArtifactSpec:
     art = source.artifacts.get(spec.tag)
     if art is None or art.tree is None:
         tags = ", ".join(sorted(t for t, a in source.artifacts.items() if a.tree)) or "none"
-        raise NotFoundError(f"--reuse: experiment {spec.experiment} has no stored artifact {spec.tag!r} (it has: {tags})")
-    return ArtifactSpec(tag=spec.newtag, mutable=False, source=f"{spec.experiment}/{spec.tag}", tree=art.tree,
+        raise NotFoundError(f"--reuse: experiment {source.key} has no stored artifact {spec.tag!r} (it has: {tags})")
+    return ArtifactSpec(tag=spec.newtag, mutable=False, source=f"{source.key}/{spec.tag}", tree=art.tree,
                         size=art.size, files=art.files, updated=art.updated)
 
 
@@ -145,7 +138,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
     configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
     resources = parse_needs({**configured, **opts.resources})
-    _check_key_free(ctx, key)
+    if opts.key:  # a re-run of a named experiment: NAME.2, NAME.3, ...
+        key = names.free_key(ctx.meta, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
     objects = ctx.objects
@@ -190,7 +184,17 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         time_added=time.time(),
         artifacts=artifacts,
     )
-    exp = ctx.meta.create_experiment(exp)
+    while True:
+        try:
+            exp = ctx.meta.create_experiment(exp)
+            break
+        except ConflictError:  # another run of the same name took the key meanwhile
+            if not opts.key:
+                raise
+            key = names.free_key(ctx.meta, key)
+            artifacts.update({tag: dataclasses.replace(artifacts[tag], local_path=str(path))
+                              for tag, path in experiment_paths(ctx, key).items()})
+            exp = dataclasses.replace(exp, key=key, artifacts=dict(artifacts))
     for spec in captures:  # the seed's example captures ~/.weights before the script creates it
         spec.path.mkdir(parents=True, exist_ok=True)
     return exp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from studio.api import names
 from studio.api.context import Context
 from studio.api.run import RunOptions, prepare
 from studio.entities import Experiment
@@ -23,7 +24,8 @@ def submit_and_maybe_work(ctx: Context, opts: RunOptions, num_workers: int | Non
     """Submit; with --num-workers, also drain the queue with that many local workers."""
     exp = submit(ctx, opts)
     print(exp.key, flush=True)
-    print(f"studio: experiment {exp.key} queued on {exp.queue}", file=sys.stderr, flush=True)
+    note = names.renamed(opts.key, exp.key)
+    print(f"studio: experiment {exp.key} queued on {exp.queue}{note}", file=sys.stderr, flush=True)
     if not num_workers:
         return 0
     from studio.runner.pool import drain

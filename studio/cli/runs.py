@@ -115,6 +115,7 @@ def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
 
     ctx = context(config)
     data = show_(ctx, key)
+    key = data["key"]  # a name resolves to the newest finished run of that name
     if as_json:
         return print_json(data)
     from rich.table import Table

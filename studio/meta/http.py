@@ -5,7 +5,7 @@
 Every MetaStore method is one POST to the server's store API (`studio.server.api_store`),
 which runs it on the server's own store: the guarantees are that store's (one transaction per
 call, exactly-once claims). Machines then need neither database credentials nor a route to
-the database, only the server's address and its token. Needs `httpx` (``studio[remote]``).
+the database, only the server's address and its token. Needs `httpx` (``studio-experiments[remote]``).
 
 Errors come back as the same StudioError classes the server raised; a server that cannot be
 reached, or answers with something else than its store API, is a StoreError naming the URL.

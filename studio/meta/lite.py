@@ -367,9 +367,16 @@ class LiteSqliteStore(MetaStore):
 
         self._write(tx)
 
-    # -- everything else: the SQLAlchemy store -------------------------------------------
     def get_experiments(self, keys: Sequence[str]) -> list[Experiment]:
-        return self._full_store().get_experiments(keys)
+        # `studio run -e NAME` asks for a family of keys (studio.api.names): point lookups here
+        # spare every named run the SQLAlchemy import.
+        def read(c: sqlite3.Connection) -> list[Experiment]:
+            rows = (c.execute(_SELECT_ROW, (key,)).fetchone() for key in keys)
+            return [self._entity(c, _decode(row)) for row in rows if row is not None]
+
+        return self._read(read)
+
+    # -- everything else: the SQLAlchemy store -------------------------------------------
 
     def query(self, q: ExperimentQuery) -> Page:
         return self._full_store().query(q)

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from studio.exceptions import install_hint
 from studio.pipe.errors import MissingDependency
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class ImageToArray:
         except ImportError as exc:
             raise MissingDependency(
                 f"resize_to_model_input needs numpy and pillow ({exc}); "
-                "install them with `pip install studio[pipe]`"
+                f"install them with `{install_hint('pipe')}`"
             ) from exc
         if not isinstance(image, Image.Image):
             raise TypeError(f"expected a PIL image, got {type(image).__name__}")

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio._version import DISTRIBUTION
 from studio.exceptions import StudioError, UsageError
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,11 @@ PIP_TIMEOUT = 1800.0
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
 READY = ".studio-ready"
 #: Recorded distributions never reinstalled: packaging tooling, and studio itself (the worker's
-#: studio supervises the run and serves the script's `fs_tracker`).
-NEVER_INSTALL = frozenset({"pip", "setuptools", "wheel", "distribute", "pkg-resources", "studio"})
+#: studio supervises the run and serves the script's `fs_tracker`; `studio` is its name in
+#: environments recorded before it became studio-experiments).
+NEVER_INSTALL = frozenset(
+    {"pip", "setuptools", "wheel", "distribute", "pkg-resources", DISTRIBUTION, "studio"}
+)
 
 
 class InstallError(StudioError):

@@ -78,7 +78,6 @@ class Logger:
     metrics_dir: where segments go (created on first use). None makes a no-op logger.
     flush_interval / max_pending: the background flush happens after `flush_interval` seconds
     or once `max_pending` calls are queued, whichever comes first.
-    fmt: "arrow" (needs pyarrow) or "csv"; default arrow when pyarrow is importable.
     fsync: fsync each segment before the rename (survives power loss, not only process death).
     compact: merge this logger's segments as they accumulate (`studio.tracking.compaction`;
     Arrow segments only), on the background thread.
@@ -94,7 +93,6 @@ class Logger:
         *,
         flush_interval: float = 1.0,
         max_pending: int = 100_000,
-        fmt: str | None = None,
         fsync: bool = True,
         compact: bool = True,
     ) -> None:
@@ -103,7 +101,6 @@ class Logger:
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self._max_items = 3 * max_pending  # three queue items per call
-        self.fmt = fmt
         self.fsync = fsync
         self.segments_written = 0
         self._next_steps: dict[str, int] = {}
@@ -142,8 +139,6 @@ class Logger:
             if isinstance(self._queue, _Starter):
                 assert self.metrics_dir is not None
                 self.metrics_dir.mkdir(parents=True, exist_ok=True)
-                if self.fmt is None:
-                    self.fmt = "arrow" if segments.have_pyarrow() else "csv"
                 name = f"studio-metrics-{self.metrics_dir.name}"
                 self._thread = threading.Thread(target=self._run, name=name, daemon=True)
                 self._queue = collections.deque()
@@ -189,9 +184,8 @@ class Logger:
 
                     columns = fold(items, self._next_steps)
                     if columns and self.metrics_dir is not None:
-                        suffix = segments.CSV_SUFFIX if self.fmt == "csv" else segments.ARROW_SUFFIX
                         # Named while folding: names sort in the order points were logged.
-                        path = self.metrics_dir / self._namer.next_name(suffix)
+                        path = self.metrics_dir / self._namer.next_name(segments.ARROW_SUFFIX)
                         with self._cond:
                             self._writers[me] = self._writers.get(me, 0) + 1
             finally:

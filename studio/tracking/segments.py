@@ -5,7 +5,7 @@ long-format columns ``key`` (string, dictionary-encoded), ``step`` (int64), ``va
 and ``time`` (float64, unix seconds):
 
     seg-<flush time ns:019d>-<pid>-<counter:06d>-<random>.arrow   Arrow IPC file (Feather v2)
-    seg-<...>.csv                                                 CSV fallback (no pyarrow)
+    seg-<...>.csv              read only: written by versions that wrote CSV without pyarrow
 
 Contract:
 - A segment appears under its final name only when complete: it is written to a hidden temp
@@ -21,13 +21,12 @@ Contract:
   spans counters (``...-<last>-<token>-c<first>.arrow``) and hides every segment of the same
   writer within that span from `list_segments`, whether or not it has been deleted yet.
 
-This module imports pyarrow only inside the functions that need it.
+One format is written (Arrow; pyarrow is a core dependency) and one reader reads both. This
+module imports pyarrow only inside the functions that need it (`import studio` stays cheap).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import os
@@ -48,14 +47,6 @@ COLUMNS = ("key", "step", "value", "time")
 FORMAT_TAG = b"studio.metrics/1"
 PARTS_KEY = b"parts"  # a merged segment's raw segments, in row order: [[counter, rows], ...]
 MERGED_MARK = "c"
-
-
-def have_pyarrow() -> bool:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def is_segment_name(name: str) -> bool:
@@ -226,30 +217,11 @@ def write_arrow_segment(path: Path, table: pa.Table, fsync: bool = True) -> None
     _atomic_write(path, write, fsync)
 
 
-def write_csv_segment(path: Path, columns: Columns, fsync: bool = True) -> None:
-    """The pyarrow-free writer: same columns, floats written with repr (exact round trip)."""
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    out.writerow(COLUMNS)
-    for key, steps, values, times in columns:
-        out.writerows(
-            zip(
-                itertools.repeat(key),
-                steps.tolist(),
-                map(repr, values.tolist()),
-                map(repr, times.tolist()),
-            )
-        )
-    data = buf.getvalue().encode("utf-8")
-    _atomic_write(path, lambda fh: fh.write(data), fsync)
-
-
 def write_segment_to(path: Path, columns: Columns, fsync: bool = True) -> None:
-    """Write one segment (format chosen by the name's suffix)."""
-    if path.name.endswith(CSV_SUFFIX):
-        write_csv_segment(path, columns, fsync)
-    else:
-        write_arrow_segment(path, arrow_table(columns), fsync)
+    """Write one (Arrow) segment."""
+    if not path.name.endswith(ARROW_SUFFIX):
+        raise ValueError(f"segments are written as Arrow files ({ARROW_SUFFIX}), not {path.name}")
+    write_arrow_segment(path, arrow_table(columns), fsync)
 
 
 def _csv_table(path: Path) -> pa.Table:

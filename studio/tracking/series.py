@@ -1,9 +1,10 @@
 """Read an experiment's metric series: long or wide DataFrames, summaries, spike-safe downsampling.
 
 Works on a metrics directory of segment files (see `studio.tracking.segments`), live or
-materialized: every complete segment is read, stray temp files are ignored. Needs pandas and
-pyarrow (`pip install 'studio[workbook]'`); CSV-only directories are read with pyarrow's CSV
-reader too.
+materialized: every complete segment is read, stray temp files are ignored. Tables and
+summaries need only pyarrow (a core dependency); the DataFrame functions need pandas
+(`pip install 'studio-experiments[workbook]'`). CSV segments (written by versions before pyarrow
+was a core dependency) are read with pyarrow's CSV reader.
 
 Order of rows: segments in name order (flush time), inside a segment each key's rows in the
 order they were logged.
@@ -44,7 +45,8 @@ _log = logging.getLogger(__name__)
 
 
 def _empty_table() -> pa.Table:
-    pa = require("pyarrow", "workbook")
+    import pyarrow as pa
+
     return pa.table(
         {
             "key": pa.array([], pa.dictionary(pa.int32(), pa.string())),
@@ -100,7 +102,8 @@ def read_table(
     keys: only these keys. names: only these segments. columns: only these columns (fewer
     columns, less copying).
     """
-    arrow = require("pyarrow", "workbook")
+    import pyarrow as arrow
+
     root = Path(metrics_dir)
     wanted = None if keys is None else arrow.array(list(keys), arrow.string())
     needed = list(columns) if wanted is None or "key" in columns else ["key", *columns]
@@ -306,7 +309,8 @@ def _spanned(name: str, merges: list[SegmentId]) -> bool:
 
 def _unfolded_rows(root: Path, name: str, folded: list[list[int]]) -> pa.Table:
     """The rows of merged segment `name` that came from segments not folded yet."""
-    pa = require("pyarrow", "workbook")
+    import pyarrow as pa
+
     table = read_segment(root / name, keep_metadata=True)
     keep = np.concatenate(
         [np.full(rows, not _in_spans(folded, counter)) for counter, rows in parts_of(name, table)]

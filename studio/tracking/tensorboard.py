@@ -26,9 +26,7 @@ from typing import Any, BinaryIO
 from studio.tracking import _tbproto
 from studio.tracking.segments import (
     ARROW_SUFFIX,
-    CSV_SUFFIX,
     SEGMENT_PREFIX,
-    have_pyarrow,
     list_segments,
     write_segment_to,
 )
@@ -180,7 +178,7 @@ def import_tensorboard(
     state_file = Path(state_path) if state_path is not None else out / STATE_FILE
     state = _load_state(state_file)
     ends = _imported_ends(out)
-    suffix = ARROW_SUFFIX if have_pyarrow() else CSV_SUFFIX
+    suffix = ARROW_SUFFIX
     total = 0
     changed = False
     for rel, path in _event_files(root):

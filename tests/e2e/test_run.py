@@ -267,7 +267,6 @@ BAD_INPUTS = [
     (["run", "-co", "/nonexistent/dir:data", "ok.py"], "does not exist"),
     (["run", "-r", "ghost/weights:w", "ok.py"], "no experiment 'ghost'"),
     (["run", "-r", "dup/nothing:w", "ok.py"], "no stored artifact 'nothing'"),
-    (["run", "-e", "dup", "ok.py"], "already exists"),
     (["run", "--max-duration", "48x", "ok.py"], "cannot parse duration"),
     (["run", "--ram", "lots", "ok.py"], "cannot parse size"),
     (["run", "-e", "../x", "ok.py"], "experiment key"),

@@ -790,7 +790,7 @@ def test_unknown_url_scheme_names_supported_ones() -> None:
 
 def test_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'studio\[postgres\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'studio-experiments\[postgres\]'"):
         open_meta_store("postgresql://u@127.0.0.1:1/db")
 
 

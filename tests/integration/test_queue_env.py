@@ -60,6 +60,7 @@ def test_recorded_lines_that_pip_cannot_reproduce_are_skipped() -> None:
     lines = [
         "numpy==1.26.4",
         "studio==0.1.0  # editable install from file:///work/main",
+        "studio-experiments==0.2.0",
         "mylib==0.3  # local install from file:///home/me/mylib",
         "pip==23.2.1",
         "tool @ git+https://example.org/tool@1f2e3d",

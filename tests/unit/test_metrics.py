@@ -46,10 +46,9 @@ def logger(tmp_path: Path):  # type: ignore[no-untyped-def]
     lg.close()
 
 
-@pytest.mark.parametrize("fmt", ["arrow", "csv"])
-def test_round_trip_and_auto_steps(tmp_path: Path, fmt: str) -> None:
+def test_round_trip_and_auto_steps(tmp_path: Path) -> None:
     d = tmp_path / "m"
-    with metrics.Logger(d, fmt=fmt, flush_interval=3600) as lg:
+    with metrics.Logger(d, flush_interval=3600) as lg:
         lg.log(loss=1.0, acc=0.5)
         lg.log(loss=2.0)
         lg.flush()
@@ -63,8 +62,7 @@ def test_round_trip_and_auto_steps(tmp_path: Path, fmt: str) -> None:
         ("loss", 11, 4.0),
     ]
     assert rows(d, "acc") == [("acc", 0, 0.5), ("acc", 10, 0.75), ("acc", 11, 0.25)]
-    suffix = ".csv" if fmt == "csv" else ".arrow"
-    assert all(n.endswith(suffix) for n in segments.list_segments(d))
+    assert all(n.endswith(".arrow") for n in segments.list_segments(d))  # one format written
     df = read_series(d)
     assert [str(t) for t in df.dtypes] == ["category", "int64", "float64", "float64"]
     assert abs(df["time"].iloc[0] - time.time()) < 60
@@ -82,10 +80,9 @@ def test_steps_interleaved_key_sets(logger: metrics.Logger) -> None:
     assert [s for _, s, _ in rows(logger.metrics_dir, "val")] == [0, 1, 2, 3]  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("fmt", ["arrow", "csv"])
-def test_nan_and_inf_stored_faithfully(tmp_path: Path, fmt: str) -> None:
+def test_nan_and_inf_stored_faithfully(tmp_path: Path) -> None:
     d = tmp_path / "m"
-    with metrics.Logger(d, fmt=fmt) as lg:
+    with metrics.Logger(d) as lg:
         lg.log(x=float("nan"))
         lg.log(x=float("inf"))
         lg.log(x=float("-inf"))

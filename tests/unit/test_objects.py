@@ -534,7 +534,7 @@ def test_urls_choose_backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         raise ImportError("Install s3fs to access S3")
 
     monkeypatch.setattr(fsspec.core, "url_to_fs", no_plugin)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'studio\[s3\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'studio-experiments\[s3\]'"):
         backend_for_url("s3://bucket/prefix")
 
 

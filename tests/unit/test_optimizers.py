@@ -169,7 +169,7 @@ def test_missing_cmaes_package_has_an_install_hint(monkeypatch: pytest.MonkeyPat
     from studio.exceptions import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "cmaes", None)
-    with pytest.raises(MissingDependencyError, match=r"studio\[search\]"):
+    with pytest.raises(MissingDependencyError, match=r"studio-experiments\[search\]"):
         load_optimizer("cmaes", space(ranges=("a=0:1",)), OptimizerConfig())
 
 

@@ -27,8 +27,14 @@ def write(d: Path, columns: dict[str, tuple[list[int], list[float]]], fmt: str =
         )
         for k, (s, v) in columns.items()
     ]
-    suffix = segments.CSV_SUFFIX if fmt == "csv" else segments.ARROW_SUFFIX
-    path = d / segments.SegmentNamer().next_name(suffix)
+    if fmt == "csv":  # as versions that wrote CSV without pyarrow did: still read
+        path = d / segments.SegmentNamer().next_name(segments.CSV_SUFFIX)
+        lines = [segments.CSV_HEADER]
+        for key, steps, values, times in cols:
+            lines += [f"{key},{s},{v!r},{t!r}" for s, v, t in zip(steps.tolist(), values.tolist(), times.tolist(), strict=True)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    path = d / segments.SegmentNamer().next_name(segments.ARROW_SUFFIX)
     segments.write_segment_to(path, cols, fsync=False)
     return path
 

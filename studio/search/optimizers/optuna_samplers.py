@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from studio.exceptions import MissingDependencyError
+from studio.exceptions import MissingDependencyError, install_hint
 from studio.search.optimizers.base import Optimizer, OptimizerConfig, Params, Result, SearchSpace
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def import_optuna() -> Any:
         import optuna
     except ImportError:
         raise MissingDependencyError(
-            "the random, tpe and cmaes optimizers need Optuna: pip install 'studio[search]'"
+            f"the random, tpe and cmaes optimizers need Optuna: {install_hint('search')}"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
@@ -57,7 +57,7 @@ class OptunaOptimizer(Optimizer):
                 import cmaes  # noqa: F401
             except ImportError:
                 raise MissingDependencyError(
-                    "the cmaes optimizer needs the cmaes package: pip install 'studio[search]' (or pip install cmaes)"
+                    f"the cmaes optimizer needs the cmaes package: {install_hint('search')} (or pip install cmaes)"
                 ) from None
         self.distributions = self._distributions()
         self.fixed = {p.name: p.values[0] for p in space.grid if len(p.values) == 1}
