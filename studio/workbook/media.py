@@ -215,7 +215,7 @@ def _frame(table: Any) -> Any:
         import pandas as pd
     except ImportError:
         raise MissingDependencyError(
-            "studio.log_table needs pandas: pip install 'studio[workbook]'"
+            "studio.log_table needs pandas: pip install 'studio-experiments[workbook]'"
         ) from None
     if isinstance(table, pd.DataFrame):
         frame = table
