@@ -10,7 +10,6 @@ as rows for the dashboard's sortable view.
 from __future__ import annotations
 
 import io
-import json
 import mimetypes
 from typing import Any
 
@@ -119,17 +118,25 @@ def media_table(
         raise UsageError(f"table {name!r} is {entry.size} bytes; load it in a notebook instead")
     with ctx.objects.open_blob(entry.hash) as fh:
         data = fh.read()
-    frame = _read_frame(entry.path, data)
-    page = frame.iloc[offset : offset + limit]
-    rows = json.loads(page.to_json(orient="values", date_format="iso", default_handler=str))
-    return {"name": name, "columns": [str(c) for c in frame.columns], "rows": rows, "total": len(frame), "offset": offset}
+    table = _read_table(entry.path, data)
+    columns = [str(c) for c in table.column_names]
+    page = table.slice(offset, limit).to_pylist()
+    rows = [[_cell(row[c]) for c in table.column_names] for row in page]
+    return {"name": name, "columns": columns, "rows": rows, "total": table.num_rows, "offset": offset}
 
 
-def _read_frame(path: str, data: bytes) -> Any:
-    import pandas as pd
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
+
+def _read_table(path: str, data: bytes) -> Any:
+    """A pyarrow Table (pyarrow is a core dependency; pandas is not in the `ui` extra)."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.read_table(io.BytesIO(data)).to_pandas()
-    return pd.read_csv(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data))
+    import pyarrow.csv as pcsv
+
+    return pcsv.read_csv(io.BytesIO(data))

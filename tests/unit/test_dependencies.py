@@ -33,7 +33,17 @@ EXTRA_MODULES = {
     "studio/search/optimizers/optuna_samplers.py": "search",
     "studio/meta/http.py": "remote",
     "studio/pipe/images.py": "pipe",
+    "studio/integrations/lightning.py": "lightning",
+    "studio/integrations/keras.py": "keras",
+    "studio/integrations/transformers.py": "transformers",
+    "studio/integrations/sklearn.py": "sklearn",
+    "studio/api/import_mlflow.py": "mlflow",
 }
+
+#: Adapters for the frameworks users train with (docs/integrations.md): each extra names the
+#: framework, which a user has already; `all` leaves them out (lightning alone would pull a
+#: multi-GB build of torch into every `pip install studio-experiments[all]`).
+FRAMEWORK_EXTRAS = {"lightning", "keras", "transformers", "sklearn", "mlflow"}
 
 #: Used when the user has them, never installed by studio; each import sits behind an
 #: ImportError fallback (checked below).
@@ -180,4 +190,4 @@ def test_aggregate_extras_name_this_distribution(extra: str) -> None:
     assert own, f"the `{extra}` extra does not refer to {project['name']}"
     if extra == "all":
         listed = set(re.search(r"\[(.*)\]", own[0]).group(1).split(","))  # type: ignore[union-attr]
-        assert listed == set(project["optional-dependencies"]) - {"all", "test"}
+        assert listed == set(project["optional-dependencies"]) - {"all", "test"} - FRAMEWORK_EXTRAS
