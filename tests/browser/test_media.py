@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian chromium is not installed (/usr/bin/chromium): run `bash scripts/test`")
     root = tmp_path_factory.mktemp("media")
@@ -47,12 +47,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     env.update(STUDIOML_HOME=str(root / "home"), HOME=str(root), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     (root / "ws").mkdir()
     (root / "ws" / "media.py").write_text(SCRIPT)
-    run = subprocess.run([sys.executable, "-m", "studio", "run", "media.py"], cwd=root / "ws", env=env,
-                         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stderr
+    for _ in range(2):  # two runs, for the compare view
+        run = subprocess.run([sys.executable, "-m", "studio", "run", "media.py"], cwd=root / "ws", env=env,
+                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, run.stderr
     listing = subprocess.run([sys.executable, "-m", "studio", "runs", "list", "all", "--json"], cwd=root, env=env,
                              capture_output=True, text=True, timeout=120)
-    key = json.loads(listing.stdout)[0]["key"]
+    keys = [r["key"] for r in json.loads(listing.stdout)]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], cwd=root, env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -68,17 +69,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             raise RuntimeError(f"studio ui did not start: {server.stderr.read() if server.stderr else ''}")
         time.sleep(0.2)
     try:
-        yield base, key
+        yield base, keys
     finally:
         server.terminate()
         server.wait(10)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_images_table_and_figure_on_the_experiment_page(site: tuple[str, str]) -> None:
+def test_images_table_and_figure_on_the_experiment_page(site: tuple[str, list[str]]) -> None:
     from playwright.sync_api import sync_playwright
 
-    base, key = site
+    base, (key, _) = site
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -118,5 +119,26 @@ def test_images_table_and_figure_on_the_experiment_page(site: tuple[str, str]) -
         assert page.locator(".media-item[data-name='bars'] .bars path").count() == 2
         if os.environ.get("STUDIO_DOCS_SCREENSHOTS") == "1":
             page.locator("#media").screenshot(path=str(REPO / "docs" / "img" / "media.png"))
+        browser.close()
+        assert not errors, errors
+
+
+def test_compare_shows_each_runs_images_side_by_side(site: tuple[str, list[str]]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, keys = site
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{base}/compare?keys={','.join(keys)}")
+        row = page.locator(".compare-media-row[data-name='samples']")
+        row.locator("img").first.wait_for()
+        assert row.locator(".media-item").evaluate_all("cells => cells.map(c => c.dataset.key)") == keys
+        assert row.locator("img").count() == 2 and "step 2" in row.inner_text()
+        row.locator("input[type=range]").fill("0")
+        page.wait_for_function("() => [...document.querySelectorAll(\".compare-media-row[data-name='samples'] img\")].every(i => i.src.includes('0000000000'))")
+        page.locator(".compare-media-row[data-name='bars'] .main-svg").first.wait_for()
         browser.close()
         assert not errors, errors
