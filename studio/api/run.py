@@ -19,15 +19,17 @@ from typing import Any
 
 from studio.api.context import Context
 from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
+from studio.capture.secrets import MASK
+from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.keys import check_key, new_key
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
 
-SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE", "API_KEY",
-                "APIKEY", "AUTH")
-REDACTED = "***"
+REDACTED = MASK
+# Workspaces whose secret files this process already said it left out: said once, not per trial.
+_SECRETS_NOTED: set[str] = set()
 
 
 @dataclass
@@ -78,8 +80,19 @@ def worker_id() -> str:
 
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
-    """What of the config's `env:` section may be recorded: names always, values unless secret."""
-    return {k: (REDACTED if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in env.items()}
+    """What of the config's `env:` section may be recorded (see `studio.capture.secrets`)."""
+    return _redact_env(env)
+
+
+def _note_secrets_left_out(workspace: Path, paths: list[str], echo: bool) -> None:
+    if not paths or not echo or str(workspace) in _SECRETS_NOTED:
+        return
+    _SECRETS_NOTED.add(str(workspace))
+    names = sorted(set(paths))
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    print(f"studio: left secret-looking files out of the recorded workspace and git diff: {shown} "
+          f"(to record them, add `!{names[0].rpartition('/')[2]}` to {workspace / '.studioml_ignore'})",
+          file=sys.stderr, flush=True)
 
 
 def _check_key_free(ctx: Context, key: str) -> None:
@@ -150,7 +163,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
 
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
-    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace))
+    secrets_left_out: list[str] = []
+    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace, secrets_left_out))
     artifacts["workspace"] = ArtifactSpec(
         tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
         files=ws.files, updated=time.time(),
@@ -165,6 +179,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
     environment = environment_future.result()
+    _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
+        "diff_secrets_left_out") or ()), opts.echo)
 
     exp = Experiment(
         key=key,
@@ -210,7 +226,7 @@ def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str
     env = dict(os.environ)
     # The submitter's recorded `env:` values (secrets were redacted when recorded), under the
     # running machine's own `env:` section, which holds its secrets.
-    env.update({k: v for k, v in exp.env.items() if v != REDACTED})
+    env.update({k: v for k, v in exp.env.items() if REDACTED not in v})
     env.update(ctx.settings.env)
     env.update(
         STUDIOML_EXPERIMENT=exp.key,
