@@ -23,7 +23,7 @@ from studio.capture.secrets import MASK
 from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
-from studio.keys import check_key, new_key
+from studio.keys import check_key, check_name, new_key
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
 
@@ -73,6 +73,14 @@ def resolve_target(opts: RunOptions) -> Target:
     if not path.is_file():
         raise UsageError(f"script {opts.script} not found in {opts.cwd}: check the path")
     return Target(path.parent, path.name, False)
+
+
+def check_names(**names: str | None) -> None:
+    """Refuse a name too long for the database, naming the flag (or config key) it came from."""
+    flags = {"project": "--project", "queue": "--queue", "metric": "--metric", "sweep": "the sweep name",
+             "owner": "the owner (config `owner` / STUDIOML_OWNER)"}
+    for field_name, value in names.items():
+        check_name(value, flags.get(field_name, field_name))
 
 
 def worker_id() -> str:
@@ -141,6 +149,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         target.workspace / target.script if not target.module else target.workspace
     )
     key = check_key(opts.key) if opts.key else new_key()
+    check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
     captures = [parse_capture(s, "--capture") for s in opts.capture]
     once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
     reuses = [parse_reuse(s) for s in opts.reuse]

@@ -141,6 +141,9 @@ def run_sweep(ctx: Context, opts: RunOptions, hyperparams: list[str], optimizer:
     workers = num_workers if num_workers is not None else (1 if local else 0)
     plan = plan_sweep(ctx, opts, hyperparams, optimizer, force, pruner, workers)
     project = project_name(ctx, opts)
+    from studio.api.run import check_names
+
+    check_names(project=project, queue=opts.queue, metric=opts.metric, owner=ctx.settings.owner)
     if local:
         from studio.api.submit import LOCAL_QUEUE_PREFIX
         from studio.keys import new_key
