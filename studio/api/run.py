@@ -157,6 +157,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in once:
         if not spec.path.exists():
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
+        if not (spec.path.is_file() or spec.path.is_dir()):  # a FIFO or a device: reading it could hang
+            raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} is not a file or folder")
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
     python_pkgs: list[str] = []

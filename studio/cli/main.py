@@ -105,7 +105,11 @@ def _main(argv: list[str] | None) -> Any:
         click.echo("studio: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        # One line like every other error, naming where the help is (click's own display
+        # takes three lines: usage, hint, error).
+        where = getattr(getattr(exc, "ctx", None), "command_path", None)
+        hint = f"; see `{where} --help`" if where else ""
+        click.echo(f"studio: error: {exc.format_message().rstrip('.')}{hint}", err=True)
         sys.exit(UsageError.exit_code)
     except KeyboardInterrupt:
         click.echo("studio: interrupted", err=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from studio.exceptions import NotFoundError, StoreError
+from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
 from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_key
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
@@ -227,8 +228,10 @@ class TreeWriter:
             st = os.stat(real)
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
-        if os.path.isdir(real):
+        if stat.S_ISDIR(st.st_mode):
             return "dir", real, scan_tree(real, ignore)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+            raise UsageError(f"cannot capture {root}: it is a {_kind(st.st_mode)}, not a file or folder")
         name = os.path.basename(os.path.abspath(root))
         return "file", real, [ScanItem(name, real, st)]
 
@@ -319,6 +322,16 @@ class TreeWriter:
         except FileNotFoundError:
             return None
         return self.writer.ingest(ScanItem(rel, path, st), _always)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _always(h: str) -> bool:
