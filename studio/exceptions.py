@@ -24,7 +24,6 @@ Messages say what happened and what to do next, in one line.
 
 from __future__ import annotations
 
-
 # studio's own exit codes: EXIT_BASE + n, clear of scripts' codes and of 128+signal.
 EXIT_BASE = 192
 EXIT_INTERNAL = EXIT_BASE + 7

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from studio.capture.secrets import is_secret_file, is_secret_name, mask_text, redact_argv, redact_env
+from studio.capture.secrets import (
+    is_secret_file,
+    is_secret_name,
+    mask_text,
+    redact_argv,
+    redact_env,
+)
 from tests.e2e.helpers import studio, studio_json
 
 

@@ -39,7 +39,7 @@ from studio.objects.store import ObjectStore
 url, work = sys.argv[1], Path(sys.argv[2])
 
 def open_store(name):
-    return ObjectStore(backend_for_url(url), work / f"cache-{name}", freshen_after=%r)
+    return ObjectStore(backend_for_url(url), work / f"cache-{name}", freshen_after=__FRESHEN__)
 
 def make(folder, old, extra):
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,30 +47,30 @@ def make(folder, old, extra):
         (folder / f"f{j}.txt").write_text(f"old capture {old}, file {j}\\n" * 50)
     if extra:
         (folder / "extra.txt").write_text(f"new {extra}\\n")
-""" % FRESHEN_AFTER
+""".replace("__FRESHEN__", repr(FRESHEN_AFTER))
 
 SEED = COMMON + """
 store = open_store("seed")
 (work / "old").mkdir()
-for w in range(%d):
-    for i in range(%d):
+for w in range(__WORKERS__):
+    for i in range(__CAPTURES__):
         make(work / f"old-{w}-{i}", f"{w}-{i}", "")
         (work / "old" / f"{w}-{i}").write_text(store.put_tree(work / f"old-{w}-{i}").tree)
-""" % (WORKERS, CAPTURES)
+""".replace("__WORKERS__", str(WORKERS)).replace("__CAPTURES__", str(CAPTURES))
 
 CAPTURE = COMMON + """
 w, records = int(sys.argv[3]), work / "records"
 store = open_store(f"w{w}")
 rnd = random.Random(w)
-for i in range(%d):
-    extra = f"{w}-{i}" if i %% 2 == 0 else ""  # odd: exactly the old capture's tree
+for i in range(__CAPTURES__):
+    extra = f"{w}-{i}" if i % 2 == 0 else ""  # odd: exactly the old capture's tree
     make(work / f"src-{w}-{i}", f"{w}-{i}", extra)
     tree = store.put_tree(work / f"src-{w}-{i}").tree
     (work / "old" / f"{w}-{i}").unlink()  # the old experiment is deleted meanwhile
     time.sleep(rnd.uniform(0.2, 1.0))  # a run records its tree a moment after capturing
     with open(records, "a") as f:
         f.write(f"{tree} {w}-{i} {extra}\\n")
-""" % CAPTURES
+""".replace("__CAPTURES__", str(CAPTURES))
 
 COLLECT = COMMON + """
 store = open_store("gc")
@@ -85,11 +85,11 @@ while not stop.exists() or rounds < 3:
             old.append(p.read_text())
         except FileNotFoundError:
             pass
-    store.gc(recorded + old, grace_seconds=%r)
+    store.gc(recorded + old, grace_seconds=__GRACE__)
     rounds += 1
     time.sleep(0.05)
 print(rounds)
-""" % GRACE
+""".replace("__GRACE__", repr(GRACE))
 
 
 def _py(code: str, url: str, work: Path, *args: str) -> subprocess.Popen[str]:
