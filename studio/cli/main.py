@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> Any:
         gc.freeze()
 
 
-DEBUG_HINT = "run with STUDIOML_DEBUG=1 (or --verbose debug) for the traceback"
+DEBUG_HINT = "run with STUDIOML_DEBUG=1 for the traceback"
 
 
 def _debugging() -> bool:

@@ -31,7 +31,7 @@ def with_boom(monkeypatch: pytest.MonkeyPatch) -> None:
     ("what", "code", "line"),
     [
         ("bug", EXIT_INTERNAL, "studio: internal error: RuntimeError: something studio did not expect; "
-                               "run with STUDIOML_DEBUG=1 (or --verbose debug) for the traceback"),
+                               "run with STUDIOML_DEBUG=1 for the traceback"),
         ("os", StudioError.exit_code, "studio: error: Permission denied: /root/x; check the path, its permissions and free space"),
         ("usage", UsageError.exit_code, "studio: error: --thing must be positive"),
         ("missing", NotFoundError.exit_code, "studio: error: experiment nope not found"),

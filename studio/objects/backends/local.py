@@ -137,6 +137,8 @@ class LocalBackend(ObjectBackend):
                 self.put_file(Path(path), key)
             except FileNotFoundError:
                 return False
+            except PermissionError:
+                pass  # a read-only store: nobody can collect from it either
         return True
 
     def delete_if_older(self, key: str, cutoff: float) -> bool:
