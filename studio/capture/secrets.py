@@ -30,15 +30,17 @@ MASK = "***"
 # Words that make a variable name secret when they are one of its `_`-separated parts...
 _SECRET_PARTS = frozenset({
     "KEY", "KEYS", "APIKEY", "SECRET", "SECRETS", "TOKEN", "TOKENS", "PASS", "PASSWD", "PASSWORD",
-    "PASSPHRASE", "PWD", "PW", "CREDS", "CREDENTIAL", "CREDENTIALS", "COOKIE", "COOKIES", "SESSION",
-    "AUTH", "PRIVATE", "DSN", "SALT", "SIGNATURE", "CERT", "OTP", "BEARER", "JWT",
+    "PASSPHRASE", "PWD", "PW", "CREDS", "CREDENTIAL", "CREDENTIALS", "COOKIE", "COOKIES",
+    "AUTH", "PRIVATE", "DSN", "SALT", "SIGNATURE", "OTP", "BEARER", "JWT",
 })  # fmt: skip
-# ...or anywhere in it (`GITHUBTOKEN`, `MYPASSWORD`).
+# ...or anywhere in it (`GITHUBTOKEN`, `MYPASSWORD`). Kept narrow on purpose: a masked value
+# does not travel to a worker (the worker's own `env:` section supplies secrets).
 _SECRET_SUBSTRINGS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "APIKEY", "CREDENTIAL", "COOKIE", "PRIVATE_KEY")
 # Names that contain such a part but are not secrets.
 _NOT_SECRET = frozenset({"PWD", "OLDPWD", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "KEYTIMEOUT"})
-# Shorter values of secret variables are not searched for in other text (too many false hits).
-MIN_SECRET_LEN = 4
+# Shorter values of secret variables are not searched for in other text (too many false hits:
+# `HF_HUB_DISABLE_TOKEN=true` must not mask every "true" of a diff); nor are plain numbers.
+MIN_SECRET_LEN = 8
 
 # Basename patterns of files that hold secrets (fnmatch, case-sensitive as on Linux).
 SECRET_FILES: tuple[str, ...] = (
@@ -72,7 +74,7 @@ def secret_values(environ: Mapping[str, str] | None = None, *more: Mapping[str, 
     found: set[str] = set()
     for mapping in (os.environ if environ is None else environ, *more):
         for name, value in mapping.items():
-            if value and len(value) >= MIN_SECRET_LEN and is_secret_name(name):
+            if len(value) >= MIN_SECRET_LEN and not value.isdigit() and is_secret_name(name):
                 found.add(value)
     return sorted(found, key=len, reverse=True)
 

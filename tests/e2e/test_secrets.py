@@ -116,14 +116,17 @@ def test_secrets_are_masked_and_secret_files_left_out(studio_home: Path, tmp_pat
     ("name", "secret"),
     [("DB_PASS", True), ("SVC_KEY", True), ("SESSION_COOKIE", True), ("GITHUBTOKEN", True), ("S3_CREDS", True),
      ("DSN", True), ("AWS_SECRET_ACCESS_KEY", True), ("PWD", False), ("OLDPWD", False), ("MODE", False),
-     ("KEYBOARD", False), ("AUTHOR", False), ("MONKEY_COUNT", False)],
+     ("KEYBOARD", False), ("AUTHOR", False), ("MONKEY_COUNT", False), ("TF_SESSION_THREADS", False),
+     ("SSL_CERT_FILE", False)],
 )  # fmt: skip
 def test_secret_names(name: str, secret: bool) -> None:
     assert is_secret_name(name) is secret
 
 
 def test_masking_rules() -> None:
-    environ = {"AWS_SECRET_ACCESS_KEY": AWS, "PWD": "/home/ada", "SHORT_KEY": "ab"}
+    environ = {"AWS_SECRET_ACCESS_KEY": AWS, "PWD": "/home/ada", "SHORT_KEY": "ab", "HF_HUB_DISABLE_TOKEN": "true",
+               "PIN_PASS": "12345678"}  # fmt: skip
+    assert redact_env({"FLAG": "true", "N": "12345678"}, environ) == {"FLAG": "true", "N": "12345678"}
     env = redact_env({"A": AWS, "B": f"prefix-{AWS}", "C": "/home/ada", "D": "ab", "E": "ssh://git:pw@h/x",
                       "F": "s3://bucket/path", "G": "redis://:pw-9@cache:6379/0"}, environ)  # fmt: skip
     assert env == {"A": "***", "B": "prefix-***", "C": "/home/ada", "D": "ab", "E": "ssh://git:***@h/x",
