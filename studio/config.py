@@ -38,6 +38,8 @@ _KNOWN_KEYS = {
 _DB_KEYS = {"url", "type", "serverUrl", "token", "guest"}
 _STORAGE_KEYS = {"url", "cache"}
 _WORKER_KEYS = {"lease", "heartbeat", "max_attempts", "poll"}
+MIN_LEASE = 1.0
+MAX_LEASE = 86400.0
 
 
 def studio_home(environ: dict[str, str] | None = None) -> Path:
@@ -125,6 +127,23 @@ def _check_keys(section: str, data: Any, known: set[str], path: Path) -> dict[st
     return data
 
 
+def _check_sqlite_folder(url: str, home: Path) -> None:
+    """A SQLite database outside studio's home must be in a folder that exists: a typo in the
+    URL would otherwise create a folder and an empty database, and the runs recorded there
+    would seem lost."""
+    if not url.startswith("sqlite:///"):
+        return
+    raw = url[len("sqlite:///") :].partition("?")[0]
+    if raw in ("", ":memory:"):
+        return
+    folder = Path(os.path.expanduser(raw)).absolute().parent
+    if folder.is_dir() or folder == home.absolute():
+        return
+    raise ConfigError(
+        f"database {url}: folder {folder} does not exist; create it (mkdir -p {folder}) or fix the database URL"
+    )
+
+
 def expand_env(values: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
     """Expand `$VAR` / `${VAR}` in the config's `env:` section from the submitting environment."""
     pattern = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -158,14 +177,23 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or f"sqlite:///{home / 'studio.db'}"
     )
     storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
+    _check_sqlite_folder(database_url, home)
 
-    try:
-        freq = parse_duration(env.get("STUDIOML_SAVE_FREQUENCY") or data.get("saveWorkspaceFrequency", 60))
-        lease = parse_duration(worker.get("lease", 30))
-        heartbeat = parse_duration(worker.get("heartbeat", min(5.0, lease / 3)))
-        poll = parse_duration(worker.get("poll", 0.2))
-    except UsageError as exc:
-        raise ConfigError(f"config {path}: {exc}") from exc
+    def duration(key: str, value: Any) -> float:
+        try:
+            return parse_duration(value)
+        except UsageError as exc:
+            raise ConfigError(f"config {path}: `{key}`: {exc}") from None
+
+    freq = duration("saveWorkspaceFrequency", env.get("STUDIOML_SAVE_FREQUENCY") or data.get("saveWorkspaceFrequency", 60))
+    lease = duration("worker.lease", worker.get("lease", 30))
+    heartbeat = duration("worker.heartbeat", worker.get("heartbeat", min(5.0, lease / 3)))
+    poll = duration("worker.poll", worker.get("poll", 0.2))
+    # A lease is how long a run may go unheard before it counts as lost: it must expire.
+    if not MIN_LEASE <= lease <= MAX_LEASE:
+        raise ConfigError(f"config {path}: `worker.lease` must be between {MIN_LEASE:g}s and {MAX_LEASE:g}s (1 day)")
+    if not 0 < heartbeat < lease:
+        raise ConfigError(f"config {path}: `worker.heartbeat` must be above 0 and below `worker.lease` ({lease:g}s)")
     cache_max_bytes = None
     if storage.get("cache") is not None:
         try:
@@ -180,8 +208,10 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
             raise ConfigError(f"config {path}: `verbose` must be one of debug, info, warning, error, critical")
     try:
         max_attempts = int(worker.get("max_attempts", 3))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"config {path}: `worker.max_attempts` must be an integer") from None
+    if not 1 <= max_attempts <= 1000:
+        raise ConfigError(f"config {path}: `worker.max_attempts` must be between 1 and 1000")
     env_section = data.get("env") or {}
     if not isinstance(env_section, dict):
         raise ConfigError(f"config {path}: `env` must be a mapping of NAME: value")

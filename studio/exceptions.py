@@ -2,32 +2,41 @@
 
 The tree is shallow; the CLI's single error boundary maps each branch to an exit code::
 
-    StudioError                      exit 1   something went wrong; the message says what to do
-    +-- UsageError                   exit 2   bad input from the user (flags, paths, specs)
+    StudioError                      exit 193 something went wrong; the message says what to do
+    +-- UsageError                   exit 194 bad input from the user (flags, paths, specs)
     |   +-- HyperParamError                   malformed hyperparameter / range spec
     |   +-- ConfigError                       unreadable or invalid config file (names the key)
     |   +-- ArtifactSpecError                 malformed `path:tag` / `experiment/tag:newtag`
-    +-- NotFoundError                exit 3   unknown experiment, artifact, tag, queue item
-    +-- ConflictError                exit 4   duplicate key, illegal status transition, busy item
-    +-- StoreError                   exit 5   a backend failed (database, object store)
+    +-- NotFoundError                exit 195 unknown experiment, artifact, tag, queue item
+    +-- ConflictError                exit 196 duplicate key, illegal status transition, busy item
+    +-- StoreError                   exit 197 a backend failed (database, object store)
     |   +-- SchemaVersionError                the database needs `studio db upgrade`
     |   +-- IntegrityError                    stored data is corrupt or unsafe (path escape, bad hash)
-    +-- MissingDependencyError       exit 6   an optional extra is not installed (`pip install 'studio-experiments[x]'`)
+    +-- MissingDependencyError       exit 198 an optional extra is not installed (`pip install 'studio-experiments[x]'`)
+    (any other exception)            exit 199 a bug in studio: one line, traceback with STUDIOML_DEBUG=1
+
+studio's own exit codes live in 193-199, above every code a script killed by a signal gets
+(128+N, N <= 64), because `studio run` exits with its script's code: a caller tells "the
+script failed with 2" from "studio refused the command line" (README, "Exit codes").
 
 Messages say what happened and what to do next, in one line.
 """
 
 from __future__ import annotations
 
+# studio's own exit codes: EXIT_BASE + n, clear of scripts' codes and of 128+signal.
+EXIT_BASE = 192
+EXIT_INTERNAL = EXIT_BASE + 7
+
 
 class StudioError(Exception):
     """Root of studio's exceptions."""
 
-    exit_code = 1
+    exit_code = EXIT_BASE + 1
 
 
 class UsageError(StudioError):
-    exit_code = 2
+    exit_code = EXIT_BASE + 2
 
 
 class HyperParamError(UsageError):
@@ -43,15 +52,15 @@ class ArtifactSpecError(UsageError):
 
 
 class NotFoundError(StudioError):
-    exit_code = 3
+    exit_code = EXIT_BASE + 3
 
 
 class ConflictError(StudioError):
-    exit_code = 4
+    exit_code = EXIT_BASE + 4
 
 
 class StoreError(StudioError):
-    exit_code = 5
+    exit_code = EXIT_BASE + 5
 
 
 class SchemaVersionError(StoreError):
@@ -63,7 +72,7 @@ class IntegrityError(StoreError):
 
 
 class MissingDependencyError(StudioError):
-    exit_code = 6
+    exit_code = EXIT_BASE + 6
 
     @classmethod
     def for_extra(cls, module: str, extra: str) -> MissingDependencyError:

@@ -39,10 +39,22 @@ def get_experiment_key() -> str | None:
 
 
 def get_artifact(tag: str) -> str:
-    """Local path of the artifact `tag` (a directory, or a file such as `output`)."""
+    """Local path of the artifact `tag` (a directory, or a file such as `output`).
+
+    Inside an experiment, a tag it does not have raises NotFoundError naming the tags it has
+    (a typo would otherwise read an empty folder). Outside one, the tag's folder under
+    `$STUDIOML_HOME/experiments/local/` is created on demand."""
     mapping = _mapping()
     if tag in mapping:
         return mapping[tag]
+    if mapping:
+        from studio.exceptions import NotFoundError
+
+        key = get_experiment_key() or "this experiment"
+        raise NotFoundError(
+            f"experiment {key} has no artifact {tag!r}; it has: {', '.join(sorted(mapping))} "
+            f"(give it one with `studio run --capture PATH:{tag}` or `--capture-once PATH:{tag}`)"
+        )
     return str(get_artifact_cache(tag))
 
 
@@ -51,17 +63,31 @@ def get_artifacts() -> dict[str, str]:
     return _mapping()
 
 
-def get_model_directory() -> str:
-    return _ensure_dir(get_artifact("modeldir"))
+def get_model_directory(experiment_name: str | None = None) -> str:
+    """The `modeldir` folder: the current experiment's, or (upstream's signature) that of
+    experiment `experiment_name`, a local cache folder when it is another experiment."""
+    return _own_or_cached("modeldir", experiment_name)
 
 
-def get_tensorboard_dir() -> str:
-    return _ensure_dir(get_artifact("tb"))
+def get_tensorboard_dir(experiment_name: str | None = None) -> str:
+    """The `tb` (TensorBoard logs) folder, like `get_model_directory`."""
+    return _own_or_cached("tb", experiment_name)
+
+
+def _own_or_cached(tag: str, experiment: str | None) -> str:
+    if experiment is None or experiment == get_experiment_key():
+        mapping = _mapping()
+        return _ensure_dir(mapping[tag]) if tag in mapping else get_artifact_cache(tag)
+    return get_artifact_cache(tag, experiment)
 
 
 def get_artifact_cache(tag: str, experiment: str | None = None) -> str:
     """Directory where artifact `tag` of `experiment` (default: the current one) lives locally."""
     key = experiment or get_experiment_key() or "local"
+    if experiment:
+        from studio.keys import check_key
+
+        check_key(experiment)  # a name, never a path out of the cache
     return _ensure_dir(str(_home() / "experiments" / key / tag))
 
 

@@ -27,3 +27,16 @@ def check_key(key: str) -> str:
             f"experiment key {key!r} must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
     return key
+
+
+# Names stored in VARCHAR(255) columns (project, owner, queue, metric, sweep, artifact tag):
+# checked before anything is written, so SQLite (which would not mind) and PostgreSQL (which
+# would fail mid-run) behave the same.
+MAX_NAME = 255
+
+
+def check_name(value: str | None, what: str) -> None:
+    from studio.exceptions import UsageError
+
+    if value is not None and len(value) > MAX_NAME:
+        raise UsageError(f"{what} is {len(value)} characters long; use at most {MAX_NAME}")

@@ -6,9 +6,16 @@ is not fully understood.
 
 from __future__ import annotations
 
+import math
 import re
 
 from studio.exceptions import UsageError
+
+# Upper bounds: a value past them is a typo, and would not fit the database's 64-bit integers
+# or would make a lease or a timeout never expire.
+MAX_DURATION = 100 * 365 * 86400.0  # 100 years
+MAX_SIZE = 1 << 60  # 1 EiB
+MAX_COUNT = 1 << 20
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -36,8 +43,10 @@ def parse_duration(text: str | float | int) -> float:
                 raise UsageError(
                     f"cannot parse duration {text!r}: use seconds or parts like 48h2m10s, 90m, 1.5h"
                 ) from None
-    if value < 0 or value != value:
-        raise UsageError(f"duration {text!r} must be a non-negative number of seconds")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"duration {text!r} must be a finite, non-negative number of seconds, e.g. 90, 1.5h")
+    if value > MAX_DURATION:
+        raise UsageError(f"duration {text!r} is longer than 100 years; check the unit")
     return value
 
 
@@ -50,9 +59,14 @@ def parse_size(text: str | int) -> int:
         m = _SIZE.match(text)
         if not m or (m.group(3) and m.group(3).lower() == "i"):
             raise UsageError(f"cannot parse size {text!r}: use a number with a unit like 512m, 10G, 8GiB")
-        value = int(float(m.group(1)) * 1024 ** _SIZE_POWER[m.group(2).lower()])
+        number = float(m.group(1)) * 1024 ** _SIZE_POWER[m.group(2).lower()]
+        if not number <= MAX_SIZE:  # also catches inf (a number with hundreds of digits)
+            raise UsageError(f"size {text!r} is larger than 1 EiB; check the unit")
+        value = int(number)
     if value < 0:
         raise UsageError(f"size {text!r} must not be negative")
+    if value > MAX_SIZE:
+        raise UsageError(f"size {text!r} is larger than 1 EiB; check the unit")
     return value
 
 

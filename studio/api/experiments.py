@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,19 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -
     if art is None or art.tree is None:
         tags = ", ".join(sorted(t for t, a in exp.artifacts.items() if a.tree)) or "none"
         raise NotFoundError(f"experiment {key} has no stored artifact {tag!r} (stored: {tags})")
-    target = dest if dest is not None else Path.cwd() / tag
+    target = Path(os.path.abspath(dest if dest is not None else Path.cwd() / tag))
     tree = ctx.objects.get_tree(art.tree)
     if tree.kind == "file" and target.is_dir():
         target = target / tree.entries[0].path
-    return ctx.objects.materialize(art.tree, target)
+    # Like cp: the destination's folder must exist (a typo must not create a tree of folders).
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write to {target}: folder {target.parent} does not exist; create it or choose another destination")
+    if tree.kind == "dir" and target.exists() and not target.is_dir():
+        raise UsageError(f"cannot write artifact {tag!r} (a folder) to {target}: it is a file; choose a folder")
+    try:
+        return ctx.objects.materialize(art.tree, target)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {exc.filename or target}: {exc.strerror or exc}; choose a writable destination") from exc
 
 
 def gc(ctx: Context, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, int]:

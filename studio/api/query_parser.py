@@ -227,7 +227,11 @@ class _Parser:
         if _NUMBER.match(tok.text):
             number = float(tok.text)
             if number.is_integer() and re.fullmatch(r"[+-]?\d+", tok.text):
+                if not -(2**63) <= int(tok.text) < 2**63:
+                    raise self.error(f"{tok.text} is beyond 64-bit integers; write it as a float (e.g. 1e19)", tok)
                 return int(tok.text)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise self.error(f"{tok.text} is too large for a number; use a smaller one", tok)
             return number
         return tok.text
 

@@ -21,15 +21,17 @@ from typing import Any
 from studio.api import names
 from studio.api.context import Context
 from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
+from studio.capture.secrets import MASK
+from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
-from studio.keys import check_key, new_key
+from studio.keys import check_key, check_name, new_key
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
 
-SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "PRIVATE", "API_KEY",
-                "APIKEY", "AUTH")
-REDACTED = "***"
+REDACTED = MASK
+# Workspaces whose secret files this process already said it left out: said once, not per trial.
+_SECRETS_NOTED: set[str] = set()
 
 
 @dataclass
@@ -75,13 +77,32 @@ def resolve_target(opts: RunOptions) -> Target:
     return Target(path.parent, path.name, False)
 
 
+def check_names(**names: str | None) -> None:
+    """Refuse a name too long for the database, naming the flag (or config key) it came from."""
+    flags = {"project": "--project", "queue": "--queue", "metric": "--metric", "sweep": "the sweep name",
+             "owner": "the owner (config `owner` / STUDIOML_OWNER)"}
+    for field_name, value in names.items():
+        check_name(value, flags.get(field_name, field_name))
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
-    """What of the config's `env:` section may be recorded: names always, values unless secret."""
-    return {k: (REDACTED if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in env.items()}
+    """What of the config's `env:` section may be recorded (see `studio.capture.secrets`)."""
+    return _redact_env(env)
+
+
+def _note_secrets_left_out(workspace: Path, paths: list[str], echo: bool) -> None:
+    if not paths or not echo or str(workspace) in _SECRETS_NOTED:
+        return
+    _SECRETS_NOTED.add(str(workspace))
+    names = sorted(set(paths))
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    print(f"studio: left secret-looking files out of the recorded workspace and git diff: {shown} "
+          f"(to record them, add `!{names[0].rpartition('/')[2]}` to {workspace / '.studioml_ignore'})",
+          file=sys.stderr, flush=True)
 
 
 def _reused_artifact(ctx: Context, spec: ReuseSpec) -> ArtifactSpec:
@@ -121,6 +142,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         target.workspace / target.script if not target.module else target.workspace
     )
     key = check_key(opts.key) if opts.key else new_key()
+    check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
     captures = [parse_capture(s, "--capture") for s in opts.capture]
     once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
     reuses = [parse_reuse(s) for s in opts.reuse]
@@ -128,6 +150,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in once:
         if not spec.path.exists():
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
+        if not (spec.path.is_file() or spec.path.is_dir()):  # a FIFO or a device: reading it could hang
+            raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} is not a file or folder")
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
     python_pkgs: list[str] = []
@@ -144,7 +168,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
 
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
-    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace))
+    secrets_left_out: list[str] = []
+    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace, secrets_left_out))
     artifacts["workspace"] = ArtifactSpec(
         tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
         files=ws.files, updated=time.time(),
@@ -159,6 +184,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
     environment = environment_future.result()
+    _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
+        "diff_secrets_left_out") or ()), opts.echo)
 
     exp = Experiment(
         key=key,
@@ -214,7 +241,7 @@ def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str
     env = dict(os.environ)
     # The submitter's recorded `env:` values (secrets were redacted when recorded), under the
     # running machine's own `env:` section, which holds its secrets.
-    env.update({k: v for k, v in exp.env.items() if v != REDACTED})
+    env.update({k: v for k, v in exp.env.items() if REDACTED not in v})
     env.update(ctx.settings.env)
     env.update(
         STUDIOML_EXPERIMENT=exp.key,

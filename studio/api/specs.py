@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.exceptions import ArtifactSpecError
+from studio.keys import MAX_NAME
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 def check_tag(tag: str, flag: str) -> str:
+    if len(tag) > MAX_NAME:
+        raise ArtifactSpecError(f"{flag}: artifact tag {tag[:20]}... is {len(tag)} characters long; use at most {MAX_NAME}")
     if not _TAG.match(tag):
         raise ArtifactSpecError(
             f"{flag}: artifact tag {tag!r} must be letters, digits, '_', '-' or '.' (e.g. weights)"

@@ -98,6 +98,25 @@ def plan_sweep(ctx: Context, opts: RunOptions, hyperparams: list[str], optimizer
     return SweepPlan(space, objective, cfg, opt, pruner_name, popsize, generations)
 
 
+def unused_hyperparams(opts: RunOptions, space: SearchSpace) -> list[str]:
+    """Scalar hyperparameters that substitution would never write into the entry script (so
+    they change nothing), unless the script reads its values explicitly."""
+    if opts.module or "::" in opts.script:
+        return []
+    target = resolve_target(opts)
+    try:
+        text = (target.workspace / target.script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    if any(marker in text for marker in ("studio.params", "params()", "STUDIOML_PARAMS")):
+        return []
+    from studio.search.substitute import substitute_script_counted
+
+    arrays = {r.name for r in space.arrays}
+    _, counts = substitute_script_counted(text, {n: 0 for n in space.names if n not in arrays})
+    return [name for name, count in counts.items() if count == 0]
+
+
 def _check_array_tags(space: SearchSpace, opts: RunOptions) -> None:
     from studio.api.specs import parse_capture, parse_reuse
 
@@ -141,6 +160,13 @@ def run_sweep(ctx: Context, opts: RunOptions, hyperparams: list[str], optimizer:
     workers = num_workers if num_workers is not None else (1 if local else 0)
     plan = plan_sweep(ctx, opts, hyperparams, optimizer, force, pruner, workers)
     project = project_name(ctx, opts)
+    reporter = reporter or SweepReporter()
+    for name in unused_hyperparams(opts, plan.space):
+        reporter.warn(f"hyperparameter {name!r} never appears on the right of an '=' in {opts.script}, so every "
+                      f"trial runs the same code: use it there (e.g. x = {name}) or read studio.params()")
+    from studio.api.run import check_names
+
+    check_names(project=project, queue=opts.queue, metric=opts.metric, owner=ctx.settings.owner)
     if local:
         from studio.api.submit import LOCAL_QUEUE_PREFIX
         from studio.keys import new_key
@@ -165,7 +191,7 @@ def run_sweep(ctx: Context, opts: RunOptions, hyperparams: list[str], optimizer:
         run_options={name: _jsonable(getattr(opts, name)) for name in _REPLAYED},
         popsize=plan.popsize,
     )
-    runner = SweepRunner(ctx, state, plan, reporter or SweepReporter(), opts=_sweep_options(opts, state))
+    runner = SweepRunner(ctx, state, plan, reporter, opts=_sweep_options(opts, state))
     return runner.run()
 
 

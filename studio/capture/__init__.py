@@ -4,7 +4,8 @@
     pythonenv   interpreter version and installed distributions (pip-freeze lines)
     git         remote, branch, commit, and the uncommitted diff including untracked files
     host        OS, CPUs, RAM, GPUs, user
-    cmdline     the command line as run
+    cmdline     the command line as run (secrets masked: see secrets)
+    secrets     what counts as a secret; masking of recorded text; secret files left out
 
 Every collector is local (no network), fast (they run before every `studio run`) and never
 raises: what cannot be read is left out, so a broken git or a strange host never stops a run.
@@ -22,6 +23,7 @@ from studio.capture.cmdline import command_line
 from studio.capture.git import git_info, strip_credentials
 from studio.capture.host import host_info
 from studio.capture.pythonenv import installed_packages, python_version
+from studio.capture.secrets import mask_text, redact_argv
 from studio.capture.workspace import (
     DEFAULT_IGNORE,
     IGNORE_FILE,
@@ -64,9 +66,10 @@ def collect_environment(script_path: Path | str) -> dict[str, Any]:
         git = git_future.result()
     return {
         "workspace_root": str(root),
-        "command_line": command_line(),
+        "command_line": redact_argv(command_line()),
         "python_version": python_version(),
-        "pythonenv": packages,
+        # `pkg @ git+https://user:token@host/...` lines lose their credentials.
+        "pythonenv": [mask_text(line, pairs=False) for line in packages],
         "git": git,
         "host": host,
     }

@@ -7,7 +7,9 @@ ignored*: those are added as intent-to-add entries to a throw-away copy of the i
 (`GIT_INDEX_FILE`), so the real index is never touched. Binary files, text that is not UTF-8,
 untracked files over the cap and nested repositories are left out of the patch and listed in
 `diff_skipped`; a patch over `MAX_DIFF_BYTES` stops at the last whole file that fits and sets
-`diff_truncated`.
+`diff_truncated`. Secret files (`.env`, private keys, ...; see `studio.capture.secrets`) are
+left out too, unless `.studioml_ignore` re-includes them, and listed in `diff_secrets_left_out`;
+values of secret-named environment variables and URL passwords in the patch read `***`.
 
 Everything here is local (no fetch, no prompt, no optional index locks) and never raises: a
 directory outside any repository, or a machine without git, gives `{}`.
@@ -22,9 +24,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from studio.capture.secrets import is_secret_file, mask_text, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +228,11 @@ def _section_path(section: bytes) -> str:
     return first[len("diff --git a/") :].partition(" b/")[0]
 
 
-def _diff(root: str, git_dir: str, base: str, untracked: list[str]) -> tuple[str, list[str], bool]:
-    """(patch text, binary files left out, truncated) of the work tree against `base`."""
+def _diff(
+    root: str, git_dir: str, base: str, untracked: list[str], is_secret: Callable[[str], bool]
+) -> tuple[str, list[str], bool, list[str]]:
+    """(patch text, binary files left out, truncated, secret files left out) of the work tree
+    against `base`."""
     args = [*_DIFF_CONFIG, "-c", f"core.bigFileThreshold={MAX_DIFF_BYTES}"]
     args += ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index"]
     args += ["--src-prefix=a/", "--dst-prefix=b/", base, "--"]
@@ -254,14 +262,18 @@ def _diff(root: str, git_dir: str, base: str, untracked: list[str]) -> tuple[str
         if tmp_index is not None and os.path.exists(tmp_index):
             os.unlink(tmp_index)
     if out is None:
-        return "", [], False
+        return "", [], False, []
     sections = _split_sections(out)
     if truncated and sections:
         sections.pop()  # cut off mid-file
     kept: list[str] = []
     skipped: list[str] = []
+    secret: list[str] = []
     size = 0
     for section in sections:
+        if is_secret(_section_path(section)):
+            secret.append(_section_path(section))
+            continue
         header = section.split(b"\n@@", 1)[0]
         try:
             # Text that is not UTF-8 is skipped like binary: the diff is stored as a string.
@@ -276,7 +288,7 @@ def _diff(root: str, git_dir: str, base: str, untracked: list[str]) -> tuple[str
             break
         kept.append(text)
         size += len(section)
-    return "".join(kept), skipped, truncated
+    return "".join(kept), skipped, truncated, secret
 
 
 def git_info(path: Path | str) -> dict[str, Any]:
@@ -316,7 +328,10 @@ def _git_info(path: Path) -> dict[str, Any]:
     # A nested repository shows up as one untracked `dir/`: it is not part of this diff; nor is
     # a file too large to fit in it (spares git reading it).
     skipped = [p for p in untracked if p.endswith("/") or _larger_than(root, p, MAX_DIFF_BYTES)]
-    left_out = set(skipped)
+    # Secret files (.env, keys) never reach the stored diff unless .studioml_ignore re-includes them.
+    is_secret = _secret_filter(root, cwd)
+    secrets = [p for p in untracked if p not in skipped and is_secret(p)]
+    left_out = set(skipped) | set(secrets)
     untracked = [p for p in untracked if p not in left_out]
     info: dict[str, Any] = {
         "repo_root": root,
@@ -334,9 +349,28 @@ def _git_info(path: Path) -> dict[str, Any]:
             if commit is not None
             else _EMPTY_TREE.get(_object_id_length(root), _EMPTY_TREE[40])
         )
-        diff, binary, truncated = _diff(root, git_dir, base, untracked)
-        info.update(diff=diff, diff_skipped=sorted(skipped + binary), diff_truncated=truncated)
+        diff, binary, truncated, secret_sections = _diff(root, git_dir, base, untracked, is_secret)
+        info.update(diff=mask_text(diff, secret_values(), pairs=False), diff_skipped=sorted(skipped + binary),
+                    diff_truncated=truncated)
+        secrets += secret_sections
+    if secrets:
+        info["diff_secrets_left_out"] = sorted(secrets)
     return info
+
+
+def _secret_filter(repo_root: str, workspace: str) -> Callable[[str], bool]:
+    """`is_secret(repo_relative_path)`: a secret file that `.studioml_ignore` does not opt in."""
+    from studio.capture.workspace import load_ignore_spec, opted_in
+
+    spec = load_ignore_spec(Path(workspace))
+
+    def is_secret(rel: str) -> bool:
+        if not is_secret_file(rel):
+            return False
+        in_ws = os.path.relpath(os.path.join(repo_root, rel), workspace).replace(os.sep, "/")
+        return in_ws.startswith("../") or not opted_in(spec, in_ws)
+
+    return is_secret
 
 
 def _object_id_length(root: str) -> int:

@@ -8,11 +8,14 @@ Rules, in gitignore order (a later rule wins over an earlier one):
    part of the code, it holds the SQLite database the capturing process has open, and
    reading that file through another descriptor drops the process's POSIX locks on it
    (SQLite then loses commits);
-2. the lines of `.studioml_ignore` in the workspace root, in gitignore syntax
+2. well-known secret files (`.env`, `.env.*`, private keys, `.netrc`, credential files: see
+   `studio.capture.secrets.SECRET_FILES`);
+3. the lines of `.studioml_ignore` in the workspace root, in gitignore syntax
    (`#` comments, `!` negation, `/` anchoring, trailing `/` for directories only, `**`).
 
-So a `!pattern` line re-includes what a default excluded (`!.venv/`, `!*.pyc`), except, as in
-git, a file inside an excluded directory: nothing below an ignored directory is ever included.
+So a `!pattern` line re-includes what a default excluded (`!.venv/`, `!*.pyc`, `!.env`), except,
+as in git, a file inside an excluded directory: nothing below an ignored directory is ever
+included.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from studio.capture.secrets import is_secret_file
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -75,6 +80,11 @@ def load_ignore_spec(root: Path) -> GitIgnoreSpec | None:
     return GitIgnoreSpec.from_lines([_directory_safe(line) for line in text.splitlines()])
 
 
+def opted_in(spec: GitIgnoreSpec | None, rel: str) -> bool:
+    """True if `.studioml_ignore` re-includes `rel` with a `!` line (a secret file's opt-in)."""
+    return spec is not None and spec.check_file(rel).include is False
+
+
 def _directory_safe(line: str) -> str:
     """Rewrite a trailing `/**` as `/**/*`: the same files, but never the directory itself.
 
@@ -98,8 +108,11 @@ def _home_inside(root: Path) -> str | None:
     return rel.replace(os.sep, "/")
 
 
-def workspace_ignore(root: Path | str) -> Ignore:
+def workspace_ignore(root: Path | str, secrets_left_out: list[str] | None = None) -> Ignore:
     """Return `ignore(rel_posix_path, is_dir) -> bool`, True for paths to leave out.
+
+    `secrets_left_out`, when given, collects the secret files left out by rule 2 (for the
+    one line `studio run` prints about them).
 
     `rel_posix_path` is relative to `root` with `/` separators (no leading `./`). The function
     also answers correctly for paths whose parent directories were never asked about (a file
@@ -125,6 +138,10 @@ def workspace_ignore(root: Path | str) -> Ignore:
         name = rel.rpartition("/")[2]
         if is_dir:
             return name in _DEFAULT_DIR_NAMES or rel == home or is_env_dir(rel)
+        if is_secret_file(name):
+            if secrets_left_out is not None:
+                secrets_left_out.append(rel)
+            return True
         return name.endswith(_DEFAULT_FILE_SUFFIXES)
 
     def dir_ignored(rel: str) -> bool:

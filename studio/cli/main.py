@@ -1,7 +1,9 @@
 """The `studio` command: a lazy click group and the one error boundary.
 
 Subcommands live in their own modules and are imported only when invoked, so
-`studio --help` and `studio run` start fast. StudioError -> one line on stderr + exit code.
+`studio --help` and `studio run` start fast. Every exception ends here as one line on stderr
+and an exit code in studio's reserved range 193-199 (see `studio.exceptions`); the traceback
+is printed only with STUDIOML_DEBUG=1 (or `--verbose debug`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import gc
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import Any
 
@@ -75,25 +78,51 @@ def main(argv: list[str] | None = None) -> Any:
         gc.freeze()
 
 
+DEBUG_HINT = "run with STUDIOML_DEBUG=1 for the traceback"
+
+
+def _debugging() -> bool:
+    flag = os.environ.get("STUDIOML_DEBUG", "").strip().lower()
+    return flag not in ("", "0", "false", "no", "off") or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _fail(message: str, code: int) -> None:
+    if _debugging():
+        import traceback
+
+        traceback.print_exc()
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
 def _main(argv: list[str] | None) -> Any:
-    from studio.exceptions import StudioError
+    from studio.exceptions import EXIT_INTERNAL, StudioError, UsageError
 
     try:
         return cli.main(args=argv, prog_name="studio", standalone_mode=False)
     except StudioError as exc:
-        click.echo(f"studio: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"studio: error: {exc}", exc.exit_code)
     except click.exceptions.Abort:
         click.echo("studio: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # One line like every other error, naming where the help is (click's own display
+        # takes three lines: usage, hint, error).
+        where = getattr(getattr(exc, "ctx", None), "command_path", None)
+        hint = f"; see `{where} --help`" if where else ""
+        click.echo(f"studio: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+        sys.exit(UsageError.exit_code)
     except KeyboardInterrupt:
         click.echo("studio: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the machine said no (permissions, full disk, missing folder)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        _fail(f"studio: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
+              StudioError.exit_code)
+    except Exception as exc:  # a bug: still one line, and a code no script is likely to use
+        _fail(f"studio: internal error: {type(exc).__name__}: {exc}; {DEBUG_HINT}", EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

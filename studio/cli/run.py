@@ -38,7 +38,8 @@ from studio.cli.main import setup_logging
 @click.option("--gpus", default=None, help="GPUs needed.")
 @click.option("--ram", default=None, help="Memory needed, e.g. 8g.")
 @click.option("--hdd", default=None, help="Disk needed, e.g. 10G.")
-@click.option("--hyperparam", "-hp", "hyperparams", multiple=True, metavar="NAME=SPEC", help="Hyperparameter range (repeatable).")
+@click.option("--hyperparam", "-hp", "--hp", "hyperparams", multiple=True, metavar="NAME=SPEC",
+              help="Hyperparameter range (repeatable; --hp=NAME=SPEC is the seed's spelling).")
 @click.option("--metric", default=None, metavar="NAME[:min|:max]", help="The scalar that ranks experiments.")
 @click.option("--optimizer", "-opt", default=None, help="grid (default), random, tpe, cmaes, or a plugin path/name.")
 @click.option("--pruner", default=None, type=click.Choice(["median", "halving", "none"], case_sensitive=False),

@@ -28,7 +28,7 @@ def runs() -> None:
 @json_option
 @click.option("--sort", "sort", default=None, help="Column to sort by (prefix - for descending), e.g. -metric_value, params.lr.")
 @click.option("--status", multiple=True, help="Only these statuses.")
-@click.option("--limit", type=int, default=None, help="At most this many rows.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=None, help="At most this many rows.")
 @click.argument("what", nargs=-1)
 def list_(what: tuple[str, ...], config: str | None, as_json: bool, sort: str | None, status: tuple[str, ...], limit: int | None) -> None:
     """List experiments: [users | projects | user U | project P | all] (default: yours)."""

@@ -9,6 +9,10 @@ uploaded and dropped (remote backends); blobs already stored cost no write.
 Invariant relied on for the fast path: a tree object is written only after every blob it
 names is stored. So when the manifest of an unchanged folder already exists, nothing else
 needs checking: one existence check re-captures 10,000 unchanged files.
+
+Every stored object a capture relies on instead of writing (a blob found present, the tree
+of an unchanged folder, the previous tree trusted for stat-cache hits) is freshened: that is
+what keeps a concurrent `studio gc` from collecting it (see `ObjectStore.gc`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from studio.exceptions import NotFoundError, StoreError
+from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
-from studio.objects.hashing import copy_and_hash, hash_bytes, object_key
+from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_key
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
 from studio.objects.tree import Tree, TreeEntry, make_tree, mode_of
@@ -67,13 +72,16 @@ class _Ingested:
 class BlobWriter:
     """Stage-then-store of single blobs, shared by put_tree and put_bytes."""
 
-    def __init__(self, backend: ObjectBackend, staging: Path) -> None:
+    def __init__(self, backend: ObjectBackend, staging: Path, freshen_after: float) -> None:
         self.backend = backend
         self.staging = staging
+        self.freshen_after = freshen_after
 
-    def present(self, h: str, size: int) -> bool:
-        # Comparing sizes also catches a truncated object left by a power loss.
-        return self.backend.size(object_key(h)) == size
+    def present(self, h: str, size: int | None) -> bool:
+        """True if blob `h` is stored, which the caller then relies on instead of writing it:
+        so it is freshened (its age restarts; `ObjectStore.gc` spares what captures reuse).
+        Comparing sizes also catches a truncated object left by a power loss."""
+        return self.backend.freshen(object_key(h), size, self.freshen_after)
 
     def store_staged(self, tmp: str, h: str) -> None:
         self.backend.put_file(Path(tmp), object_key(h), move=True)
@@ -220,8 +228,10 @@ class TreeWriter:
             st = os.stat(real)
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
-        if os.path.isdir(real):
+        if stat.S_ISDIR(st.st_mode):
             return "dir", real, scan_tree(real, ignore)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+            raise UsageError(f"cannot capture {root}: it is a {_kind(st.st_mode)}, not a file or folder")
         name = os.path.basename(os.path.abspath(root))
         return "file", real, [ScanItem(name, real, st)]
 
@@ -282,7 +292,7 @@ class TreeWriter:
     def _verify(self, unverified: list[tuple[int, str]], previous: str | None) -> bool:
         """Make sure the blobs of stat-cache hits are stored (the cache is per machine, the
         store may be new or garbage-collected). Returns True if an entry changed."""
-        if previous:
+        if previous and is_hash(previous) and self.writer.present(previous, None):  # trusted below: freshen it
             try:
                 known = {e.hash for e in self.load_tree(previous).entries}
             except (NotFoundError, StoreError) as exc:
@@ -312,6 +322,16 @@ class TreeWriter:
         except FileNotFoundError:
             return None
         return self.writer.ingest(ScanItem(rel, path, st), _always)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _always(h: str) -> bool:

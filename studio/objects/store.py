@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 LOCAL_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 REMOTE_WORKERS = 16
 TEMP_MAX_AGE = 24 * 3600.0
+# Captures freshen a stored object they reuse when it is older than this (seconds): see gc.
+FRESHEN_AFTER = 60.0
+# Every manifest starts so (canonical JSON, sorted keys): gc reads this much to find trees.
+_MANIFEST_START = b'{"algorithm":'
+MAX_MANIFEST = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,14 @@ class ObjectStore:
         cache_dir: Path,
         stat_cache: StatCache | None = None,
         workers: int | None = None,
+        freshen_after: float = FRESHEN_AFTER,
     ) -> None:
         self.backend = backend
         self.cache = LocalBackend(Path(cache_dir))
         self.stat_cache = stat_cache
         local = backend.staging_dir is not None
         self.workers = workers or (LOCAL_WORKERS if local else REMOTE_WORKERS)
-        self._writer = BlobWriter(backend, backend.staging_dir or self.cache.staging_dir)
+        self._writer = BlobWriter(backend, backend.staging_dir or self.cache.staging_dir, freshen_after)
         self._source = BlobSource(backend, self.cache)
 
     @property
@@ -142,38 +148,86 @@ class ObjectStore:
 
     # -- maintenance -------------------------------------------------------------------
     def gc(self, keep_trees: Iterable[str], dry_run: bool = False, grace_seconds: float = 0.0) -> GcReport:
-        """Delete every object that no kept tree is or names.
+        """Delete every object that no kept tree is or names, and no capture may still need.
 
-        `grace_seconds` also keeps objects younger than that: a capture running meanwhile
-        stores blobs before its tree is recorded anywhere, and would lose them otherwise.
-        A kept tree that is missing is skipped with a warning; one that cannot be read stops
-        the collection (its blobs are unknown, so nothing could be deleted safely).
+        Safe while other processes capture (mark and sweep, with git's freshening rule):
+
+        - an object's age is the time since a writer last wrote *or relied on* it: captures
+          freshen every stored blob and tree they reuse instead of writing it (see
+          `ObjectBackend.freshen`), so "older than the grace period" means "no capture used
+          it lately", not "first written long ago";
+        - roots are the kept trees plus every tree younger than the grace period (a capture's
+          tree exists before any database names it), and everything they name is kept;
+        - unreferenced trees are swept before blobs, each deletion re-checks the age
+          (`delete_if_older`), and a tree found freshened meanwhile becomes a root. So a
+          capture that trusted an existing tree instead of checking its blobs one by one
+          never ends up naming a deleted blob.
+
+        The grace period must outlast the longest capture (plus the freshen interval, one
+        minute): objects used by a capture that started longer ago than that may go. With
+        `grace_seconds=0` the cutoff is the start of this collection. A kept tree that is
+        missing is skipped with a warning; one that cannot be read stops the collection (its
+        blobs are unknown, so nothing could be deleted safely).
         """
-        keep: set[str] = set()
+        cutoff = time.time() - max(grace_seconds, 0.0)
+        marked: set[str] = set()
         for t in keep_trees:
+            if t in marked:
+                continue
             try:
-                tree = self.get_tree(t)
+                self._mark(t, marked)
             except NotFoundError:
                 log.warning("gc: kept tree %s is not in the store", t)
-                continue
-            keep.add(t)
-            keep.update(e.hash for e in tree.entries)
-        cutoff = time.time() - grace_seconds
-        removed = removed_bytes = kept = 0
+        objects = []
         for key, size, mtime in self.backend.walk("objects/"):
             h = key[len("objects/") :].replace("/", "")
-            if not is_hash(h):
-                continue  # not ours: leave foreign files alone
-            if h in keep or (grace_seconds > 0 and mtime > cutoff):
-                kept += 1
+            if is_hash(h):  # anything else is not ours: leave foreign files alone
+                objects.append((key, h, size, mtime))
+        for key, h, size, mtime in objects:
+            if mtime > cutoff and h not in marked and self._looks_like_tree(key, size):
+                self._mark_if_tree(h, marked)
+        candidates = [o for o in objects if o[1] not in marked and o[3] <= cutoff]
+        trees = [o for o in candidates if self._looks_like_tree(o[0], o[2]) and self._is_tree(o[1])]
+        tree_keys = {o[0] for o in trees}
+        removed = removed_bytes = 0
+        for key, h, size, _mtime in [*trees, *(o for o in candidates if o[0] not in tree_keys)]:
+            if h in marked:
                 continue
-            if not dry_run:
-                self.backend.delete(key)
-            removed += 1
-            removed_bytes += size
+            if dry_run or self.backend.delete_if_older(key, cutoff):
+                removed += 1
+                removed_bytes += size
+            elif key in tree_keys:
+                self._mark_if_tree(h, marked)  # freshened by a capture while we looked
         if not dry_run:
             self.backend.purge_temporary(max(grace_seconds, TEMP_MAX_AGE))
-        return GcReport(removed_objects=removed, removed_bytes=removed_bytes, kept_objects=kept)
+        return GcReport(removed_objects=removed, removed_bytes=removed_bytes, kept_objects=len(objects) - removed)
+
+    def _mark(self, tree_hash: str, marked: set[str]) -> None:
+        tree = self.get_tree(tree_hash)
+        marked.add(tree_hash)
+        marked.update(e.hash for e in tree.entries)
+
+    def _mark_if_tree(self, h: str, marked: set[str]) -> None:
+        try:
+            self._mark(h, marked)
+        except (NotFoundError, IntegrityError):
+            pass  # gone meanwhile, or a blob that only looked like a manifest
+
+    def _looks_like_tree(self, key: str, size: int) -> bool:
+        if size < len(_MANIFEST_START) or size > MAX_MANIFEST:
+            return False
+        try:
+            with self.backend.open(key) as f:
+                return bytes(f.read(len(_MANIFEST_START))) == _MANIFEST_START
+        except (NotFoundError, FileNotFoundError):
+            return False
+
+    def _is_tree(self, h: str) -> bool:
+        try:
+            self.get_tree(h)
+        except (NotFoundError, IntegrityError):
+            return False
+        return True
 
 
 def open_object_store(url: str, cache_dir: Path, stat_cache: Path | None = None) -> ObjectStore:

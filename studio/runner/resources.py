@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.exceptions import UsageError
-from studio.units import parse_size
+from studio.units import MAX_COUNT, parse_size
 
 RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")
 _COUNTS = ("cpus", "gpus")
@@ -40,6 +40,8 @@ def parse_count(value: Any, name: str) -> int:
             raise UsageError(f"--{name} {value!r} must be a whole number, e.g. --{name} 2") from None
     if n < 0:
         raise UsageError(f"--{name} {value!r} must not be negative")
+    if n > MAX_COUNT:
+        raise UsageError(f"--{name} {value!r} is more than {MAX_COUNT:,}; check the number")
     return n
 
 

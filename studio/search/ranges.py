@@ -3,9 +3,11 @@
 Where the grid grammar (:mod:`studio.search.grammar`) lists values, an optimizer needs a search
 box. The spec has two to four ``:``-separated fields:
 
-``min:max``              a scalar in [min, max]
+``min:max``              a scalar in [min, max]; integers when both ends are written as
+                         integers (``depth=2:8`` proposes 2, 3, ..., 8, never 7.40321)
 ``min:max:flags``        the same with flags
 ``min:max:len:flags``    a vector of ``len`` values; ``flags`` must contain ``a``
+``min:max:1``            the manual's ``lr=0:5:1``: a length of 1 without ``a`` is a scalar
 
 Flags are letters, each at most once, in any order:
 
@@ -53,6 +55,11 @@ class RangeParameter:
     random_init: bool = False
     log: bool = False
     spec: str = ""
+    integer: bool = False  # both ends written as integers (`depth=2:8`): values are integers
+
+    def cast(self, value: float) -> int | float:
+        """A proposed value as the script receives it: rounded for an integer range."""
+        return int(round(value)) if self.integer else float(value)
 
     @property
     def is_array(self) -> bool:
@@ -71,12 +78,12 @@ class RangeParameter:
         reproducible when the caller seeds it.
         """
         if not self.random_init:
-            return [self._middle()] * self.size
+            return [self.cast(self._middle())] * self.size
         rng = rng or random.Random()
         if self.log:
             low, high = math.log(self.low), math.log(self.high)
-            return [math.exp(rng.uniform(low, high)) for _ in range(self.size)]
-        return [rng.uniform(self.low, self.high) for _ in range(self.size)]
+            return [self.cast(math.exp(rng.uniform(low, high))) for _ in range(self.size)]
+        return [self.cast(rng.uniform(self.low, self.high)) for _ in range(self.size)]
 
     def clip(self, value: float) -> float:
         """``value`` forced into [low, high], unless the range is unbounded."""
@@ -127,20 +134,13 @@ def parse_range(text: str) -> RangeParameter:
     length_token: str | None = None
     if len(fields) == 3:
         if fields[2] and (fields[2][0].isdigit() or fields[2][0] in "+-."):
-            raise grid_error(
-                text,
-                f"array length {fields[2]} given without the 'a' flag "
-                f"(write {fields[0]}:{fields[1]}:{fields[2]}:a for an array, "
-                f"or {fields[0]}:{fields[1]} for a scalar)",
-                RANGE_HINT,
-            )
-        flags = _parse_flags(text, fields[2])
-        if "a" in flags:
-            raise grid_error(text, "flag 'a' needs an array length: min:max:len:a", RANGE_HINT)
+            length_token = fields[2]  # the manual's `lr=0:5:1`: min:max:len without flags
+        else:
+            flags = _parse_flags(text, fields[2])
+            if "a" in flags:
+                raise grid_error(text, "flag 'a' needs an array length: min:max:len:a", RANGE_HINT)
     elif len(fields) == 4:
         flags = _parse_flags(text, fields[3])
-        if "a" not in flags:
-            raise grid_error(text, "an array length is only allowed with the 'a' flag", RANGE_HINT)
         length_token = fields[2]
 
     if not fields[0] or not fields[1]:
@@ -154,6 +154,15 @@ def parse_range(text: str) -> RangeParameter:
             text, "a log range ('l' flag) needs min and max greater than 0", RANGE_HINT
         )
     length = _parse_length(text, length_token) if length_token is not None else None
+    if "a" not in flags and length is not None:
+        if length != 1:
+            raise grid_error(
+                text,
+                f"array length {length} given without the 'a' flag (write {fields[0]}:{fields[1]}:{length}:a "
+                f"for an array, or {fields[0]}:{fields[1]} for a scalar)",
+                RANGE_HINT,
+            )
+        length = None  # upstream's length 1 without 'a': a scalar
     return RangeParameter(
         name=name,
         low=float(low.value()),
@@ -163,6 +172,7 @@ def parse_range(text: str) -> RangeParameter:
         random_init="r" in flags,
         log="l" in flags,
         spec=spec,
+        integer=low.is_int and high.is_int,
     )
 
 

@@ -80,10 +80,12 @@ def _record(
         )
         return prepare(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
+    from studio.api.run import check_names
     from studio.capture import collect_environment
     from studio.keys import check_key, new_key
 
     key = check_key(name) if name else new_key()  # create_experiment refuses a taken key
+    check_names(project=project, metric=metric, owner=ctx.settings.owner)
     environment = collect_environment(Path.cwd())
     exp = Experiment(
         key=key,

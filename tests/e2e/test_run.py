@@ -292,7 +292,7 @@ def test_bad_config_and_database_url(studio_home: Path, tmp_path: Path) -> None:
     write(ws / "ok.py", "print('ok')\n")
     write(tmp_path / "bad.yaml", "storage:\n  path: /x\n")
     proc = studio("run", "--config", str(tmp_path / "bad.yaml"), "ok.py", cwd=ws)
-    assert proc.returncode == 2 and "storage.path" in proc.stderr
+    assert proc.returncode == 194 and "storage.path" in proc.stderr
     proc = studio("run", "ok.py", cwd=ws, env={"STUDIOML_DATABASE_URL": "mongodb://x"})
     assert (
         proc.returncode != 0

@@ -275,7 +275,7 @@ def test_bad_input_queues_nothing(
     write(work / "plugin.py", "class Helper:\n    pass\n")
     write(work / "bad.yaml", "optimizer:\n  popsiz: 4\n")
     proc = studio("run", *args, "train.py", "3", cwd=work)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 194, proc.stderr
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one clear line, no traceback
     assert studio_json("runs", "list", "all") == []

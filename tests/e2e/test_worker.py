@@ -220,7 +220,7 @@ def test_queue_list_show_purge(studio_home: Path, tmp_path: Path, meta: MetaStor
     assert proc.returncode == 0
     assert "deleted 2" in proc.stdout and "left 1 running" in proc.stderr
     assert [e.key for e in meta.get_experiments(keys)] == [running.key]
-    assert studio("queue", "show", "nope").returncode == 3
+    assert studio("queue", "show", "nope").returncode == 195
 
 
 @pytest.mark.parametrize(
@@ -242,7 +242,7 @@ def test_bad_input_is_rejected_before_anything_is_queued(
 ) -> None:
     write(tmp_path / "t.py", "print(1)\n")
     proc = studio("run", "--queue", "q", *flags, "t.py", cwd=tmp_path)
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.returncode == 194, (proc.stdout, proc.stderr)
     assert "error" in proc.stderr.lower() and "Traceback" not in proc.stderr
     store = open_meta_store(f"sqlite:///{studio_home / 'studio.db'}")
     try:
@@ -255,7 +255,7 @@ def test_bad_input_is_rejected_before_anything_is_queued(
 def test_worker_flags_are_validated(studio_home: Path) -> None:
     for flags in (["--ram", "lots"], ["--cpus", "-3"], ["--timeout", "48x"]):
         proc = studio("worker", "--queue", "q", *flags, timeout=30)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == 194 and "Traceback" not in proc.stderr, proc.stderr
     proc = studio("remote", "worker", "--queue", "nothing-here", "--timeout", "0.5", timeout=30)
     assert proc.returncode == 0, proc.stderr  # an unknown queue is fine: the worker waits
 

@@ -961,3 +961,25 @@ print("sqlalchemy" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_query_nan_and_huge_numbers_agree_on_every_backend(store: MetaStore) -> None:
+    """NaN is "no number" everywhere (SQLite stores it as NULL; PostgreSQL would sort it above
+    every number), infinities are numbers, and an integer beyond 64 bits is refused."""
+    inf, nan = float("inf"), float("nan")
+    for key, value in (("nan", nan), ("inf", inf), ("ninf", -inf), ("one", 1.0)):
+        store.create_experiment(exp(key, metric_value=value, params={"lr": 1}))
+        store.put_metric_summaries(key, [MetricSummary("loss", value, value, value, 1)])
+    for field in ("metric_value", "metrics.loss"):
+        assert keys(store, where=((field, ">", 0),), order_by="key") == ["inf", "one"], field
+        assert keys(store, where=((field, "<", 0),), order_by="key") == ["ninf"], field
+        assert keys(store, where=((field, "!=", 1),), order_by="key") == ["inf", "ninf"], field
+        assert keys(store, where=((field, "=", None),), order_by="key") == ["nan"], field
+        assert keys(store, order_by=field)[-1] == "nan", field  # no number sorts last
+    for big in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(UsageError, match="64-bit"):
+            store.query(ExperimentQuery(where=(("attempts", "<", big),)))
+        with pytest.raises(UsageError, match="64-bit"):
+            store.query(ExperimentQuery(where=(("params.lr", "<", big),)))
+    with pytest.raises(UsageError, match="NaN"):
+        store.query(ExperimentQuery(where=(("metric_value", "<", nan),)))

@@ -123,6 +123,9 @@ def test_filter(reader: tuple[TestClient, dict[str, str]], expr: str, expected: 
         ({"filter": "'x"}, "unterminated"),
         ({"sort": "drop table"}, "cannot sort"),
         ({"status": "bogus"}, "unknown status"),
+        ({"filter": "attempts < 99999999999999999999"}, "beyond 64-bit integers"),
+        ({"filter": "lr > -9223372036854775809"}, "beyond 64-bit integers"),
+        ({"filter": "metrics.loss < 1e999"}, "too large"),
     ],
 )
 def test_malformed_filters_are_400_with_a_message(reader: tuple[TestClient, dict[str, str]], params: dict[str, str], words: str) -> None:

@@ -321,3 +321,16 @@ def test_params(monkeypatch: pytest.MonkeyPatch) -> None:
     assert params() == {}
     monkeypatch.setenv("STUDIOML_PARAMS", "[1, 2]")
     assert params() == {}
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "cmaes"])
+def test_integer_bounds_propose_integers(name: str) -> None:
+    """README's `-opt tpe -hp depth=2:8`: integers, never depth=7.40321; `0.0:1` stays float."""
+    opt = load_optimizer(name, space(ranges=("depth=2:8", "lr=0.0:1", "n=1:1000:l")), OptimizerConfig(seed=1, popsize=4))
+    for _ in range(3):
+        batch = opt.ask(4)
+        for p in batch:
+            assert isinstance(p["depth"], int) and 2 <= p["depth"] <= 8
+            assert isinstance(p["n"], int) and 1 <= p["n"] <= 1000
+            assert isinstance(p["lr"], float)
+        opt.tell([(p, float(p["depth"])) for p in batch])

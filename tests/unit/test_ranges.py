@@ -15,7 +15,8 @@ from studio.search.ranges import MAX_ARRAY_LENGTH, RangeParameter, parse_range, 
 
 def test_scalar_range() -> None:
     param = parse_range("lr=0:1")
-    assert param == RangeParameter(name="lr", low=0.0, high=1.0, spec="0:1")
+    assert param == RangeParameter(name="lr", low=0.0, high=1.0, spec="0:1", integer=True)
+    assert parse_range("lr=0.0:1").integer is False
     assert not param.is_array and param.size == 1
     assert not (param.unbounded or param.random_init or param.log)
 
@@ -37,9 +38,19 @@ def test_manual_examples() -> None:
     with pytest.raises(HyperParamError, match="greater than 0"):
         parse_range("lr=0:1:10:urla")
     assert parse_range("lr=0.001:1:10:urla").size == 10
-    # `0:5:1` from the manual gives a length without the 'a' flag
-    with pytest.raises(HyperParamError, match="without the 'a' flag.*0:5:1:a"):
-        parse_range("lr=0:5:1")
+    # `0:5:1` from the manual: min:max:len, and a length of 1 without 'a' is a scalar
+    assert parse_range("lr=0:5:1") == RangeParameter(name="lr", low=0, high=5, spec="0:5:1", integer=True)
+    assert parse_range("lr=0.5:5:1:l").log and parse_range("lr=0.5:5:1:l").length is None
+    with pytest.raises(HyperParamError, match="without the 'a' flag.*0:5:3:a"):
+        parse_range("lr=0:5:3")
+
+
+def test_integer_bounds_give_integers() -> None:
+    depth = parse_range("depth=2:8")
+    assert depth.integer and depth.cast(7.40321) == 7 and isinstance(depth.cast(2.0), int)
+    assert parse_range("depth=2:8:r").initial_values() != [] and all(
+        isinstance(v, int) for v in parse_range("depth=2:8:r").initial_values())
+    assert parse_range("lr=0.1:1").cast(0.5) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -57,7 +68,7 @@ def test_manual_examples() -> None:
         ("lr=0:1:x", "unknown flag 'x'"),
         ("lr=0:1:uu", "flag 'u' is given twice"),
         ("lr=0:1:a", "needs an array length"),
-        ("lr=0:1:3:u", "only allowed with the 'a' flag"),
+        ("lr=0:1:3:u", "array length 3 given without the 'a' flag"),
         ("lr=0:1:0:a", "at least 1"),
         ("lr=0:1:-2:a", "not a positive integer"),
         ("lr=0:1:2.5:a", "not a positive integer"),

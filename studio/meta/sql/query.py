@@ -78,7 +78,14 @@ class _Builder:
         if name not in COLUMN_NAMES:
             raise UsageError(f"unknown field `{name}`: {FIELD_HINT}")
         col: ColumnElement[Any] = EXPERIMENTS.c[name]
-        return col
+        return self._no_nan(col) if name == "metric_value" else col
+
+    def _no_nan(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """NaN as NULL ("no number"): SQLite stores NaN as NULL, so PostgreSQL, which would
+        match NaN by `>` and `!=` and sort it above every number, must read it the same way."""
+        if self.dialect != "postgresql":
+            return expr
+        return func.nullif(expr, literal(float("nan"), Float), type_=Float)
 
     def metric(self, name: str) -> ColumnElement[Any]:
         if not name:
@@ -86,7 +93,7 @@ class _Builder:
         if name not in self.metric_joins:
             self.metric_joins[name] = METRICS.alias(f"m{len(self.metric_joins)}")
         last: ColumnElement[Any] = self.metric_joins[name].c.last
-        return last
+        return self._no_nan(last)
 
     def param_number(self, name: str) -> ColumnElement[Any]:
         params = EXPERIMENTS.c.params
@@ -131,6 +138,7 @@ class _Builder:
             raise UsageError(
                 f"unknown operator `{op}` in filter on `{name}`: use one of {' '.join(OPERATORS)}"
             )
+        _check_number(name, value)
         if name.startswith("params."):
             pname = name[len("params.") :]
             if not pname:
@@ -193,6 +201,19 @@ def _null_test(op: str, name: str, is_null: ColumnElement[bool]) -> ColumnElemen
     if op == "!=":
         return ~is_null
     raise UsageError(f"`{name} {op} None` makes no sense: use = or != with None")
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_number(name: str, value: Any) -> None:
+    """Numbers every database can bind and compare the same way."""
+    if isinstance(value, bool) or not _is_number(value):
+        return
+    if isinstance(value, numbers.Integral) and not INT64[0] <= int(value) <= INT64[1]:
+        raise UsageError(f"`{name}`: {value} is beyond 64-bit integers; write it as a float (e.g. 1e19)")
+    if value != value:
+        raise UsageError(f"`{name}`: NaN is not a number to compare with; use `= null` to find missing values")
 
 
 def _compare(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:

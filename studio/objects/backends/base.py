@@ -11,7 +11,11 @@ Implementations guarantee:
   writers carry the same bytes); deleting a missing key is not an error;
 - thread and process safety: any number of threads and processes may call concurrently;
 - no secrets: credentials come from the environment or the provider's own configuration,
-  never from the URL stored in experiment records.
+  never from the URL stored in experiment records;
+- ages for the collector: an object's mtime is when it was last written or `freshen`ed, and
+  `delete_if_older` deletes only an object that nobody freshened after the cutoff. Writers
+  freshen every stored object they rely on instead of writing it, so `studio gc`'s grace
+  period counts from the last use of an object, not from its first write (git's rule).
 """
 
 from __future__ import annotations
@@ -59,6 +63,18 @@ class ObjectBackend(abc.ABC):
     @abc.abstractmethod
     def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         """Every stored (key, size, mtime in epoch seconds) whose key starts with `prefix`."""
+
+    @abc.abstractmethod
+    def freshen(self, key: str, size: int | None, older_than: float) -> bool:
+        """True if `key` is stored (with `size` bytes, when given): the caller is about to rely
+        on it instead of writing it. If it was last written or freshened more than
+        `older_than` seconds ago, its mtime becomes now (a collector that already looked at
+        it must see the new age: see `delete_if_older`)."""
+
+    @abc.abstractmethod
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        """Delete `key` only if its mtime is at or before `cutoff` (epoch seconds), judged as
+        close to the deletion as the backend allows. True if it was deleted."""
 
     # -- optional fast paths -----------------------------------------------------------
     @property

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -115,6 +116,51 @@ class LocalBackend(ObjectBackend):
                 except FileNotFoundError:
                     continue
                 yield f"{rel}/{name}", st.st_size, st.st_mtime
+
+    def freshen(self, key: str, size: int | None, older_than: float) -> bool:
+        path = self._str(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if size is not None and st.st_size != size:
+            return False
+        if time.time() - st.st_mtime <= older_than:
+            return True
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False  # collected meanwhile: the caller writes it again
+        except PermissionError:
+            # Another user's object in a shared folder: a copy of our own carries the new age.
+            try:
+                self.put_file(Path(path), key)
+            except FileNotFoundError:
+                return False
+            except PermissionError:
+                pass  # a read-only store: nobody can collect from it either
+        return True
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        # Renaming first makes the age check and the removal one step as far as writers can
+        # tell: a writer that freshened the object before the rename shows in the renamed
+        # file's mtime (and the object goes back); one that comes after finds it missing and
+        # writes it again.
+        trash = os.path.join(self._tmp, f"gc-{uuid.uuid4().hex}")
+        try:
+            os.rename(self._str(key), trash)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.stat(trash).st_mtime > cutoff:
+                os.replace(trash, self._str(key))  # a writer may have stored it again: same bytes
+                return False
+        except BaseException:
+            if os.path.exists(trash):
+                os.replace(trash, self._str(key))
+            raise
+        _unlink(trash)
+        return True
 
     def purge_temporary(self, older_than: float) -> int:
         cutoff = time.time() - older_than

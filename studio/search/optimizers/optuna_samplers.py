@@ -73,7 +73,10 @@ class OptunaOptimizer(Optimizer):
                 result[p.name] = dist.CategoricalDistribution(list(p.values))
         for r in self.space.ranges:
             for name in _dims(r.name, r.length):
-                result[name] = dist.FloatDistribution(r.low, r.high, log=r.log)
+                if r.integer:
+                    result[name] = dist.IntDistribution(int(r.low), int(r.high), log=r.log)
+                else:
+                    result[name] = dist.FloatDistribution(r.low, r.high, log=r.log)
         return result
 
     def _x0(self) -> dict[str, float]:
@@ -145,9 +148,9 @@ class OptunaOptimizer(Optimizer):
             point[p.name] = self.fixed[p.name] if p.name in self.fixed else flat[p.name]
         for r in self.space.ranges:
             if r.is_array:
-                point[r.name] = [float(flat[name]) for name in _dims(r.name, r.length)]
+                point[r.name] = [r.cast(flat[name]) for name in _dims(r.name, r.length)]
             else:
-                point[r.name] = float(flat[r.name])
+                point[r.name] = r.cast(flat[r.name])
         return point
 
     def tell(self, results: Sequence[Result]) -> None:
