@@ -29,7 +29,7 @@ def write(d: Path, columns: dict[str, tuple[list[int], list[float]]], fmt: str =
     ]
     if fmt == "csv":  # as versions that wrote CSV without pyarrow did: still read
         path = d / segments.SegmentNamer().next_name(segments.CSV_SUFFIX)
-        lines = [segments.CSV_HEADER]
+        lines = [",".join(segments.COLUMNS)]
         for key, steps, values, times in cols:
             lines += [f"{key},{s},{v!r},{t!r}" for s, v, t in zip(steps.tolist(), values.tolist(), times.tolist(), strict=True)]
         path.write_text("\n".join(lines) + "\n")
