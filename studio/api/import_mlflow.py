@@ -226,13 +226,7 @@ def _write_series(mlflow: Any, run_id: str, keys: list[str], folder: Path) -> li
     if not columns:
         return []
     folder.mkdir(parents=True)
-    try:
-        import pyarrow  # noqa: F401
-
-        suffix = ".arrow"
-    except ImportError:
-        suffix = ".csv"
-    write_segment_to(folder / SegmentNamer().next_name(suffix), columns, fsync=False)
+    write_segment_to(folder / SegmentNamer().next_name(".arrow"), columns, fsync=False)
     return list(series.summarize(folder, folder.parent / "summary-state.json"))
 
 

@@ -12,7 +12,7 @@ the `workbook` artifact (content-addressed: an unchanged file is never stored tw
 formats a reader needs no studio for:
 
     media/<name>/<step>.png                   images (8-bit grayscale, RGB or RGBA PNG)
-    tables/<name>.parquet                     tables (.csv when pyarrow is missing)
+    tables/<name>.parquet                     tables
     figures/<name>/<step>.plotly.json         plotly figures (plotly's own JSON)
     figures/<name>/<step>.png, <step>.svg     matplotlib figures
 
@@ -186,26 +186,19 @@ def png_bytes(arr: Any) -> bytes:
 # -- tables ------------------------------------------------------------------------------------
 def log_table(name: str, table: Any) -> Path:
     """Store `table` (a pandas DataFrame, a dict of columns or a list of row dicts) as
-    ``tables/<name>.parquet`` (CSV without pyarrow). Logging a name again replaces it; every
+    ``tables/<name>.parquet``. Logging a name again replaces it; every
     version stays in the stored history of the `workbook` artifact."""
     exp = current()
     parts = [saving.artifact_name(p) for p in _split(name)]
     folder = exp.directory.joinpath(TABLES, *parts[:-1])
     folder.mkdir(parents=True, exist_ok=True)
     frame = _frame(table)
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        path = folder / f"{parts[-1]}.csv"
-        text = frame.to_csv(index=False).encode()
-        saving.atomic_write(path, lambda f: f.write(text))
-    else:
-        path = folder / f"{parts[-1]}.parquet"
-        arrow = pa.Table.from_pandas(frame, preserve_index=False)
-        saving.atomic_write(path, lambda f: pq.write_table(arrow, f))
-        stale = folder / f"{parts[-1]}.csv"
-        stale.unlink(missing_ok=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / f"{parts[-1]}.parquet"
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    saving.atomic_write(path, lambda f: pq.write_table(arrow, f))
     exp._saved(path)
     return path
 
