@@ -13,6 +13,9 @@ The tree is shallow; the CLI's single error boundary maps each branch to an exit
     |   +-- SchemaVersionError                the database needs `studio db upgrade`
     |   +-- IntegrityError                    stored data is corrupt or unsafe (path escape, bad hash)
     +-- MissingDependencyError       exit 6   an optional extra is not installed (`pip install studio[x]`)
+    +-- AccessError                  exit 7   a studio server refused the caller
+        +-- AuthenticationError               no, a wrong, or a revoked token (HTTP 401)
+        +-- PermissionDeniedError             authenticated, but the rules forbid it (HTTP 403)
 
 Messages say what happened and what to do next, in one line.
 """
@@ -68,6 +71,18 @@ class MissingDependencyError(StudioError):
     @classmethod
     def for_extra(cls, module: str, extra: str) -> MissingDependencyError:
         return cls(f"{module} is not installed: run `pip install 'studio[{extra}]'`")
+
+
+class AccessError(StudioError):
+    exit_code = 7
+
+
+class AuthenticationError(AccessError):
+    pass
+
+
+class PermissionDeniedError(AccessError):
+    pass
 
 
 def require(module: str, extra: str):  # type: ignore[no-untyped-def]
