@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.credentials import default_server, token_for
 from studio.exceptions import ConfigError, UsageError
 from studio.units import parse_duration
 
@@ -145,8 +146,12 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     # Upstream's configs name an API server as `type: http` + `serverUrl:`.
     server_url = db.get("serverUrl") if str(db.get("type") or "").lower() in ("http", "https") else None
     database_url = (
-        env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or f"sqlite:///{home / 'studio.db'}"
+        env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or default_server(home)
+        or f"sqlite:///{home / 'studio.db'}"
     )
+    api_token = env.get("STUDIOML_API_TOKEN") or db.get("token") or None
+    if api_token is None and database_url.lower().startswith(("http://", "https://")):
+        api_token = token_for(home, database_url)  # from `studio login`
     storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
 
     try:
@@ -182,7 +187,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         max_attempts=max_attempts,
         poll_seconds=poll,
         config_path=path if path.exists() else None,
-        api_token=env.get("STUDIOML_API_TOKEN") or db.get("token") or None,
+        api_token=api_token,
         server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
     )
 

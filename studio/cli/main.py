@@ -30,6 +30,11 @@ COMMANDS: dict[str, str] = {
     "queue": "studio.cli.queue:queue",
     "sweep": "studio.cli.sweep:sweep",
     "ui": "studio.cli.ui:ui",
+    "server": "studio.cli.team:server",
+    "users": "studio.cli.team:users",
+    "login": "studio.cli.team:login",
+    "logout": "studio.cli.team:logout",
+    "audit": "studio.cli.team:audit",
 }
 
 

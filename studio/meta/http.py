@@ -46,7 +46,7 @@ class HttpMetaStore(MetaStore):
         httpx = exceptions.require("httpx", "remote")
         if not token:
             raise UsageError(
-                f"database {url} is a studio server: set STUDIOML_API_TOKEN (or `database: token:`) to its token"
+                f"database {url} is a studio server: run `studio login {url}` (or set STUDIOML_API_TOKEN)"
             )
         self.url = url.rstrip("/")
         self._client = httpx.Client(

@@ -54,11 +54,11 @@ def check_name(name: str) -> str:
 
 def sql_engine(meta: MetaStore) -> Engine:
     """The SQLAlchemy engine under `meta` (a SQL store, or the SQLite fast path over one)."""
-    from studio.meta.lite import LiteMetaStore
+    from studio.meta.lite import LiteSqliteStore
     from studio.meta.sql.store import SqlMetaStore
 
     store: Any = meta
-    if isinstance(store, LiteMetaStore):
+    if isinstance(store, LiteSqliteStore):
         store = store._full_store()
     if not isinstance(store, SqlMetaStore):
         raise UsageError(

@@ -153,7 +153,7 @@ def bearer(request: Request) -> str | None:
 def _resolve(request: Request) -> Principal | None:
     auth = auth_of(request)
     token = bearer(request)
-    if token is not None:
+    if token is not None and (auth.team_mode or auth.shared_token):
         who = auth.principal_for_token(token)
         if who is None:
             raise AuthenticationError(
