@@ -51,7 +51,7 @@ def login(home: Any, url: str, token: str) -> dict[str, Any]:
     if not data.get("accounts"):
         raise UsageError(f"{url} is a single-user `studio ui` without accounts: nothing to log in to")
     if not data.get("user"):
-        raise AuthenticationError(f"{url} did not accept the token: ask an admin for a current one")
+        raise AuthenticationError(f"{url} refused the token (wrong, expired or revoked): ask an admin for a current one")
     path = save_token(home, url, token, str(data["user"]))
     return {"user": data["user"], "role": data["role"], "url": url, "path": str(path)}
 
