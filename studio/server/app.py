@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio import __version__
@@ -36,7 +37,7 @@ from studio.exceptions import (
     StudioError,
     UsageError,
 )
-from studio.server.auth import Auth, check_request, guard
+from studio.server.auth import Auth, check_identity, check_request, guard
 from studio.server.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,9 @@ def create_app(
         refused = check_request(request)
         if refused is not None:
             return SafeJSONResponse({"detail": refused, "error": "Forbidden"}, status_code=403)
+        nobody = await run_in_threadpool(check_identity, request)  # a database lookup
+        if nobody is not None:
+            return SafeJSONResponse({"detail": str(nobody), "error": type(nobody).__name__}, status_code=401)
         response: Response = await call_next(request)
         return response
 

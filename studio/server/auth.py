@@ -238,6 +238,23 @@ def check_request(request: Request) -> str | None:
     return None
 
 
+def check_identity(request: Request) -> AuthenticationError | None:
+    """On a team server, a write from nobody (no, a wrong or a revoked token) is refused
+    before its body is read, so no malformed body gets a more telling answer than 401."""
+    auth = auth_of(request)
+    if not auth.team_mode or request.method in SAFE_METHODS or request.url.path in ("/login", "/logout"):
+        return None
+    try:
+        who = current_principal(request)
+    except AuthenticationError as exc:
+        return exc
+    if who is None:
+        return AuthenticationError(
+            "authentication required: log in with `studio login URL` (or send Authorization: Bearer TOKEN)"
+        )
+    return None
+
+
 def login(request: Request, token: str) -> tuple[Principal, str]:
     """Check `token` and open a session; returns (who, session id) for the cookie."""
     auth = auth_of(request)
