@@ -8,7 +8,13 @@ from typing import Any
 
 from studio.api.context import Context
 from studio.credentials import normalize_url, save_token
-from studio.exceptions import AuthenticationError, PermissionDeniedError, StoreError, UsageError, require
+from studio.exceptions import (
+    AuthenticationError,
+    PermissionDeniedError,
+    StoreError,
+    UsageError,
+    require,
+)
 
 TIMEOUT_S = 15.0
 

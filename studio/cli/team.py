@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from typing import Any
 
 import click
 
@@ -85,8 +86,8 @@ def _accounts(config: str | None):  # type: ignore[no-untyped-def]
     return ctx, Accounts.for_store(ctx.meta)
 
 
-def _actor(ctx: object) -> str:
-    return f"cli:{getattr(getattr(ctx, 'settings'), 'owner')}"
+def _actor(ctx: Any) -> str:
+    return f"cli:{ctx.settings.owner}"
 
 
 @users.command("add")

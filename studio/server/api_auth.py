@@ -16,7 +16,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from studio.exceptions import AuthenticationError, NotFoundError, UsageError
-from studio.server.auth import COOKIE, SESSION_SECONDS, auth_of, csrf_token, current_principal, login, logout
+from studio.server.auth import (
+    COOKIE,
+    SESSION_SECONDS,
+    auth_of,
+    csrf_token,
+    current_principal,
+    login,
+    logout,
+)
 from studio.server.responses import ERRORS
 
 router = APIRouter(responses=ERRORS)
@@ -52,7 +60,7 @@ async def login_submit(request: Request) -> Response:
             token, next_path = str(data.get("token") or ""), data.get("next")
         else:
             form = parse_qs(body.decode("utf-8", "replace"))
-            token, next_path = (form.get("token") or [""])[0], (form.get("next") or [None])[0]
+            token, next_path = (form.get("token") or [""])[0], (form.get("next") or [""])[0]
     except (ValueError, AttributeError):
         raise UsageError("send the token as a form field or JSON `token`") from None
     try:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from studio.entities import Experiment, ExperimentQuery
 from studio.exceptions import NotFoundError, UsageError
-from studio.server.api_runs import me, context, split_keys
+from studio.server.api_runs import context, me, split_keys
 from studio.server.responses import ERRORS, experiment_row
 
 router = APIRouter(prefix="/api", tags=["lists"], responses=ERRORS)

@@ -36,7 +36,15 @@ from studio.meta.base import MetaStore
 from studio.server.api_runs import context
 from studio.server.app import status_for
 from studio.server.auth import Auth, auth_of, bearer, current_principal
-from studio.server.rules import RECORDED_FIELDS, RULES, SERVER_ONLY, STORE_METHODS, Principal, allowed, authorize
+from studio.server.rules import (
+    RECORDED_FIELDS,
+    RULES,
+    SERVER_ONLY,
+    STORE_METHODS,
+    Principal,
+    allowed,
+    authorize,
+)
 
 router = APIRouter(prefix="/api/store", include_in_schema=False)
 

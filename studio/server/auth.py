@@ -172,7 +172,6 @@ def _resolve(request: Request) -> Principal | None:
 
 
 def _principal_for_hash(auth: Auth, digest: str) -> Principal | None:
-    from studio.server.accounts import Accounts
 
     accounts: Accounts | None = auth.accounts
     return accounts.principal_for_hash(digest) if accounts is not None else None

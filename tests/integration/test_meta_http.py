@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from studio.entities import Experiment, Status
-from studio.exceptions import AuthenticationError, PermissionDeniedError, ConflictError, NotFoundError, StoreError, UsageError
+from studio.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreError,
+    UsageError,
+)
 from studio.meta import open_meta_store, upgrade
 
 
