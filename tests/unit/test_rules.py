@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from studio.exceptions import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError, UsageError
+from studio.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    UsageError,
+)
 from studio.server.rules import RULES, Principal, allowed, authorize, route_action
 
 ALICE = Principal("alice", "user")
