@@ -39,25 +39,30 @@ class Server:
     proc: subprocess.Popen[str]
     tokens: dict[str, str]
     log: Path
+    database: str = ""
 
     def env(self) -> dict[str, str]:
-        return {"STUDIOML_HOME": str(self.home)}
+        return {"STUDIOML_HOME": str(self.home), **({"STUDIOML_DATABASE_URL": self.database} if self.database else {})}
+
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.home / 'studio.db'}"
 
 
-def add_user(home: Path, name: str, *flags: str) -> str:
-    proc = studio("users", "add", name, *flags, env={"STUDIOML_HOME": str(home)}, check=True)
+def add_user(home: Path, name: str, *flags: str, database: str = "") -> str:
+    env = {"STUDIOML_HOME": str(home), **({"STUDIOML_DATABASE_URL": database} if database else {})}
+    proc = studio("users", "add", name, *flags, env=env, check=True)
     token = proc.stdout.strip()
     assert token.startswith("studio_") and len(proc.stdout.splitlines()) == 1
     return token
 
 
-def start_server(home: Path, *flags: str) -> tuple[str, subprocess.Popen[str], Path]:
+def start_server(home: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen[str], Path]:
     port = free_port()
     log = home / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "studio", "server", "--port", str(port), *flags],
-            env=studio_env({"STUDIOML_HOME": str(home)}), stdout=out, stderr=subprocess.STDOUT,
+            env=studio_env({"STUDIOML_HOME": str(home), **(env or {})}), stdout=out, stderr=subprocess.STDOUT,
             text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -73,20 +78,33 @@ def start_server(home: Path, *flags: str) -> tuple[str, subprocess.Popen[str], P
         time.sleep(0.1)
 
 
-@pytest.fixture
-def team(tmp_path: Path) -> Iterator[Server]:
+def serve_team(tmp_path: Path, database: str = "") -> Server:
     home = tmp_path / "server-home"
     home.mkdir()
     tokens = {
-        "alice": add_user(home, "alice"),
-        "bob": add_user(home, "bob"),
-        "root": add_user(home, "root", "--admin"),
-        "gpu": add_user(home, "gpu", "--worker"),
+        "alice": add_user(home, "alice", database=database),
+        "bob": add_user(home, "bob", database=database),
+        "root": add_user(home, "root", "--admin", database=database),
+        "gpu": add_user(home, "gpu", "--worker", database=database),
     }
-    url, proc, log = start_server(home)
-    yield Server(url, home, proc, tokens, log)
-    proc.terminate()
-    proc.wait(timeout=30)
+    url, proc, log = start_server(home, env={"STUDIOML_DATABASE_URL": database} if database else None)
+    return Server(url, home, proc, tokens, log, database)
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[Server]:
+    server = serve_team(tmp_path)
+    yield server
+    server.proc.terminate()
+    server.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def team_postgres(tmp_path: Path, postgres_url: str) -> Iterator[Server]:
+    server = serve_team(tmp_path, postgres_url)
+    yield server
+    server.proc.terminate()
+    server.proc.wait(timeout=30)
 
 
 def login(server: Server, home: Path, token: str) -> subprocess.CompletedProcess[str]:
@@ -97,6 +115,14 @@ def login(server: Server, home: Path, token: str) -> subprocess.CompletedProcess
 
 
 def test_two_users_and_a_worker_share_a_server(team: Server, tmp_path: Path) -> None:
+    two_users_and_a_worker(team, tmp_path)
+
+
+def test_two_users_and_a_worker_share_a_server_on_postgresql(team_postgres: Server, tmp_path: Path) -> None:
+    two_users_and_a_worker(team_postgres, tmp_path)
+
+
+def two_users_and_a_worker(team: Server, tmp_path: Path) -> None:
     storage = str(tmp_path / "shared-objects")
     homes = {name: tmp_path / f"home-{name}" for name in ("alice", "bob", "gpu")}
     for name, home in homes.items():
@@ -120,7 +146,7 @@ def test_two_users_and_a_worker_share_a_server(team: Server, tmp_path: Path) -> 
         assert proc.returncode == 0, proc.stderr
     from studio.meta import open_meta_store
 
-    store = open_meta_store(f"sqlite:///{team.home / 'studio.db'}")
+    store = open_meta_store(team.database_url())
     try:
         for name in ("alice", "bob"):
             for kind in ("direct", "queued"):
@@ -145,7 +171,7 @@ def test_two_users_and_a_worker_share_a_server(team: Server, tmp_path: Path) -> 
     with httpx.Client(base_url=team.url, headers={"Authorization": f"Bearer {team.tokens['root']}"}) as c:
         items = c.get("/api/audit").json()["items"]
     assert any(i["action"] == "delete" and i["actor"] == "alice" and i["target"] == "alice-direct" for i in items)
-    audit = studio("audit", "--json", env={"STUDIOML_HOME": str(team.home)})
+    audit = studio("audit", "--json", env=team.env())
     assert audit.returncode == 0 and "alice-direct" in audit.stdout
     # Tokens are never written to the server's log.
     log = team.log.read_text()
