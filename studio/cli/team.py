@@ -90,15 +90,27 @@ def _actor(ctx: Any) -> str:
     return f"cli:{ctx.settings.owner}"
 
 
+def expires_option(f: Any) -> Any:
+    return click.option("--expires", default=None, metavar="DURATION",
+                        help="The token stops working after this long (e.g. 90d); default: until revoked.")(f)
+
+
+def _seconds(duration: str | None) -> float | None:
+    from studio.units import parse_duration
+
+    return None if duration is None else parse_duration(duration)
+
+
 @users.command("add")
 @config_option
 @click.argument("name")
 @click.option("--admin", "role", flag_value="admin", help="May change and delete anything, and read the audit log.")
 @click.option("--worker", "role", flag_value="worker", help="May claim queued work and record runs, for any user.")
-def users_add(config: str | None, name: str, role: str | None) -> None:
+@expires_option
+def users_add(config: str | None, name: str, role: str | None, expires: str | None) -> None:
     """Create user NAME and print their token (shown once: only its hash is stored)."""
     ctx, accounts = _accounts(config)
-    token = accounts.add_user(name, role or "user")
+    token = accounts.add_user(name, role or "user", expires_in=_seconds(expires))
     click.echo(f"studio: user {name} ({role or 'user'}) created; their token (shown once, keep it secret):", err=True)
     click.echo(token)
     ctx.close()
@@ -117,10 +129,11 @@ def users_list(config: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} user(s)")
-    for col in ("user", "role", "created", "token issued", "revoked"):
+    for col in ("user", "role", "created", "token issued", "token expires", "revoked"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["role"], fmt_time(r["created"]), fmt_time(r["token_created"]), fmt_time(r["revoked"]))
+        table.add_row(r["name"], r["role"], fmt_time(r["created"]), fmt_time(r["token_created"]),
+                      fmt_time(r["token_expires"]), fmt_time(r["revoked"]))
     console().print(table)
 
 
@@ -138,10 +151,11 @@ def users_revoke(config: str | None, name: str) -> None:
 @users.command("rotate")
 @config_option
 @click.argument("name")
-def users_rotate(config: str | None, name: str) -> None:
+@expires_option
+def users_rotate(config: str | None, name: str, expires: str | None) -> None:
     """Revoke NAME's tokens and print a new one (also re-enables a revoked user)."""
     ctx, accounts = _accounts(config)
-    token = accounts.rotate(name, _actor(ctx))
+    token = accounts.rotate(name, _actor(ctx), expires_in=_seconds(expires))
     ctx.close()
     click.echo(f"studio: new token for {name} (shown once; the old ones no longer work):", err=True)
     click.echo(token)

@@ -9,7 +9,7 @@ Tokens are 256 random bits (`secrets.token_urlsafe`), so a plain SHA-256 is a so
 (no salt or slow hash is needed for high-entropy secrets; those protect guessable passwords).
 Lookup is by hash, then the stored hash is compared again with `hmac.compare_digest`.
 Revoking a user disables all of their tokens at once; `rotate` revokes every token of a user
-and issues a new one. Imports neither FastAPI nor anything else heavy: the `studio users`
+and issues a new one; a token may expire (`--expires 90d`). Imports neither FastAPI nor anything else heavy: the `studio users`
 commands use it on the server machine.
 """
 
@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.meta.base import MetaStore
@@ -68,6 +68,14 @@ def sql_engine(meta: MetaStore) -> Engine:
     return store.engine
 
 
+def _expiry(now: float, expires_in: float | None) -> float | None:
+    if expires_in is None:
+        return None
+    if expires_in <= 0:
+        raise UsageError("a token's lifetime must be positive, e.g. --expires 90d")
+    return now + expires_in
+
+
 class Accounts:
     """Users, token hashes and the audit log (see the module docstring). Thread-safe."""
 
@@ -79,8 +87,9 @@ class Accounts:
         return cls(sql_engine(meta))
 
     # -- users -----------------------------------------------------------------------------
-    def add_user(self, name: str, role: str = "user") -> str:
-        """Create `name` with `role` and return its first token (the only time it is seen)."""
+    def add_user(self, name: str, role: str = "user", expires_in: float | None = None) -> str:
+        """Create `name` with `role` and return its first token (the only time it is seen),
+        valid for `expires_in` seconds (None: until revoked)."""
         check_name(name)
         if role not in ACCOUNT_ROLES:
             raise UsageError(f"unknown role {role!r}: use one of {', '.join(ACCOUNT_ROLES)}")
@@ -93,7 +102,8 @@ class Accounts:
                 )
             now = time.time()
             s.execute(insert(USERS).values(name=name, role=role, created=now, revoked=None))
-            s.execute(insert(TOKENS).values(hash=token_hash(token), user_name=name, created=now))
+            s.execute(insert(TOKENS).values(hash=token_hash(token), user_name=name, created=now,
+                                            expires=_expiry(now, expires_in)))
 
         self._tx.write(add)
         return token
@@ -101,14 +111,16 @@ class Accounts:
     def users(self) -> list[dict[str, Any]]:
         def read(s: Any) -> list[dict[str, Any]]:
             rows = s.execute(select(USERS).order_by(USERS.c.name)).mappings().all()
-            live = dict(
-                s.execute(
-                    select(TOKENS.c.user_name, TOKENS.c.created).where(TOKENS.c.revoked.is_(None))
+            live = {
+                user: (created, expires)
+                for user, created, expires in s.execute(
+                    select(TOKENS.c.user_name, TOKENS.c.created, TOKENS.c.expires).where(TOKENS.c.revoked.is_(None))
                 ).all()
-            )
+            }
             return [
                 {"name": r["name"], "role": r["role"], "created": r["created"], "revoked": r["revoked"],
-                 "token_created": live.get(r["name"])}
+                 "token_created": live.get(r["name"], (None, None))[0],
+                 "token_expires": live.get(r["name"], (None, None))[1]}
                 for r in rows
             ]
 
@@ -134,7 +146,7 @@ class Accounts:
 
         self._tx.write(revoke)
 
-    def rotate(self, name: str, actor: str) -> str:
+    def rotate(self, name: str, actor: str, expires_in: float | None = None) -> str:
         """Revoke every token of `name` and return a new one (re-enables a revoked user)."""
         token = new_token()
 
@@ -145,7 +157,8 @@ class Accounts:
                 update(TOKENS).where(TOKENS.c.user_name == name, TOKENS.c.revoked.is_(None)).values(revoked=now)
             )
             s.execute(update(USERS).where(USERS.c.name == name).values(revoked=None))
-            s.execute(insert(TOKENS).values(hash=token_hash(token), user_name=name, created=now))
+            s.execute(insert(TOKENS).values(hash=token_hash(token), user_name=name, created=now,
+                                            expires=_expiry(now, expires_in)))
             self._record(s, actor, "rotate", name, "old tokens revoked, new token issued")
 
         self._tx.write(rotate)
@@ -164,7 +177,10 @@ class Accounts:
             return s.execute(
                 select(TOKENS.c.hash, USERS.c.name, USERS.c.role)
                 .join(USERS, USERS.c.name == TOKENS.c.user_name)
-                .where(TOKENS.c.hash == digest, TOKENS.c.revoked.is_(None), USERS.c.revoked.is_(None))
+                .where(
+                    TOKENS.c.hash == digest, TOKENS.c.revoked.is_(None), USERS.c.revoked.is_(None),
+                    or_(TOKENS.c.expires.is_(None), TOKENS.c.expires > time.time()),
+                )
             ).first()
 
         row = self._tx.read(read)

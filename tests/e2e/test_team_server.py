@@ -213,6 +213,13 @@ def test_bad_tokens_and_urls_are_one_line_errors(team: Server, tmp_path: Path) -
     new = studio("users", "rotate", "bob", env=team.env(), check=True).stdout.strip()
     assert login(team, home, team.tokens["bob"]).returncode == 7
     assert login(team, home, new).returncode == 0
+    # An expired token.
+    brief = studio("users", "add", "brief", "--expires", "1s", env=team.env(), check=True).stdout.strip()
+    time.sleep(1.5)
+    proc = login(team, tmp_path / "other-laptop", brief)
+    assert proc.returncode == 7 and "expired" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = studio("users", "add", "x", "--expires", "soon", env=team.env())
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     # Unknown user, and users commands on a client (an http database) say where to run them.
     proc = studio("users", "revoke", "nobody", env=team.env())
     assert proc.returncode == 3 and "no user 'nobody'" in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -81,11 +82,17 @@ def test_accounts(tmp_path: Path) -> None:
             accounts.add_user("x", "superuser")
         with pytest.raises(NotFoundError):
             accounts.revoke("nobody", "t")
+        short = accounts.add_user("brief", "worker", expires_in=0.3)
+        assert accounts.principal_for(short) == Principal("brief", "worker")
+        time.sleep(0.4)
+        assert accounts.principal_for(short) is None  # expired
+        with pytest.raises(UsageError, match="positive"):
+            accounts.add_user("never", expires_in=0)
         new = accounts.rotate("alice", "root")
         assert accounts.principal_for(token) is None and accounts.principal_for(new) == ALICE
         accounts.revoke("alice", "root")
         assert accounts.principal_for(new) is None
-        assert [u["revoked"] is not None for u in accounts.users()] == [True]
+        assert [(u["name"], u["revoked"] is not None) for u in accounts.users()] == [("alice", True), ("brief", False)]
         assert [(a["actor"], a["action"], a["target"]) for a in accounts.audit()] == [
             ("root", "revoke", "alice"), ("root", "rotate", "alice"),
         ]

@@ -212,6 +212,7 @@ TOKENS = Table(
     Column("hash", String(64), primary_key=True),
     Column("user_name", String(255), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
     Column("created", Double, nullable=False),
+    Column("expires", Double),  # none: valid until revoked
     Column("revoked", Double),
     Index("ix_tokens_user_name", "user_name"),
 )

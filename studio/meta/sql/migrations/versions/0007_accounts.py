@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.Column("user_name", sa.String(255), nullable=False),
         sa.Column("created", sa.Double(), nullable=False),
+        sa.Column("expires", sa.Double(), nullable=True),
         sa.Column("revoked", sa.Double(), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_name"], ["users.name"], name=op.f("fk_tokens_user_name_users"), ondelete="CASCADE"
