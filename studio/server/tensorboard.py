@@ -168,8 +168,11 @@ def tensorboard(request: Request, key: str) -> dict[str, Any]:
         return {"available": False, "message": INSTALL_HINT, "url": None}
     exp = load(context(request), key)
     user = me(request)
+    from studio.server.auth import auth_of
+
     host = request.url.hostname or "127.0.0.1"
-    if host in ("localhost", "testserver") or not host.replace(".", "").isdigit():
+    if host in ("localhost", "testserver") or not host.replace(".", "").isdigit() or auth_of(request).team_mode:
+        # TensorBoard has no login: a team server never exposes one beyond its own host.
         host = "127.0.0.1"
     port = boards.start(exp, host, user)
     ready = boards.wait_ready(port, host)
