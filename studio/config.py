@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.credentials import default_server, token_for
+from studio.credentials import default_server, login_for
 from studio.exceptions import ConfigError, UsageError
 from studio.units import parse_duration
 
@@ -150,8 +150,10 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         or f"sqlite:///{home / 'studio.db'}"
     )
     api_token = env.get("STUDIOML_API_TOKEN") or db.get("token") or None
-    if api_token is None and database_url.lower().startswith(("http://", "https://")):
-        api_token = token_for(home, database_url)  # from `studio login`
+    login_user = None
+    if database_url.lower().startswith(("http://", "https://")):
+        kept_token, login_user = login_for(home, database_url)  # from `studio login`
+        api_token = api_token or kept_token
     storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
 
     try:
@@ -181,7 +183,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         optimizer=dict(data.get("optimizer") or {}),
         resources_needed=dict(data.get("resources_needed") or {}),
         cloud=dict(data.get("cloud") or {}),
-        owner=str(env.get("STUDIOML_OWNER") or data.get("owner") or _default_owner()),
+        # On a team server the owner is the logged-in account (the server sets it anyway).
+        owner=str(env.get("STUDIOML_OWNER") or data.get("owner") or login_user or _default_owner()),
         lease_seconds=lease,
         heartbeat_seconds=heartbeat,
         max_attempts=max_attempts,

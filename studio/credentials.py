@@ -47,10 +47,17 @@ def read_credentials(home: Path) -> dict[str, Any]:
     return data
 
 
-def token_for(home: Path, url: str) -> str | None:
+def login_for(home: Path, url: str) -> tuple[str | None, str | None]:
+    """(token, user name) kept for the server at `url` by `studio login`."""
     entry = read_credentials(home)["servers"].get(normalize_url(url))
-    token = entry.get("token") if isinstance(entry, dict) else None
-    return str(token) if token else None
+    if not isinstance(entry, dict):
+        return None, None
+    token, user = entry.get("token"), entry.get("user")
+    return (str(token) if token else None), (str(user) if user else None)
+
+
+def token_for(home: Path, url: str) -> str | None:
+    return login_for(home, url)[0]
 
 
 def default_server(home: Path) -> str | None:

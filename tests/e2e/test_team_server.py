@@ -154,6 +154,9 @@ def two_users_and_a_worker(team: Server, tmp_path: Path) -> None:
                 assert exp.owner == name and exp.status.value == "finished", exp
     finally:
         store.close()
+    # "My runs" are the logged-in account's.
+    mine = studio("runs", "list", "--json", env=env["bob"])
+    assert mine.returncode == 0 and "bob-direct" in mine.stdout and "alice-direct" not in mine.stdout, mine.stdout
     # Each sees every run.
     for name in ("alice", "bob"):
         listed = studio("runs", "list", "all", "--json", env=env[name])
