@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.credentials import default_server, login_for
 from studio.exceptions import ConfigError, UsageError
 from studio.units import parse_duration, parse_size
 
@@ -174,8 +175,14 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     # Upstream's configs name an API server as `type: http` + `serverUrl:`.
     server_url = db.get("serverUrl") if str(db.get("type") or "").lower() in ("http", "https") else None
     database_url = (
-        env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or f"sqlite:///{home / 'studio.db'}"
+        env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or default_server(home)
+        or f"sqlite:///{home / 'studio.db'}"
     )
+    api_token = env.get("STUDIOML_API_TOKEN") or db.get("token") or None
+    login_user = None
+    if database_url.lower().startswith(("http://", "https://")):
+        kept_token, login_user = login_for(home, database_url)  # from `studio login`
+        api_token = api_token or kept_token
     storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
     _check_sqlite_folder(database_url, home)
 
@@ -228,13 +235,14 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         optimizer=dict(data.get("optimizer") or {}),
         resources_needed=dict(data.get("resources_needed") or {}),
         cloud=dict(data.get("cloud") or {}),
-        owner=str(env.get("STUDIOML_OWNER") or data.get("owner") or _default_owner()),
+        # On a team server the owner is the logged-in account (the server sets it anyway).
+        owner=str(env.get("STUDIOML_OWNER") or data.get("owner") or login_user or _default_owner()),
         lease_seconds=lease,
         heartbeat_seconds=heartbeat,
         max_attempts=max_attempts,
         poll_seconds=poll,
         config_path=path if path.exists() else None,
-        api_token=env.get("STUDIOML_API_TOKEN") or db.get("token") or None,
+        api_token=api_token,
         server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
         cache_max_bytes=cache_max_bytes,
         verbose=verbose,

@@ -13,9 +13,12 @@ The tree is shallow; the CLI's single error boundary maps each branch to an exit
     |   +-- SchemaVersionError                the database needs `studio db upgrade`
     |   +-- IntegrityError                    stored data is corrupt or unsafe (path escape, bad hash)
     +-- MissingDependencyError       exit 198 an optional extra is not installed (`pip install 'studio-experiments[x]'`)
+    +-- AccessError                  exit 200 a studio server refused the caller
+    |   +-- AuthenticationError               no, a wrong, or a revoked token (HTTP 401)
+    |   +-- PermissionDeniedError             authenticated, but the rules forbid it (HTTP 403)
     (any other exception)            exit 199 a bug in studio: one line, traceback with STUDIOML_DEBUG=1
 
-studio's own exit codes live in 193-199, above every code a script killed by a signal gets
+studio's own exit codes live in 193-200, above every code a script killed by a signal gets
 (128+N, N <= 64), because `studio run` exits with its script's code: a caller tells "the
 script failed with 2" from "studio refused the command line" (README, "Exit codes").
 
@@ -84,6 +87,18 @@ def install_hint(extra: str) -> str:
     from studio._version import DISTRIBUTION
 
     return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+class AccessError(StudioError):
+    exit_code = 200
+
+
+class AuthenticationError(AccessError):
+    pass
+
+
+class PermissionDeniedError(AccessError):
+    pass
 
 
 def require(module: str, extra: str):  # type: ignore[no-untyped-def]

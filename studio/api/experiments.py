@@ -16,7 +16,7 @@ from studio.meta.base import Page
 
 def refresh_lost(ctx: Context) -> None:
     """Experiments whose supervisor stopped heartbeating are requeued or marked lost."""
-    ctx.meta.requeue_expired(time.time(), ctx.settings.max_attempts)
+    ctx.meta.requeue_expired(ctx.settings.max_attempts)
 
 
 def list_experiments(ctx: Context, query: ExperimentQuery) -> Page:

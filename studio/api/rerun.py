@@ -13,9 +13,12 @@ from studio.keys import check_key, new_key
 from studio.runner.executor import Executor, Outcome
 
 
-def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None) -> Experiment:
+def clone(
+    ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None, owner: str | None = None
+) -> Experiment:
     """A new queued experiment that will run exactly what `key` ran (a reference: NAME is the
-    newest finished run of that name, `studio.api.names`)."""
+    newest finished run of that name, `studio.api.names`), owned by `owner` (default: the
+    configured owner; a server passes the authenticated caller)."""
     old = names.resolve(ctx.meta, key)
     key = old.key
     if "workspace" not in old.artifacts or not old.artifacts["workspace"].tree:
@@ -33,7 +36,7 @@ def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None
         key=nk, status=Status.QUEUED, returncode=None, status_reason=f"rerun of {key}", queue=queue,
         env=redact_env(ctx.settings.env), metric_value=None, time_added=time.time(), time_started=None,
         time_last_checkpoint=None, time_finished=None, heartbeat=None, worker=None, lease_expires=None,
-        attempts=0, stop_requested=False, stop_status=None, stop_reason=None, artifacts=artifacts, owner=ctx.settings.owner,
+        attempts=0, stop_requested=False, stop_status=None, stop_reason=None, artifacts=artifacts, owner=owner or ctx.settings.owner,
     )
     return ctx.meta.create_experiment(exp)
 

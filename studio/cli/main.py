@@ -2,7 +2,7 @@
 
 Subcommands live in their own modules and are imported only when invoked, so
 `studio --help` and `studio run` start fast. Every exception ends here as one line on stderr
-and an exit code in studio's reserved range 193-199 (see `studio.exceptions`); the traceback
+and an exit code in studio's reserved range 193-200 (see `studio.exceptions`); the traceback
 is printed only with STUDIOML_DEBUG=1 (or `--verbose debug`).
 """
 
@@ -34,6 +34,11 @@ COMMANDS: dict[str, str] = {
     "sweep": "studio.cli.sweep:sweep",
     "ui": "studio.cli.ui:ui",
     "import": "studio.cli.imports:import_",
+    "server": "studio.cli.team:server",
+    "users": "studio.cli.team:users",
+    "login": "studio.cli.team:login",
+    "logout": "studio.cli.team:logout",
+    "audit": "studio.cli.team:audit",
 }
 
 

@@ -138,8 +138,10 @@ class MetaStore(abc.ABC):
         are never handed out."""
 
     @abc.abstractmethod
-    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
-        """Running experiments whose lease lapsed go back to `queued` (attempts < max_attempts)
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        """Judged by the store's own clock (the database host's, or the server's behind an
+        API server), never a caller's: a client whose clock runs fast cannot expire anyone's
+        lease. Running experiments whose lease lapsed go back to `queued` (attempts < max_attempts)
         or become `lost`. Queued experiments older than their `lifetime` become `lost` with a
         reason. Returns the keys changed.
 

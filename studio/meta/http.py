@@ -46,7 +46,7 @@ class HttpMetaStore(MetaStore):
         httpx = exceptions.require("httpx", "remote")
         if not token:
             raise UsageError(
-                f"database {url} is a studio server: set STUDIOML_API_TOKEN (or `database: token:`) to its token"
+                f"database {url} is a studio server: run `studio login {url}` (or set STUDIOML_API_TOKEN)"
             )
         self.url = url.rstrip("/")
         self._client = httpx.Client(
@@ -64,7 +64,9 @@ class HttpMetaStore(MetaStore):
         body = wire.dumps({"args": list(args), "kwargs": kwargs})
         for attempt in range(RETRIES + 1):
             try:
-                response = self._client.post(method, content=body)
+                # The server judges leases by its own clock and moves the times this client
+                # records by the difference (see studio.server.api_store).
+                response = self._client.post(method, content=body, headers={"X-Studio-Clock": repr(time.time())})
                 break
             except httpx.ConnectError as exc:  # nothing reached the server: safe to retry
                 if attempt == RETRIES:
@@ -143,8 +145,8 @@ class HttpMetaStore(MetaStore):
     ) -> Experiment | None:
         return self._call("claim", queue, worker, lease_seconds, resources)  # type: ignore[no-any-return]
 
-    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
-        return self._call("requeue_expired", now, max_attempts)  # type: ignore[no-any-return]
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        return self._call("requeue_expired", max_attempts)  # type: ignore[no-any-return]
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         return self._call("queue_counts")  # type: ignore[no-any-return]

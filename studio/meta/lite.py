@@ -400,8 +400,8 @@ class LiteSqliteStore(MetaStore):
     ) -> Experiment | None:
         return self._full_store().claim(queue, worker, lease_seconds, resources)
 
-    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
-        return self._full_store().requeue_expired(now, max_attempts)
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        return self._full_store().requeue_expired(max_attempts)
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         return self._full_store().queue_counts()

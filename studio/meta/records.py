@@ -24,7 +24,7 @@ from studio.exceptions import ConflictError, NotFoundError, UsageError
 
 #: The newest migration in `studio/meta/sql/migrations/versions` (a test checks they agree):
 #: the schema these records describe.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 #: Resource needs copied out of `resources` into plain columns so `claim` can test the fit in SQL.
 RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")

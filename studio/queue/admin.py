@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from studio.context import Context
@@ -33,7 +32,7 @@ class PurgeResult:
 
 
 def _refresh(ctx: Context) -> None:
-    ctx.meta.requeue_expired(time.time(), ctx.settings.max_attempts)
+    ctx.meta.requeue_expired(ctx.settings.max_attempts)
 
 
 def list_queues(ctx: Context) -> list[QueueInfo]:

@@ -59,7 +59,7 @@ class Claimer:
         if not force and now < self._next_sweep:
             return []
         self._next_sweep = now + requeue_interval(self.settings)
-        changed = self.meta.requeue_expired(time.time(), self.settings.max_attempts)
+        changed = self.meta.requeue_expired(self.settings.max_attempts)
         if changed:
             log.info("requeued or retired after a lapsed lease or lifetime: %s", ", ".join(changed))
             self.requeued.extend(changed)

@@ -10,7 +10,12 @@ Layout::
     api_metrics.py  /api/experiments/{key}/metrics and /series (min/max-bucketed downsample)
     api_lists.py    /api/projects, /api/users, /api/compare
     series.py       reading an experiment's metric segments and bucketing them
-    tensorboard.py  TensorBoard processes started on demand
+    tensorboard.py  TensorBoard processes started on demand (capped, per user)
+    api_store.py    POST /api/store/<method>: the metadata store for http(s):// database URLs
+    rules.py        who may do what: one table for every route and store method
+    auth.py         who calls: tokens, sessions, CSRF, Host allow-list (the app-wide guard)
+    accounts.py     users, token hashes and the audit log in the server's database
+    api_auth.py     /login, /logout, /api/session, /api/audit
     pages.py        HTML pages at upstream's addresses; they only call the JSON API
 
 This package imports FastAPI; `import studio` never imports it.

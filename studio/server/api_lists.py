@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from studio.entities import Experiment, ExperimentQuery
 from studio.exceptions import NotFoundError, UsageError
-from studio.server.api_runs import context, split_keys
+from studio.server.api_runs import context, me, split_keys
 from studio.server.responses import ERRORS, experiment_row
 
 router = APIRouter(prefix="/api", tags=["lists"], responses=ERRORS)
@@ -40,7 +40,7 @@ def projects(request: Request) -> dict[str, Any]:
 
 @router.get("/users", summary="Owners of experiments with counts")
 def users(request: Request) -> dict[str, Any]:
-    return {"users": context(request).meta.users(), "me": context(request).settings.owner}
+    return {"users": context(request).meta.users(), "me": me(request)}
 
 
 def _numeric(values: list[Any]) -> bool:

@@ -7,6 +7,7 @@ polled once per row and did not scale past a few hundred runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -22,17 +23,35 @@ from studio.api.query_parser import parse_filter, parse_sort
 from studio.entities import Experiment, ExperimentQuery, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError, UsageError
 from studio.keys import check_key, new_key
+from studio.server.auth import auth_of, current_principal
 from studio.server.responses import ERRORS, command_line, experiment_row, status_row, summary_dict
+from studio.server.rules import RULES, Principal, authorize
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["experiments"], responses=ERRORS)
 
 MAX_KEYS = 500
+MAX_BATCH = 100  # keys per /api/batch request: each may stop a process or queue a run
+DEFAULT_RERUN_QUEUE = "default"
 REFRESH_EVERY = 5.0  # seconds between lease sweeps triggered by reads
 DELETE_WAIT = 10.0  # seconds a delete waits for a running experiment to stop
 
 
 def context(request: Request) -> Context:
     return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def me(request: Request) -> str:
+    """The caller's name: whose experiments "mine" lists."""
+    who = current_principal(request)
+    return who.name if who else ""
+
+
+def audit(request: Request, who: Principal | None, action: str, target: str, detail: str | None = None) -> None:
+    """Record a destructive action in the audit log (servers with accounts keep one)."""
+    accounts = auth_of(request).accounts
+    if accounts is not None and RULES[action].audit:
+        accounts.record(who.name if who else "?", action, target, detail)
 
 
 def refresh(request: Request) -> None:
@@ -81,11 +100,11 @@ def parse_statuses(text: str | None) -> tuple[Status, ...]:
 
 
 def build_query(
-    ctx: Context, scope: str, project: str | None, owner: str | None, status: str | None,
+    ctx: Context, me: str, scope: str, project: str | None, owner: str | None, status: str | None,
     text: str | None, filter: str | None, sort: str | None, limit: int, offset: int,
 ) -> ExperimentQuery:
     if scope == "mine":
-        owner = ctx.settings.owner
+        owner = me
     q = ExperimentQuery(
         project=project or None, owner=owner or None, status=parse_statuses(status),
         text=text.strip() if text and text.strip() else None, order_by=parse_sort(sort),
@@ -117,7 +136,7 @@ def list_experiments(
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> dict[str, Any]:
     ctx = context(request)
-    q = build_query(ctx, scope, project, owner, status, text, filter, sort, limit, offset)
+    q = build_query(ctx, me(request), scope, project, owner, status, text, filter, sort, limit, offset)
     refresh(request)
     page = ctx.meta.query(q)
     summaries = ctx.meta.metric_summaries([e.key for e in page.items]) if page.items else {}
@@ -125,7 +144,7 @@ def list_experiments(
     metric_names = sorted({name for r in rows for name in r["metrics"]})
     return {
         "items": rows, "total": page.total, "offset": offset, "limit": limit, "sort": q.order_by,
-        "param_columns": param_columns(rows), "metric_columns": metric_names[:8], "owner": ctx.settings.owner,
+        "param_columns": param_columns(rows), "metric_columns": metric_names[:8], "owner": me(request),
     }
 
 
@@ -183,36 +202,52 @@ class ActionResult(BaseModel):
 
 class Batch(BaseModel):
     action: Literal["stop", "delete", "rerun"]
-    keys: list[str] = Field(min_length=1, max_length=MAX_KEYS)
+    keys: list[str] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class RerunRequest(BaseModel):
     queue: str | None = Field(None, max_length=255, description="Submit to this queue instead of running here")
 
 
-def do_stop(ctx: Context, key: str) -> ActionResult:
-    exp = exps.stop(ctx, load(ctx, key).key)
+def do_stop(request: Request, key: str) -> ActionResult:
+    ctx, who = context(request), current_principal(request)
+    old = load(ctx, key)
+    authorize(who, "stop", owner=old.owner, what=f"experiment {key}")
+    exp = exps.stop(ctx, old.key)
+    if exp.status != old.status or exp.stop_requested != old.stop_requested:
+        audit(request, who, "stop", key, f"was {old.status.value}")
     detail = "stopping" if not exp.status.terminal else f"already {exp.status.value}"
     if exp.status == Status.STOPPED:
         detail = "stopped"
     return ActionResult(key=key, ok=True, detail=detail, status=exp.status.value)
 
 
-def do_delete(ctx: Context, key: str) -> ActionResult:
-    exps.kill(ctx, load(ctx, key).key, timeout=DELETE_WAIT)
+def do_delete(request: Request, key: str) -> ActionResult:
+    ctx, who = context(request), current_principal(request)
+    old = load(ctx, key)
+    authorize(who, "delete", owner=old.owner, what=f"experiment {key}")
+    exps.kill(ctx, old.key, timeout=DELETE_WAIT)
+    audit(request, who, "delete", key, f"owner {old.owner}, project {old.project}, was {old.status.value}")
     return ActionResult(key=key, ok=True, detail="deleted")
 
 
-def do_rerun(ctx: Context, key: str, queue: str | None = None) -> ActionResult:
-    """Queue a copy for a worker, or run it here in a background `studio rerun` process."""
+def do_rerun(request: Request, key: str, queue: str | None = None) -> ActionResult:
+    """Queue a copy for a worker. Only a single-user `studio ui` (no accounts) may instead run
+    it in a background `studio rerun` process on its own machine, which is the user's; a team
+    server never runs user code in its process or on its host."""
     from studio.api.rerun import clone
 
+    ctx, who = context(request), current_principal(request)
     old = load(ctx, key)
+    authorize(who, "rerun", owner=old.owner, what=f"experiment {key}")
     ws = old.artifacts.get("workspace")
     if ws is None or not ws.tree:
         raise NotFoundError(f"experiment {key} has no stored workspace to rerun")
+    if auth_of(request).team_mode and not queue:
+        queue = old.queue or DEFAULT_RERUN_QUEUE
     if queue:
-        exp = clone(ctx, key, queue=queue)
+        exp = clone(ctx, key, queue=queue, owner=who.name if who else None)
+        audit(request, who, "rerun", key, f"as {exp.key} on queue {queue}")
         return ActionResult(key=key, ok=True, detail=f"queued on {queue}", status=exp.status.value, new_key=exp.key)
     nk = new_key()
     cmd = [sys.executable, "-m", "studio", "rerun", key, "--experiment", nk]
@@ -234,26 +269,26 @@ ACTIONS = {"stop": do_stop, "delete": do_delete, "rerun": do_rerun}
 
 @router.post("/experiments/{key}/stop", summary="Ask a running experiment to stop; a queued one stops at once")
 def stop(request: Request, key: str) -> ActionResult:
-    return do_stop(context(request), key)
+    return do_stop(request, key)
 
 
 @router.delete("/experiments/{key}", summary="Delete an experiment (stopping it first if it runs)")
 def delete(request: Request, key: str) -> ActionResult:
-    return do_delete(context(request), key)
+    return do_delete(request, key)
 
 
-@router.post("/experiments/{key}/rerun", summary="Run the same stored workspace and args as a new experiment")
+@router.post("/experiments/{key}/rerun", summary="Queue the same stored workspace and args as a new experiment")
 def rerun(request: Request, key: str, body: RerunRequest | None = Body(None)) -> ActionResult:
-    return do_rerun(context(request), key, body.queue if body else None)
+    return do_rerun(request, key, body.queue if body else None)
 
 
-@router.post("/batch", summary="Stop, delete or rerun several experiments; one result per key")
+@router.post("/batch", summary="Stop, delete or rerun up to 100 experiments; one result per distinct key")
 def batch(request: Request, body: Batch) -> dict[str, list[ActionResult]]:
-    ctx = context(request)
     results = []
-    for key in split_keys(body.keys):
+    # Each key once: a repeated key would stop, delete or rerun the same experiment again.
+    for key in dict.fromkeys(split_keys(body.keys)):
         try:
-            results.append(ACTIONS[body.action](ctx, key))
+            results.append(ACTIONS[body.action](request, key))
         except StudioError as exc:
             results.append(ActionResult(key=key, ok=False, detail=str(exc)))
     return {"results": results}

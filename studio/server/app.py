@@ -9,30 +9,35 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio import __version__
 from studio.api.context import Context
 from studio.exceptions import (
+    AuthenticationError,
     ConflictError,
     IntegrityError,
     MissingDependencyError,
     NotFoundError,
+    PermissionDeniedError,
     StoreError,
     StudioError,
     UsageError,
 )
+from studio.server.auth import Auth, check_identity, check_request, guard
 from studio.server.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,10 @@ HERE = Path(__file__).parent
 
 
 def status_for(exc: StudioError) -> int:
+    if isinstance(exc, AuthenticationError):
+        return 401
+    if isinstance(exc, PermissionDeniedError):
+        return 403
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, UsageError):
@@ -65,10 +74,16 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) -> FastAPI:
-    """The application over `ctx`'s stores. `tensorboard_command` replaces
-    `python -m tensorboard.main` (tests use a stand-in)."""
+def create_app(
+    ctx: Context, *, tensorboard_command: list[str] | None = None, auth: Auth | None = None,
+    tensorboard_limits: tuple[int, int] = (8, 2),
+) -> FastAPI:
+    """The application over `ctx`'s stores. `auth`: how callers are authenticated (default:
+    a single-user `studio ui`, see `studio.server.auth`). `tensorboard_command` replaces
+    `python -m tensorboard.main` (tests use a stand-in); `tensorboard_limits` caps the
+    TensorBoards running at once, in all and per user."""
     from studio.server import (
+        api_auth,
         api_files,
         api_lists,
         api_media,
@@ -80,7 +95,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     )
     from studio.server.tensorboard import TensorBoards
 
-    boards = TensorBoards(ctx, command=tensorboard_command)
+    boards = TensorBoards(ctx, command=tensorboard_command, limits=tensorboard_limits)
     # Open the stores now: request threads would otherwise race to open them (and a database
     # that needs `studio db upgrade` says so before the first page, not in it).
     _ = ctx.meta, ctx.objects
@@ -105,19 +120,24 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         # offline, so only the schema itself is served (/openapi.json).
         docs_url=None,
         redoc_url=None,
+        # Every route passes the rules table (studio.server.rules) before it runs.
+        dependencies=[Depends(guard)],
     )
     app.state.ctx = ctx
-    app.state.store_token = ctx.settings.server_token
+    app.state.auth = auth or Auth.local(ctx.settings.owner, ctx.settings.server_token)
     app.state.tensorboards = boards
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["version"] = __version__
+    templates.env.globals["accounts"] = app.state.auth.team_mode
+    templates.env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
     app.state.templates = templates
 
     def error_page(request: Request, status: int, message: str) -> Response:
+        who = getattr(request.state, "principal", None)
         return templates.TemplateResponse(
             request, "error.html",
             {"status": status, "message": message, "title": "Not found" if status == 404 else f"Error {status}",
-             "me": ctx.settings.owner, "nav": ""},
+             "me": who.name if who else "", "nav": "", "csrf": ""},
             status_code=status,
         )
 
@@ -127,6 +147,8 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         if wants_html(request):
+            if status == 401 and request.method == "GET":
+                return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
             return error_page(request, status, str(exc))
         body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__}
         position = getattr(exc, "position", None)
@@ -156,17 +178,16 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         )
 
     @app.middleware("http")
-    async def same_origin_writes(request: Request, call_next: Any) -> Response:
-        # Guest mode has no login, so a page on another site must not be able to make a
-        # visitor's browser stop or delete experiments here (a cross-site form POST needs no
-        # CORS preflight). Browsers send Origin on such requests; it must be this server.
-        origin = request.headers.get("origin")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
-            if urlsplit(origin).netloc != request.headers.get("host", ""):
-                return SafeJSONResponse(
-                    {"detail": f"cross-origin {request.method} from {origin} refused", "error": "Forbidden"},
-                    status_code=403,
-                )
+    async def allowed_hosts_and_origins(request: Request, call_next: Any) -> Response:
+        # Before any route: a Host outside the allow-list (DNS rebinding: attacker.example
+        # resolving to this server) and a write from another origin, or from an opaque
+        # `Origin: null` (sandboxed frames, data: URLs), never reach the application.
+        refused = check_request(request)
+        if refused is not None:
+            return SafeJSONResponse({"detail": refused, "error": "Forbidden"}, status_code=403)
+        nobody = await run_in_threadpool(check_identity, request)  # a database lookup
+        if nobody is not None:
+            return SafeJSONResponse({"detail": str(nobody), "error": type(nobody).__name__}, status_code=401)
         response: Response = await call_next(request)
         return response
 
@@ -190,6 +211,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_media.router)
     app.include_router(api_lists.router)
     app.include_router(api_store.router)
+    app.include_router(api_auth.router)
     app.include_router(tensorboard.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

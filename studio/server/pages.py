@@ -11,12 +11,15 @@ from fastapi.responses import HTMLResponse, Response
 
 from studio.exceptions import NotFoundError
 from studio.server.api_runs import context, load
+from studio.server.auth import csrf_token, current_principal
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 
 def render(request: Request, template: str, **values: Any) -> Response:
-    values.setdefault("me", context(request).settings.owner)
+    who = current_principal(request)
+    values.setdefault("me", who.name if who else "")
+    values.setdefault("csrf", csrf_token(request))
     return request.app.state.templates.TemplateResponse(request, template, values)  # type: ignore[no-any-return]
 
 

@@ -61,7 +61,7 @@ class ExperimentRepository:
         if force or now - self._last_refresh >= REFRESH_SECONDS:
             self._last_refresh = now
             try:
-                self.ctx.meta.requeue_expired(time.time(), self.ctx.settings.max_attempts)
+                self.ctx.meta.requeue_expired(self.ctx.settings.max_attempts)
             except StudioError as exc:  # a read-only store: statuses are only read
                 log.debug("could not mark lapsed experiments lost: %s", exc)
 

@@ -81,5 +81,5 @@ def test_runs_and_workers_record_through_the_server(server: tuple[str, Path], tm
     shown = studio("runs", "show", "queued", "--json", env=machine)
     assert shown.returncode == 0 and '"finished"' in shown.stdout
     bad = studio("runs", "list", "all", env=dict(machine, STUDIOML_API_TOKEN="wrong"))
-    assert bad.returncode != 0 and "wrong or missing token" in bad.stderr
+    assert bad.returncode != 0 and "wrong, expired or revoked token" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -579,21 +579,25 @@ def test_claim_honours_resources(store: MetaStore) -> None:
         store.claim("q", "w", 30, {"gpus": -1})
 
 
+LEASE = 0.3  # seconds: leases lapse by the store's clock, so the tests wait them out
+
+
 def test_lease_expiry_requeues_then_loses(store: MetaStore) -> None:
     store.create_experiment(exp("l", queue="q"))
     store.append_output("l", 1, 0, "first attempt output")
-    assert store.claim("q", "w1", 10) is not None
-    now = time.time()
-    assert store.requeue_expired(now, max_attempts=2) == []  # lease still valid
-    assert store.requeue_expired(now + 11, max_attempts=2) == ["l"]
+    assert store.claim("q", "w1", LEASE) is not None
+    assert store.requeue_expired(max_attempts=2) == []  # lease still valid
+    time.sleep(LEASE + 0.1)
+    assert store.requeue_expired(max_attempts=2) == ["l"]
     requeued = store.get_experiment("l")
     assert (requeued.status, requeued.worker, requeued.lease_expires) == (Status.QUEUED, None, None)
     assert "expired" in (requeued.status_reason or "")
     with pytest.raises(ConflictError):
         store.heartbeat("l", "w1", 10)  # the old worker lost it
-    again = store.claim("q", "w2", 10)
+    again = store.claim("q", "w2", LEASE)
     assert again is not None and again.attempts == 2
-    assert store.requeue_expired(time.time() + 11, max_attempts=2) == ["l"]
+    time.sleep(LEASE + 0.1)
+    assert store.requeue_expired(max_attempts=2) == ["l"]
     lost = store.get_experiment("l")
     assert lost.status is Status.LOST and "2 attempts" in (lost.status_reason or "")
     assert [e.status for e in store.status_history("l")] == [
@@ -601,21 +605,23 @@ def test_lease_expiry_requeues_then_loses(store: MetaStore) -> None:
     ]  # fmt: skip
     assert store.read_output("l", attempt=1)[0].text == "first attempt output"
     # A local run (no queue) whose supervisor died is lost at once.
-    run(store, "local", lease_expires=time.time() + 5)
-    assert store.requeue_expired(time.time() + 6, max_attempts=3) == ["local"]
+    run(store, "local", lease_expires=time.time() - 1)
+    assert store.requeue_expired(max_attempts=3) == ["local"]
     assert store.get_experiment("local").status is Status.LOST
 
 
 def test_lease_expiry_after_a_stop_request_stops(store: MetaStore) -> None:
     store.create_experiment(exp("sr", queue="q"))
-    assert store.claim("q", "w1", 10) is not None
+    assert store.claim("q", "w1", LEASE) is not None
     store.request_stop("sr")
-    assert store.requeue_expired(time.time() + 11, max_attempts=3) == ["sr"]
+    time.sleep(LEASE + 0.1)
+    assert store.requeue_expired(max_attempts=3) == ["sr"]
     assert store.get_experiment("sr").status is Status.STOPPED  # not run again
     store.create_experiment(exp("pr", queue="q"))
-    assert store.claim("q", "w1", 10) is not None
+    assert store.claim("q", "w1", LEASE) is not None
     store.request_stop("pr", status=Status.PRUNED, reason="pruned at step 3")
-    assert store.requeue_expired(time.time() + 11, max_attempts=3) == ["pr"]
+    time.sleep(LEASE + 0.1)
+    assert store.requeue_expired(max_attempts=3) == ["pr"]
     pruned = store.get_experiment("pr")
     assert (pruned.status, pruned.status_reason) == (Status.PRUNED, "pruned at step 3")
 
@@ -629,7 +635,7 @@ def test_lifetime_expiry(store: MetaStore) -> None:
     assert got is not None and got.key == "forever"  # the stale one is never started
     got = store.claim("q", "w", 30)
     assert got is not None and got.key == "fresh"
-    assert store.requeue_expired(now, max_attempts=3) == ["stale"]
+    assert store.requeue_expired(max_attempts=3) == ["stale"]
     stale = store.get_experiment("stale")
     assert stale.status is Status.LOST and "lifetime" in (stale.status_reason or "")
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from studio.entities import Experiment, Status
-from studio.exceptions import ConflictError, NotFoundError, StoreError, UsageError
+from studio.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreError,
+    UsageError,
+)
 from studio.meta import open_meta_store, upgrade
 
 
@@ -40,7 +47,7 @@ def test_tokens(served: tuple[str, str]) -> None:
     with pytest.raises(UsageError, match="STUDIOML_API_TOKEN"):
         open_meta_store(url)
     wrong = open_meta_store(url, token="not-" + token)
-    with pytest.raises(UsageError, match="wrong or missing token"):
+    with pytest.raises(AuthenticationError, match="wrong, expired or revoked token"):
         wrong.projects()
     wrong.close()
 
@@ -63,7 +70,7 @@ def test_a_server_without_a_token_keeps_its_store_api_off(tmp_path: Path) -> Non
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         store = open_meta_store(f"http://127.0.0.1:{port}", token="anything")
-        with pytest.raises(UsageError, match="store API is off"):
+        with pytest.raises(PermissionDeniedError, match="store API is off"):
             store.projects()
         store.close()
     finally:

@@ -107,7 +107,7 @@ def test_lapsed_lease_requeues_then_loses_after_max_attempts(store: MetaStore) -
         exp = store.claim("q", f"w{attempt}", 0.01)
         assert exp is not None and exp.attempts == attempt
         time.sleep(0.03)
-        assert store.requeue_expired(time.time(), max_attempts=2) == [key]
+        assert store.requeue_expired(max_attempts=2) == [key]
         exp = store.get_experiment(key)
         assert exp.lease_expires is None
         assert exp.status == (Status.QUEUED if attempt == 1 else Status.LOST)

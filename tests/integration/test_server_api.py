@@ -25,7 +25,11 @@ def make(tmp: Path, **app_options: Any) -> tuple[TestClient, Context, dict[str, 
     home.mkdir(parents=True, exist_ok=True)
     ctx = Context(load_settings(environ={"STUDIOML_HOME": str(home)}))
     keys = populate(ctx, tmp / "data")
-    return TestClient(create_app(ctx, **app_options)), ctx, keys
+    app = create_app(ctx, **app_options)
+    # A page's writes carry the CSRF token it was rendered with (see test_server_auth.py for
+    # what happens without it); the Host is one of the allow-listed loopback names.
+    csrf = {"X-CSRF-Token": app.state.auth.csrf_for("local")}
+    return TestClient(app, base_url="http://127.0.0.1", headers=csrf), ctx, keys
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +400,7 @@ def test_cross_site_writes_are_refused(writer: tuple[TestClient, Context, dict[s
     error(client.delete(f"/api/experiments/{keys['best']}", headers=evil), 403)
     assert ctx.meta.get_experiment(keys["queued"]).status.value == "queued"
     assert client.get("/api/experiments", headers=evil).status_code == 200  # reading is open to all
-    same = {"origin": "http://testserver"}
+    same = {"origin": "http://127.0.0.1"}
     assert client.post(f"/api/experiments/{keys['queued']}/stop", headers=same).json()["ok"]
 
 

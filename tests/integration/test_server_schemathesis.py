@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from studio.api.context import Context
 from studio.config import load_settings
 from studio.server.app import create_app
+from studio.server.auth import Auth
 from tests.fixtures.dashboard import populate
 
 MAX_EXAMPLES = 25
@@ -30,7 +31,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     # Generated requests must not start real processes: TensorBoard is a harmless stand-in.
     stand_in = root / "tb.py"
     stand_in.write_text("import sys\n")
-    app = create_app(ctx, tensorboard_command=[__import__("sys").executable, str(stand_in)])
+    app = create_app(ctx, tensorboard_command=[__import__("sys").executable, str(stand_in)],
+                     auth=Auth.local(ctx.settings.owner, hosts=["testserver"]))
     yield app
     app.state.tensorboards.stop_all()
     ctx.close()
@@ -52,7 +54,7 @@ schema = (
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case: Any) -> None:
+def test_no_server_errors(case: Any, dashboard: FastAPI) -> None:
     # Random keys only reach the 404 branch: send most cases to real records instead.
     params = case.path_parameters or {}
     salt = hash(repr(case.query)) % 4
@@ -62,7 +64,7 @@ def test_no_server_errors(case: Any) -> None:
         params["tag"] = ["workspace", "metrics", "output"][salt - 1]
     if "name" in params and salt:
         params["name"] = "vision"
-    response = case.call()
+    response = case.call(headers={"X-CSRF-Token": dashboard.state.auth.csrf_for("local")})
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} {case.query}: {response.text[:500]}"
     )
@@ -71,7 +73,7 @@ def test_no_server_errors(case: Any) -> None:
 def test_schema_names_every_api_route(dashboard: FastAPI, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    paths = TestClient(dashboard).get("/openapi.json").json()["paths"]
+    paths = TestClient(dashboard, base_url="http://127.0.0.1").get("/openapi.json").json()["paths"]
     for route in [
         "/api/experiments",
         "/api/status",

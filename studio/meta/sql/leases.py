@@ -108,7 +108,8 @@ def request_stop(
     return entity(s, row, changes)
 
 
-def requeue_expired(s: Connection, now: float, max_attempts: int) -> list[str]:
+def requeue_expired(s: Connection, max_attempts: int) -> list[str]:
+    now = time.time()  # this process's clock: the server's, for clients of an API server
     changed: list[str] = []
     lapsed = select(E).where(E.c.status == Status.RUNNING.value, E.c.lease_expires < now)
     for row in s.execute(_skip_locked(s, lapsed)).mappings().all():

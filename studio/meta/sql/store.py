@@ -216,8 +216,8 @@ class SqlMetaStore(MetaStore):
     ) -> Experiment | None:
         return self._tx.write(lambda s: leases.claim(s, queue, worker, lease_seconds, resources))
 
-    def requeue_expired(self, now: float, max_attempts: int) -> list[str]:
-        return self._tx.write(lambda s: leases.requeue_expired(s, now, max_attempts))
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        return self._tx.write(lambda s: leases.requeue_expired(s, max_attempts))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         return self._tx.read(leases.queue_counts)

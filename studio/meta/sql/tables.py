@@ -194,3 +194,37 @@ SWEEPS = Table(
     Column("state", Text, nullable=False),
     Column("updated", Double, nullable=False),
 )
+
+# -- a team server's accounts (`studio server`, `studio users`): see studio.server.accounts ----
+USERS = Table(
+    "users",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("role", String(16), nullable=False),  # admin | user | worker
+    Column("created", Double, nullable=False),
+    Column("revoked", Double),  # when the user was revoked: none of their tokens work
+)
+
+TOKENS = Table(
+    "tokens",
+    metadata,
+    # SHA-256 of the token (hex): the token itself is shown once and never stored.
+    Column("hash", String(64), primary_key=True),
+    Column("user_name", String(255), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("created", Double, nullable=False),
+    Column("expires", Double),  # none: valid until revoked
+    Column("revoked", Double),
+    Index("ix_tokens_user_name", "user_name"),
+)
+
+AUDIT = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Double, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("detail", Text),
+    Index("ix_audit_time", "time"),
+)

@@ -3,11 +3,16 @@
 
 const studio = (() => {
   async function api(url, opts = {}) {
-    const init = { method: opts.method || "GET", headers: { Accept: "application/json" } };
+    const init = { method: opts.method || "GET", headers: { Accept: "application/json" }, credentials: "same-origin" };
     if (opts.json !== undefined) {
       init.method = opts.method || "POST";
       init.body = JSON.stringify(opts.json);
       init.headers["Content-Type"] = "application/json";
+    }
+    if (init.method !== "GET" && init.method !== "HEAD") {
+      /* Writes carry the session's CSRF token, which only a page of this server can read. */
+      const meta = document.querySelector('meta[name="csrf-token"]');
+      if (meta && meta.content) init.headers["X-CSRF-Token"] = meta.content;
     }
     const res = await fetch(url, init);
     let data = null;
