@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -369,7 +370,9 @@ def test_python_version_and_installed_packages() -> None:
     assert python_version() == ".".join(map(str, sys.version_info[:3]))
     packages = installed_packages()
     assert f"pytest=={pytest.__version__}" in packages
-    names = [line.split("==")[0].split(" @ ")[0].lower() for line in packages]
+    # sorted and unique by normalized name (PEP 503: `jaraco.text` and `jaraco_context` compare
+    # as jaraco-text and jaraco-context)
+    names = [re.sub(r"[-_.]+", "-", line.split("==")[0].split(" @ ")[0]).lower() for line in packages]
     assert names == sorted(names) and len(names) == len(set(names))
     assert installed_packages() == packages  # cached, same answer
 
