@@ -50,6 +50,13 @@ class RunOptions:
     sweep: str | None = None  # set by sweeps: workers substitute `params` into the entry script
     cwd: Path = field(default_factory=Path.cwd)
     echo: bool = True
+    #: Recorded with the experiment, beside the captured ones (the workbook's own folder).
+    extra_artifacts: dict[str, ArtifactSpec] = field(default_factory=dict)
+    #: Repeated experiments in one process: host and packages once, git while unchanged
+    #: (`studio.capture.start_environment`).
+    reuse_environment: bool = False
+    #: `key` was just made by `studio.keys.new_key` (never taken: not looked up first).
+    key_is_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,23 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
 
 def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     """Validate every input, capture workspace and environment, record the experiment `queued`."""
-    from studio.capture import collect_environment_in_background, workspace_ignore
+    exp = ctx.meta.create_experiment(build(ctx, opts))
+    for spec in [parse_capture(s, "--capture") for s in opts.capture]:
+        # the seed's example captures ~/.weights before the script creates it
+        spec.path.mkdir(parents=True, exist_ok=True)
+    return exp
+
+
+def build(ctx: Context, opts: RunOptions) -> Experiment:
+    """`prepare` up to the record: every input validated, workspace and environment captured,
+    the experiment (`queued`) not yet created."""
+    from studio.capture import start_environment, workspace_ignore
 
     target = resolve_target(opts)
     # Collected read-only (nothing is written) while the checks below open the metadata store.
-    environment_future = collect_environment_in_background(
-        target.workspace / target.script if not target.module else target.workspace
+    environment_future = start_environment(
+        target.workspace / target.script if not target.module else target.workspace,
+        reuse=opts.reuse_environment,
     )
     key = check_key(opts.key) if opts.key else new_key()
     captures = [parse_capture(s, "--capture") for s in opts.capture]
@@ -145,7 +163,10 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
     configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
     resources = parse_needs({**configured, **opts.resources})
-    _check_key_free(ctx, key)
+    if opts.key and not opts.key_is_new:
+        _check_key_free(ctx, key)
+    else:  # a new key is never taken (create_experiment refuses one that is); open the store
+        ctx.meta  # noqa: B018 - before capturing: a store that cannot open fails first
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
     objects = ctx.objects
@@ -164,7 +185,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in captures:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
-    environment = environment_future.result()
+    artifacts.update(opts.extra_artifacts)
+    environment = environment_future.result(ws.tree)
 
     exp = Experiment(
         key=key,
@@ -190,9 +212,6 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         time_added=time.time(),
         artifacts=artifacts,
     )
-    exp = ctx.meta.create_experiment(exp)
-    for spec in captures:  # the seed's example captures ~/.weights before the script creates it
-        spec.path.mkdir(parents=True, exist_ok=True)
     return exp
 
 

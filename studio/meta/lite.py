@@ -328,6 +328,20 @@ class LiteSqliteStore(MetaStore):
 
         self._write(tx)
 
+    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+        rows = [_encode(artifact_values(key, a)) for a in artifacts]
+        checkpoint = column_values({"time_last_checkpoint": at})
+
+        def tx(c: sqlite3.Connection) -> None:
+            self._load(c, key)  # NotFoundError, as update_experiment raises
+            try:
+                c.executemany(_UPSERT_ARTIFACT, rows)
+            except sqlite3.IntegrityError as e:
+                raise not_found(key) from e
+            self._update(c, key, checkpoint)
+
+        self._write(tx)
+
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
         def tx(c: sqlite3.Connection) -> bool:
             now = time.time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,23 @@ ENV_CONFIG = "STUDIOML_CONFIG"
 
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
+#: Stores opened by this process, reused while the settings are the same: a script or notebook
+#: creating experiments in a loop opens the database and the object store once.
+_contexts: list[Context] = []
+_contexts_lock = threading.Lock()
+
+
+def _context(config: str | None) -> Context:
+    from studio.config import load_settings
+
+    settings = load_settings(config)
+    with _contexts_lock:
+        for ctx in _contexts:
+            if ctx.settings == settings and not ctx._closed:
+                return ctx
+        ctx = Context(settings)
+        _contexts.append(ctx)
+        return ctx
 
 
 def open_session(
@@ -41,7 +59,7 @@ def open_session(
 ) -> Session:
     if capture_interval <= 0 or flush_after < 0:
         raise ValueError("capture_interval must be positive and flush_after not negative")
-    ctx = Context.from_env(str(config) if config else os.environ.get(ENV_CONFIG) or None)
+    ctx = _context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
     current = os.environ.get(ENV_EXPERIMENT)
     if current and current not in _created_here:
         return _attach(ctx, current, params, capture_interval, flush_after)
@@ -62,10 +80,16 @@ def _script() -> Path | None:
 
 
 def _record(
-    ctx: Context, project: str | None, name: str | None, params: dict[str, Any], metric: str | None
+    ctx: Context,
+    project: str | None,
+    key: str,
+    key_is_new: bool,
+    params: dict[str, Any],
+    metric: str | None,
+    workbook: ArtifactSpec,
 ) -> Experiment:
-    """The experiment row, `queued`, with everything `studio run` records."""
-    from studio.api.run import RunOptions, experiment_paths, prepare
+    """The experiment (not yet created), with everything `studio run` records."""
+    from studio.api.run import RunOptions, build, experiment_paths
 
     script = _script()
     if script is not None:
@@ -73,18 +97,19 @@ def _record(
             script=str(script),
             args=list(sys.argv[1:]),
             project=project,
-            key=name,
+            key=key,
+            key_is_new=key_is_new,
             params=params,
             metric=metric,
             cwd=Path.cwd(),
+            extra_artifacts={WORKBOOK_TAG: workbook},
+            reuse_environment=True,
         )
-        return prepare(ctx, opts)
+        return build(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
-    from studio.capture import collect_environment
-    from studio.keys import check_key, new_key
+    from studio.capture import start_environment
 
-    key = check_key(name) if name else new_key()  # create_experiment refuses a taken key
-    environment = collect_environment(Path.cwd())
+    environment = start_environment(Path.cwd(), reuse=True).result()
     exp = Experiment(
         key=key,
         project=project or "default",
@@ -99,10 +124,11 @@ def _record(
         metric=metric,
         time_added=time.time(),
         artifacts={
-            t: ArtifactSpec(tag=t, local_path=str(p)) for t, p in experiment_paths(ctx, key).items()
+            **{t: ArtifactSpec(tag=t, local_path=str(p)) for t, p in experiment_paths(ctx, key).items()},
+            WORKBOOK_TAG: workbook,
         },
     )
-    return ctx.meta.create_experiment(exp)
+    return exp
 
 
 def _create(
@@ -114,16 +140,25 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.local import start
     from studio.api.run import experiment_paths, worker_id, write_mapping
+    from studio.keys import check_key, new_key
     from studio.tracking import metrics
 
-    exp = _record(ctx, project, name, dict(params or {}), metric)
-    worker = "workbook:" + worker_id()
-    exp = start(ctx, exp, worker)
-    directory = _workbook_dir(ctx, exp.key)
+    key = check_key(name) if name else new_key()  # create_experiment refuses a taken key
+    directory = ctx.settings.experiment_dir(key) / WORKBOOK_TAG
     workbook = ArtifactSpec(tag=WORKBOOK_TAG, mutable=True, local_path=str(directory))
-    ctx.meta.put_artifact(exp.key, workbook)
+    draft = _record(ctx, project, key, not name, dict(params or {}), metric, workbook)
+    worker = "workbook:" + worker_id()
+    now = time.time()
+    # Created `running` under this process's lease (what `studio.api.local.start` sets on a
+    # queued one), in one transaction.
+    exp = ctx.meta.create_experiment(
+        draft.replace(
+            status=Status.RUNNING, worker=worker, time_started=now, heartbeat=now,
+            lease_expires=now + ctx.settings.lease_seconds, attempts=draft.attempts + 1,
+        )
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
     paths = experiment_paths(ctx, exp.key)
     paths.pop("output")  # nothing tees this process's output
     for tag in ("modeldir", "tb", "metrics"):
