@@ -372,6 +372,13 @@ def _git_dir_of(dotgit: str) -> str | None:
     return os.path.normpath(os.path.join(os.path.dirname(dotgit), target))
 
 
+_DISCOVERY_VARIABLES = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+)  # fmt: skip
+_CONFIG_VARIABLES = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM", "HOME", "XDG_CONFIG_HOME")
+
+
 def repository_state(path: Path | str) -> tuple[Any, ...] | None:
     """A cheap fingerprint of what `git_info` reads besides the work tree's files, found
     without running git: the work-tree root, HEAD, the ref it names, `packed-refs`, the index
@@ -384,10 +391,9 @@ def repository_state(path: Path | str) -> tuple[Any, ...] | None:
     files themselves are unchanged (`studio.capture.collect_environment_cached` pairs it with
     the workspace's tree hash, and only when the workspace is the repository's root).
     """
-    if any(os.environ.get(v) for v in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
-                                        "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM",
-                                        "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")):  # fmt: skip
+    if any(os.environ.get(v) for v in _DISCOVERY_VARIABLES):
         return None
+    config_env = tuple((v, os.environ.get(v)) for v in _CONFIG_VARIABLES)
     start = os.path.abspath(str(path))
     if not os.path.isdir(start):
         start = os.path.dirname(start)
@@ -398,7 +404,7 @@ def repository_state(path: Path | str) -> tuple[Any, ...] | None:
             break
         parent = os.path.dirname(current)
         if parent == current:
-            return ("none", start, shutil.which("git") is not None)
+            return ("none", start, shutil.which("git") is not None, config_env)
         current = parent
     git_dir = _git_dir_of(dotgit)
     if git_dir is None:
@@ -422,6 +428,6 @@ def repository_state(path: Path | str) -> tuple[Any, ...] | None:
         _stat_key(os.path.join(common, "packed-refs")),
         _stat_key(os.path.join(git_dir, "index")),
         _stat_key(os.path.join(common, "config")),
-        os.path.expanduser("~"),  # the user's git config can change diff settings
-        _stat_key(os.path.expanduser("~/.gitconfig")),
+        config_env,  # the user's git config can change diff settings
+        _stat_key(os.environ.get("GIT_CONFIG_GLOBAL") or os.path.expanduser("~/.gitconfig")),
     )

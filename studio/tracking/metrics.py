@@ -143,7 +143,7 @@ class Logger:
                 assert self.metrics_dir is not None
                 self.metrics_dir.mkdir(parents=True, exist_ok=True)
                 if self.fmt is None:
-                    self.fmt = "arrow" if segments.have_pyarrow() else "csv"
+                    self.fmt = "arrow" if segments.pyarrow_installed() else "csv"
                 name = f"studio-metrics-{self.metrics_dir.name}"
                 self._thread = threading.Thread(target=self._run, name=name, daemon=True)
                 self._queue = collections.deque()
@@ -153,6 +153,10 @@ class Logger:
 
     # -- flushing -------------------------------------------------------------------------
     def _run(self) -> None:
+        try:  # here, not at the first flush of whichever thread flushes first
+            segments.warm_up(self.fmt == "arrow")
+        except Exception:
+            _log.debug("could not import the segment writers ahead of time", exc_info=True)
         while not self._closed:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
@@ -282,6 +286,31 @@ def default_logger() -> Logger:
         return _default
 
 
+_warming: threading.Thread | None = None
+_warm_lock = threading.Lock()
+
+
+def warm_up_in_background() -> None:
+    """Import the segment writers (numpy, pyarrow) in a daemon thread, once per process:
+    `workbook.new_experiment()` calls it through `configure`, so the imports overlap the
+    script's own set-up instead of its first training steps."""
+    global _warming
+    with _warm_lock:
+        if _warming is not None:
+            return
+        _warming = threading.Thread(
+            target=_warm, args=(segments.pyarrow_installed(),), name="studio-metrics-warm-up", daemon=True
+        )
+        _warming.start()
+
+
+def _warm(arrow: bool) -> None:
+    try:
+        segments.warm_up(arrow)
+    except Exception:
+        _log.debug("could not import the segment writers ahead of time", exc_info=True)
+
+
 def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Logger | None:
     """Point `studio.log` at `metrics_dir`; returns the new default logger.
 
@@ -293,6 +322,7 @@ def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Log
         previous, _default = _default, None
         if metrics_dir is not None:
             _default = Logger(metrics_dir, **options)
+            warm_up_in_background()
     if previous is not None:
         previous.close()
     return _default

@@ -51,6 +51,32 @@ CSV_HEADER = ",".join(COLUMNS)
 MERGED_MARK = "c"
 
 
+def pyarrow_installed() -> bool:
+    """Whether pyarrow can be imported, found without importing it (importing takes 0.1-1 s:
+    the first `studio.log` must not pay that on the training thread)."""
+    global _PYARROW_FOUND
+    if _PYARROW_FOUND is None:
+        import importlib.util
+
+        try:
+            _PYARROW_FOUND = importlib.util.find_spec("pyarrow") is not None
+        except (ImportError, ValueError):
+            _PYARROW_FOUND = False
+    return _PYARROW_FOUND
+
+
+_PYARROW_FOUND: bool | None = None
+
+
+def warm_up(arrow: bool) -> None:
+    """Import what writing a segment needs (numpy, the fold, pyarrow and its IPC writer):
+    the metrics flusher does it as it starts, off the training thread."""
+    import studio.tracking.fold  # noqa: F401 - numpy
+
+    if arrow:
+        import pyarrow.ipc  # noqa: F401
+
+
 def have_pyarrow() -> bool:
     try:
         import pyarrow  # noqa: F401

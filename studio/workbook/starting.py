@@ -28,10 +28,24 @@ ENV_CONFIG = "STUDIOML_CONFIG"
 
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
-#: Stores opened by this process, reused while the settings are the same: a script or notebook
-#: creating experiments in a loop opens the database and the object store once.
-_contexts: list[Context] = []
+#: Stores opened by this process, reused while the settings (and the SQLite file, when it is
+#: one) are the same: a script or notebook creating experiments in a loop opens the database
+#: and the object store once.
+_contexts: list[tuple[Context, Any]] = []
 _contexts_lock = threading.Lock()
+
+
+def _database_identity(ctx: Context) -> Any:
+    from studio.meta.lite import sqlite_file
+
+    path = sqlite_file(ctx.settings.database_url)
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return (st.st_dev, st.st_ino)
 
 
 def _context(config: str | None) -> Context:
@@ -39,11 +53,16 @@ def _context(config: str | None) -> Context:
 
     settings = load_settings(config)
     with _contexts_lock:
-        for ctx in _contexts:
+        for ctx, identity in _contexts:
             if ctx.settings == settings and not ctx._closed:
-                return ctx
+                if identity == _database_identity(ctx):
+                    return ctx
+                _contexts.remove((ctx, identity))  # the file was replaced: open it again
+                ctx.close()
+                break
         ctx = Context(settings)
-        _contexts.append(ctx)
+        ctx.meta  # noqa: B018 - opened now, so the identity is the file it opened
+        _contexts.append((ctx, _database_identity(ctx)))
         return ctx
 
 
