@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from studio.api.context import Context
+from studio.api.context import Context, shared_context
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import NotFoundError
 from studio.runner.checkpoint import Checkpointer
@@ -28,44 +27,6 @@ ENV_CONFIG = "STUDIOML_CONFIG"
 
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
-#: Stores opened by this process, reused while the settings (and the SQLite file, when it is
-#: one) are the same: a script or notebook creating experiments in a loop opens the database
-#: and the object store once.
-_contexts: list[tuple[Context, Any]] = []
-_contexts_lock = threading.Lock()
-
-
-def _database_identity(ctx: Context) -> Any:
-    from studio.meta.lite import sqlite_file
-
-    path = sqlite_file(ctx.settings.database_url)
-    if path is None:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return "missing"
-    return (st.st_dev, st.st_ino)
-
-
-def _context(config: str | None) -> Context:
-    from studio.config import load_settings
-
-    settings = load_settings(config)
-    with _contexts_lock:
-        for ctx, identity in _contexts:
-            if ctx.settings == settings and not ctx._closed:
-                if identity == _database_identity(ctx):
-                    return ctx
-                _contexts.remove((ctx, identity))  # the file was replaced: open it again
-                ctx.close()
-                break
-        ctx = Context(settings)
-        ctx.meta  # noqa: B018 - opened now, so the identity is the file it opened
-        _contexts.append((ctx, _database_identity(ctx)))
-        return ctx
-
-
 def open_session(
     *,
     project: str | None,
@@ -78,7 +39,7 @@ def open_session(
 ) -> Session:
     if capture_interval <= 0 or flush_after < 0:
         raise ValueError("capture_interval must be positive and flush_after not negative")
-    ctx = _context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
+    ctx = shared_context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
     current = os.environ.get(ENV_EXPERIMENT)
     if current and current not in _created_here:
         return _attach(ctx, current, params, capture_interval, flush_after)

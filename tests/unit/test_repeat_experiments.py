@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from studio import capture
+from studio.api.context import shared_context
 from studio.capture import git as capture_git
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import NotFoundError
@@ -205,7 +206,7 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
             exp.close()
         names = [t.name for t in threading.enumerate() if t.name == "studio-workbook"]
         assert len(names) == 1
-        ctx = starting._context(None)
+        ctx = shared_context()
         for key in keys:
             record = ctx.meta.get_experiment(key)
             assert record.status == Status.FINISHED and record.time_last_checkpoint
