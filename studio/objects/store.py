@@ -74,15 +74,19 @@ class ObjectStore:
         return ThreadPoolExecutor(self.workers, thread_name_prefix="studio-objects")
 
     # -- writing -----------------------------------------------------------------------
-    def put_tree(self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None) -> PutResult:
+    def put_tree(
+        self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False
+    ) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
         Only blobs not already stored are uploaded. `ignore(rel_posix_path, is_dir)` returning
         True skips an entry (a skipped folder prunes its subtree). `previous`, the tree of the
-        last capture of the same root, spares existence checks for blobs it names.
+        last capture of the same root, spares existence checks for blobs it names. `link`:
+        the files are never rewritten in place (metric segments), so a local store on the same
+        file system hard-links new ones instead of copying them (each stored once on disk).
         """
         with self._pool() as pool:
-            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree)
+            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree, link=link)
             return writer.run(Path(root), ignore, previous)
 
     def put_bytes(self, data: bytes) -> str:

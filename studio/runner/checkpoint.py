@@ -115,7 +115,11 @@ class Checkpointer:
         if not path.exists():
             return None
         current = self.artifacts.get(tag) or ArtifactSpec(tag=tag, local_path=str(path))
-        result = self.ctx.objects.put_tree(path, ignore=self.ignore.get(tag), previous=current.tree)
+        # Metric segments are written once (temp file, rename) and never changed in place:
+        # a local store keeps them by hard link, so they are on disk once, not twice.
+        result = self.ctx.objects.put_tree(
+            path, ignore=self.ignore.get(tag), previous=current.tree, link=tag == "metrics"
+        )
         if result.tree == current.tree:
             return None
         log.debug("captured %s/%s: %d files, %d uploaded", self.key, tag, result.files, result.uploaded_files)

@@ -219,3 +219,33 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
         os.environ.clear()
         os.environ.update(saved_env)
         metrics.configure(None)
+
+
+def test_metric_segments_are_stored_once_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.objects import open_object_store
+    from studio.objects.backends.local import LocalBackend
+    from studio.tracking import metrics, series
+
+    store = open_object_store(str(tmp_path / "objects"), cache_dir=tmp_path / "cache")
+    folder = tmp_path / "metrics"
+    with metrics.Logger(folder) as logger:
+        for step in range(1000):
+            logger.log(step, loss=step / 10)
+    (other := tmp_path / "other").mkdir()
+    (other / "model.bin").write_bytes(b"weights" * 1000)
+    segment = next(p for p in folder.iterdir() if not p.name.startswith("."))
+    result = store.put_tree(folder, link=True)
+    assert segment.stat().st_nlink == 2  # the run folder's file is the stored object
+    assert not os.access(segment, os.W_OK) or os.geteuid() == 0  # read-only like every object
+    store.put_tree(other)  # not a segment folder: copied
+    assert (other / "model.bin").stat().st_nlink == 1
+    # The stored object is the segment, byte for byte (and its hash checks out on read).
+    [entry] = [e for e in store.get_tree(result.tree).entries if e.path == segment.name]
+    assert store.read_blob(entry.hash) == segment.read_bytes()
+    assert len(series.read_series(folder, ["loss"])) == 1000
+    # A store that cannot link (another file system, a remote store) copies instead.
+    monkeypatch.setattr(LocalBackend, "link_file", lambda self, path, key: False)
+    with metrics.Logger(folder2 := tmp_path / "metrics2") as logger:
+        logger.log(0, loss=1.0)
+    store.put_tree(folder2, link=True)
+    assert all(p.stat().st_nlink == 1 for p in folder2.iterdir())
