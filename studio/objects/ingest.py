@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from studio.exceptions import NotFoundError, StoreError
 from studio.objects.backends.base import ObjectBackend
@@ -136,7 +136,7 @@ class BlobWriter:
                         self._store_bytes(data, h)
                 elif link:
                     src.seek(0)
-                    h, size = copy_and_hash(src, _Discard())
+                    h, size = copy_and_hash(src, cast(BinaryIO, _Discard()))
                     after = StatKey.of(os.fstat(src.fileno()))
                     uploaded = claim(h) and not self.present(h, size)
                     linked = uploaded and self._link(item.path, h, before, after)

@@ -6,8 +6,8 @@ import errno
 import os
 import shutil
 import tempfile
-import uuid
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
