@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE = ROOT  # the studio source tree measured (--tree: e.g. an older commit, `git archive`)
 
 
 def loadavg() -> str:
@@ -79,7 +80,7 @@ def run_py(code: str, env: dict[str, str], cwd: Path) -> dict[str, Any]:
 
 
 def studio_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ, STUDIOML_HOME=str(home), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, STUDIOML_HOME=str(home), PYTHONPATH=str(TREE))
     env.pop("STUDIOML_EXPERIMENT", None)
     return env
 
@@ -283,6 +284,10 @@ def du(*paths: Path) -> int:
     total = 0
     seen: set[tuple[int, int]] = set()
     for p in paths:
+        if p.is_file():
+            st = p.stat()
+            total += st.st_blocks * 512
+            continue
         for dirpath, _, files in os.walk(p):
             for f in files:
                 st = os.lstat(os.path.join(dirpath, f))
@@ -439,12 +444,15 @@ def main() -> None:
     ap.add_argument("--w5-runs", type=int, default=2000)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--only", default="W1,W3,W5,P1")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="studio source tree to measure")
     args = ap.parse_args()
+    global TREE
+    TREE = args.tree.resolve()
     peers = not args.no_peers
     only = set(args.only.upper().split(","))
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}; "
           f"{os.cpu_count()} CPUs; mlflow {version('mlflow')}; sacred {version('sacred')}; aim {version('aim')}; "
-          f"pyarrow {version('pyarrow')}; pandas {version('pandas')}; load {loadavg()}")
+          f"pyarrow {version('pyarrow')}; pandas {version('pandas')}; studio tree {TREE}; load {loadavg()}")
     print("| workload | result | target / ratio |\n|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-public-") as t:
         tmp = Path(t)
