@@ -54,6 +54,13 @@ class RunOptions:
     sweep: str | None = None  # set by sweeps: workers substitute `params` into the entry script
     cwd: Path = field(default_factory=Path.cwd)
     echo: bool = True
+    #: Recorded with the experiment, beside the captured ones (the workbook's own folder).
+    extra_artifacts: dict[str, ArtifactSpec] = field(default_factory=dict)
+    #: Repeated experiments in one process: host and packages once, git while unchanged
+    #: (`studio.capture.start_environment`).
+    reuse_environment: bool = False
+    #: `key` was just made by `studio.keys.new_key` (never taken: not looked up first).
+    key_is_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,12 +141,35 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
 
 def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     """Validate every input, capture workspace and environment, record the experiment `queued`."""
-    from studio.capture import collect_environment_in_background, workspace_ignore
+    exp = build(ctx, opts)
+    while True:
+        try:
+            exp = ctx.meta.create_experiment(exp)
+            break
+        except ConflictError:  # another run of the same name took the key meanwhile
+            if not opts.key:
+                raise
+            key = names.free_key(ctx.meta, exp.key)
+            artifacts = dict(exp.artifacts)
+            artifacts.update({tag: dataclasses.replace(artifacts[tag], local_path=str(path))
+                              for tag, path in experiment_paths(ctx, key).items()})
+            exp = dataclasses.replace(exp, key=key, artifacts=artifacts)
+    for spec in [parse_capture(s, "--capture") for s in opts.capture]:
+        # the seed's example captures ~/.weights before the script creates it
+        spec.path.mkdir(parents=True, exist_ok=True)
+    return exp
+
+
+def build(ctx: Context, opts: RunOptions) -> Experiment:
+    """`prepare` up to the record: every input validated, workspace and environment captured,
+    the experiment (`queued`) not yet created."""
+    from studio.capture import start_environment, workspace_ignore
 
     target = resolve_target(opts)
     # Collected read-only (nothing is written) while the checks below open the metadata store.
-    environment_future = collect_environment_in_background(
-        target.workspace / target.script if not target.module else target.workspace
+    environment_future = start_environment(
+        target.workspace / target.script if not target.module else target.workspace,
+        reuse=opts.reuse_environment,
     )
     key = check_key(opts.key) if opts.key else new_key()
     check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
@@ -162,8 +192,10 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     # Upstream configs may list needs studio does not schedule on (e.g. gpuMem): not an error.
     configured = {k: v for k, v in ctx.settings.resources_needed.items() if k in RESOURCE_NAMES}
     resources = parse_needs({**configured, **opts.resources})
-    if opts.key:  # a re-run of a named experiment: NAME.2, NAME.3, ...
+    if opts.key and not opts.key_is_new:  # a re-run of a named experiment: NAME.2, NAME.3, ...
         key = names.free_key(ctx.meta, key)
+    else:  # a new key is never taken (create_experiment refuses one that is); open the store
+        ctx.meta  # noqa: B018 - before capturing: a store that cannot open fails first
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
     objects = ctx.objects
@@ -183,7 +215,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in captures:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
     artifacts.update(reused)
-    environment = environment_future.result()
+    artifacts.update(opts.extra_artifacts)
+    environment = environment_future.result(ws.tree)
     _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
         "diff_secrets_left_out") or ()), opts.echo)
 
@@ -211,19 +244,6 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         time_added=time.time(),
         artifacts=artifacts,
     )
-    while True:
-        try:
-            exp = ctx.meta.create_experiment(exp)
-            break
-        except ConflictError:  # another run of the same name took the key meanwhile
-            if not opts.key:
-                raise
-            key = names.free_key(ctx.meta, key)
-            artifacts.update({tag: dataclasses.replace(artifacts[tag], local_path=str(path))
-                              for tag, path in experiment_paths(ctx, key).items()})
-            exp = dataclasses.replace(exp, key=key, artifacts=dict(artifacts))
-    for spec in captures:  # the seed's example captures ~/.weights before the script creates it
-        spec.path.mkdir(parents=True, exist_ok=True)
     return exp
 
 

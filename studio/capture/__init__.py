@@ -13,6 +13,7 @@ raises: what cannot be read is left out, so a broken git or a strange host never
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.capture.cmdline import command_line
-from studio.capture.git import git_info, strip_credentials
+from studio.capture.git import git_info, repository_state, strip_credentials
 from studio.capture.host import host_info
 from studio.capture.pythonenv import installed_packages, python_version
 from studio.capture.secrets import mask_text, redact_argv
@@ -37,6 +38,7 @@ __all__ = [
     "IGNORE_FILE",
     "collect_environment",
     "collect_environment_in_background",
+    "start_environment",
     "command_line",
     "find_workspace_root",
     "git_info",
@@ -92,4 +94,101 @@ def collect_environment_in_background(script_path: Path | str) -> Future[dict[st
             future.set_exception(exc)
 
     threading.Thread(target=work, name="studio-capture-env", daemon=True).start()
+    return future
+
+
+# -- repeated experiments in one process (workbook.new_experiment in a loop, a notebook) -------
+_lock = threading.Lock()
+_host: dict[str, Any] | None = None
+#: workspace root -> (repository_state, workspace tree hash, git_info)
+_git_seen: dict[str, tuple[Any, str | None, dict[str, Any]]] = {}
+
+
+def host_once() -> dict[str, Any]:
+    """`host_info()` collected once per process (the machine does not change under it)."""
+    global _host
+    with _lock:
+        if _host is None:
+            _host = host_info()
+        return dict(_host)
+
+
+def forget_environment() -> None:
+    """Drop what `start_environment(..., reuse=True)` remembered (tests; after a `git config`)."""
+    global _host
+    with _lock:
+        _host = None
+        _git_seen.clear()
+
+
+class PendingEnvironment:
+    """`collect_environment` started early; `result(workspace_tree)` waits for it."""
+
+    def __init__(self, script_path: Path | str, reuse: bool) -> None:
+        self.root = find_workspace_root(script_path)
+        self.reuse = reuse
+        self.state: Any = None
+        self._git: Future[dict[str, Any]] | None = None
+        self._full: Future[dict[str, Any]] | None = None
+        if not reuse:
+            self._full = collect_environment_in_background(script_path)
+            return
+        self.state = repository_state(self.root)
+        seen = _git_seen.get(str(self.root))
+        if (
+            self.state is None
+            or seen is None
+            or seen[0] != self.state
+            or (self.state[0] == "git" and self.state[1] != str(self.root))
+        ):
+            self._git = _in_thread(git_info, self.root)
+
+    def result(self, workspace_tree: str | None = None) -> dict[str, Any]:
+        if self._full is not None:
+            return self._full.result()
+        key = str(self.root)
+        if self._git is not None:
+            git = self._git.result()
+        else:
+            state, tree, git = _git_seen[key]
+            # Outside a repository the work tree does not matter; inside one, unstaged edits
+            # change no fingerprint, so the files must be the same too: only when the
+            # workspace is the whole work tree (its root) and its tree hash is unchanged.
+            same_files = state[0] == "none" or (
+                state[1] == key and tree is not None and tree == workspace_tree
+            )
+            if not same_files:
+                git = git_info(self.root)
+        if self.state is not None:
+            _git_seen[key] = (self.state, workspace_tree, git)
+        return {
+            "workspace_root": key,
+            "command_line": command_line(),
+            "python_version": python_version(),
+            "pythonenv": installed_packages(),
+            "git": copy.deepcopy(git),
+            "host": host_once(),
+        }
+
+
+def start_environment(script_path: Path | str, *, reuse: bool = False) -> PendingEnvironment:
+    """Collect the environment of a run of `script_path` while the caller captures the
+    workspace. With `reuse` (repeated experiments in one process), the host and installed
+    packages are read once per process and git's state is reused while the repository's
+    fingerprint (`studio.capture.git.repository_state`: HEAD, refs, index, config) and, when
+    the workspace is the repository's root, the workspace's tree hash are unchanged;
+    otherwise git runs as for any run."""
+    return PendingEnvironment(script_path, reuse)
+
+
+def _in_thread(fn: Any, *args: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="studio-capture-git", daemon=True).start()
     return future

@@ -376,3 +376,92 @@ def _secret_filter(repo_root: str, workspace: str) -> Callable[[str], bool]:
 def _object_id_length(root: str) -> int:
     out = _git(root, "rev-parse", "--show-object-format")
     return 64 if out is not None and out.strip() == b"sha256" else 40
+
+
+# -- reuse within one process ------------------------------------------------------------------
+def _read_small(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096)
+    except OSError:
+        return None
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _git_dir_of(dotgit: str) -> str | None:
+    """The git directory a `.git` entry names: itself, or a worktree's `gitdir:` file."""
+    if os.path.isdir(dotgit):
+        return dotgit
+    text = _read_small(dotgit)
+    if text is None or not text.startswith(b"gitdir:"):
+        return None
+    target = text[len(b"gitdir:") :].strip().decode("utf-8", "surrogateescape")
+    return os.path.normpath(os.path.join(os.path.dirname(dotgit), target))
+
+
+_DISCOVERY_VARIABLES = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+)  # fmt: skip
+_CONFIG_VARIABLES = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM", "HOME", "XDG_CONFIG_HOME")
+
+
+def repository_state(path: Path | str) -> tuple[Any, ...] | None:
+    """A cheap fingerprint of what `git_info` reads besides the work tree's files, found
+    without running git: the work-tree root, HEAD, the ref it names, `packed-refs`, the index
+    and the config (remotes) by inode/size/mtime/ctime; `("none", ...)` when no `.git` lies
+    above `path`. None when it cannot tell (git environment variables, ceiling directories,
+    a `.git` file it cannot follow): the caller then runs git.
+
+    Two equal fingerprints mean the same commit, branch, remote and staged state; edits of
+    work-tree files that were not staged change no fingerprint, so a caller must also know the
+    files themselves are unchanged (`studio.capture.collect_environment_cached` pairs it with
+    the workspace's tree hash, and only when the workspace is the repository's root).
+    """
+    if any(os.environ.get(v) for v in _DISCOVERY_VARIABLES):
+        return None
+    config_env = tuple((v, os.environ.get(v)) for v in _CONFIG_VARIABLES)
+    start = os.path.abspath(str(path))
+    if not os.path.isdir(start):
+        start = os.path.dirname(start)
+    current = start
+    while True:
+        dotgit = os.path.join(current, ".git")
+        if os.path.lexists(dotgit):
+            break
+        parent = os.path.dirname(current)
+        if parent == current:
+            return ("none", start, shutil.which("git") is not None, config_env)
+        current = parent
+    git_dir = _git_dir_of(dotgit)
+    if git_dir is None:
+        return None
+    common = git_dir
+    commondir = _read_small(os.path.join(git_dir, "commondir"))
+    if commondir is not None:  # a linked worktree: refs and config live in the main one
+        common = os.path.normpath(os.path.join(git_dir, commondir.strip().decode("utf-8", "surrogateescape")))
+    head = _read_small(os.path.join(git_dir, "HEAD"))
+    if head is None:
+        return None
+    ref_state: Any = None
+    if head.startswith(b"ref:"):
+        ref = head[4:].strip().decode("utf-8", "surrogateescape")
+        ref_state = _read_small(os.path.join(common, ref))
+    return (
+        "git",
+        current,
+        head,
+        ref_state,
+        _stat_key(os.path.join(common, "packed-refs")),
+        _stat_key(os.path.join(git_dir, "index")),
+        _stat_key(os.path.join(common, "config")),
+        config_env,  # the user's git config can change diff settings
+        _stat_key(os.environ.get("GIT_CONFIG_GLOBAL") or os.path.expanduser("~/.gitconfig")),
+    )

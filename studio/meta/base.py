@@ -100,6 +100,13 @@ class MetaStore(abc.ABC):
     def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
         """Insert or replace the experiment's artifact with this tag."""
 
+    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+        """A checkpoint: the artifacts that changed (`put_artifact` each) and
+        `time_last_checkpoint = at`. Stores that can do it in one transaction override this."""
+        for artifact in artifacts:
+            self.put_artifact(key, artifact)
+        self.update_experiment(key, time_last_checkpoint=at)
+
     @abc.abstractmethod
     def referenced_trees(self) -> set[str]:
         """Every tree hash any experiment's artifact points to (for garbage collection)."""

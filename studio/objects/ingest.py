@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
@@ -103,7 +103,9 @@ class BlobWriter:
             _unlink(tmp)
             raise
 
-    def ingest(self, item: ScanItem, claim: Callable[[str], bool]) -> _Ingested | None:
+    def ingest(
+        self, item: ScanItem, claim: Callable[[str], bool], link: bool = False
+    ) -> _Ingested | None:
         """Read `item` once, hash it and store it if new.
 
         Small files are read into memory, hashed, and written only if the blob is missing
@@ -113,6 +115,10 @@ class BlobWriter:
 
         `claim(h)` is True for the first caller of a capture to meet blob `h` (others skip
         it: same content). None if the file vanished or is unreadable (left out of the tree).
+
+        `link`: the file is never rewritten in place (a metric segment: written once, renamed
+        into place, later only deleted), so a local store on the same file system keeps it by
+        a hard link instead of a second copy, once its hash is known and its stat unchanged.
         """
         try:
             src = open(item.path, "rb", buffering=0)
@@ -131,8 +137,22 @@ class BlobWriter:
                     after = StatKey.of(os.fstat(src.fileno()))
                     h, size = hash_bytes(data), len(data)
                     uploaded = claim(h) and not self.present(h, size)
-                    if uploaded:
+                    linked = link and uploaded and self._link(item.path, h, before, after)
+                    if linked:
+                        before = after = linked  # linking changed the ctime
+                    elif uploaded:
                         self._store_bytes(data, h)
+                elif link:
+                    src.seek(0)
+                    h, size = copy_and_hash(src, cast(BinaryIO, _Discard()))
+                    after = StatKey.of(os.fstat(src.fileno()))
+                    uploaded = claim(h) and not self.present(h, size)
+                    linked = uploaded and self._link(item.path, h, before, after)
+                    if linked:
+                        before = after = linked
+                    elif uploaded:
+                        src.seek(0)
+                        h, size, uploaded, after = self._ingest_large(src, claim, claimed=True)
                 else:  # large, or grew past the limit while we looked
                     src.seek(0)
                     h, size, uploaded, after = self._ingest_large(src, claim)
@@ -141,13 +161,34 @@ class BlobWriter:
         stable = before == after and after.size == size
         return _Ingested(item, h, size, uploaded, after if stable else None)
 
-    def _ingest_large(self, src: BinaryIO, claim: Callable[[str], bool]) -> tuple[str, int, bool, StatKey]:
+    def _link(self, path: str, h: str, before: StatKey, after: StatKey) -> StatKey | None:
+        """Keep `path` as blob `h` by a hard link, only while its stat is the one hashed;
+        its stat afterwards (the link changed its ctime), or None if it was not linked."""
+        if before != after:
+            return None
+        try:
+            current = StatKey.of(os.stat(path))
+        except OSError:
+            return None
+        if (current.inode, current.size, current.mtime_ns) != (after.inode, after.size, after.mtime_ns):
+            return None
+        if not self.backend.link_file(Path(path), object_key(h)):
+            return None
+        try:
+            linked = StatKey.of(os.stat(path))
+        except OSError:
+            return None
+        return linked if linked.inode == after.inode else None
+
+    def _ingest_large(
+        self, src: BinaryIO, claim: Callable[[str], bool], claimed: bool = False
+    ) -> tuple[str, int, bool, StatKey]:
         fd, tmp = tempfile.mkstemp(dir=self.staging, prefix="ingest-")
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 h, size = copy_and_hash(src, out)
             after = StatKey.of(os.fstat(src.fileno()))
-            uploaded = claim(h) and not self.present(h, size)
+            uploaded = (claimed or claim(h)) and not self.present(h, size)
             if uploaded:
                 self.store_staged(tmp, h)
         finally:
@@ -162,6 +203,13 @@ def write_all(out: BinaryIO, data: bytes) -> None:
         view = view[n or 0 :]
 
 
+class _Discard:
+    """A writer that drops what it is given (hashing a file without copying it)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
 class TreeWriter:
     """One capture of a folder or file. Memory holds the manifest list, a bounded window of
     pending jobs and one read buffer per worker thread: not the files."""
@@ -173,8 +221,10 @@ class TreeWriter:
         window: int,
         stat_cache: StatCache | None,
         load_tree: Callable[[str], Tree],
+        link: bool = False,
     ) -> None:
         self.writer = writer
+        self.link = link
         self.pool = pool
         self.window = window
         self.stat_cache = stat_cache
@@ -262,7 +312,7 @@ class TreeWriter:
             yield self.pool.submit(self._ingest_batch, batch)
 
     def _ingest_batch(self, batch: list[ScanItem]) -> list[_Ingested | None]:
-        return [self.writer.ingest(item, self.claim) for item in batch]
+        return [self.writer.ingest(item, self.claim, self.link) for item in batch]
 
     def _bounded(self, jobs: Iterator[Future[list[_Ingested | None]]]) -> Iterator[list[_Ingested | None]]:
         pending: collections.deque[Future[list[_Ingested | None]]] = collections.deque()

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from studio.exceptions import IntegrityError, NotFoundError
 from studio.objects.backends import ObjectBackend, backend_for_url
@@ -77,18 +77,23 @@ class ObjectStore:
         return self.backend.url
 
     def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.workers, thread_name_prefix="studio-objects")
+        # The same interface for what captures and materializing use (submit, map, with).
+        return cast(ThreadPoolExecutor, _LazyPool(self.workers))
 
     # -- writing -----------------------------------------------------------------------
-    def put_tree(self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None) -> PutResult:
+    def put_tree(
+        self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False
+    ) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
         Only blobs not already stored are uploaded. `ignore(rel_posix_path, is_dir)` returning
         True skips an entry (a skipped folder prunes its subtree). `previous`, the tree of the
-        last capture of the same root, spares existence checks for blobs it names.
+        last capture of the same root, spares existence checks for blobs it names. `link`:
+        the files are never rewritten in place (metric segments), so a local store on the same
+        file system hard-links new ones instead of copying them (each stored once on disk).
         """
         with self._pool() as pool:
-            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree)
+            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree, link=link)
             return writer.run(Path(root), ignore, previous)
 
     def put_bytes(self, data: bytes) -> str:
@@ -237,3 +242,30 @@ def open_object_store(url: str, cache_dir: Path, stat_cache: Path | None = None)
     backend = backend_for_url(str(url))
     cache = StatCache(Path(stat_cache)) if stat_cache is not None else None
     return ObjectStore(backend, Path(cache_dir), cache)
+
+
+class _LazyPool:
+    """A ThreadPoolExecutor made at the first `submit`/`map`: a capture with nothing to read
+    (an empty or unchanged folder, most checkpoints) starts and stops no pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _get(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="studio-objects")
+        return self._pool
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        return self._get().submit(fn, *args)
+
+    def map(self, fn: Any, *iterables: Any) -> Any:
+        return self._get().map(fn, *iterables)
+
+    def __enter__(self) -> _LazyPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

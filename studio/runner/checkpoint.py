@@ -93,21 +93,37 @@ class Checkpointer:
                 self._metrics()
             except Exception:  # metrics must never cost the artifacts their checkpoint
                 log.warning("metrics of %s could not be summarized", self.key, exc_info=True)
-            for tag, path in self.paths.items():
-                self._capture(tag, path)
-            self.ctx.meta.update_experiment(self.key, time_last_checkpoint=time.time())
+            changed: list[ArtifactSpec] = []
+            try:
+                for tag, path in self.paths.items():
+                    artifact = self._capture(tag, path)
+                    if artifact is not None:
+                        changed.append(artifact)
+            except BaseException:
+                if changed:  # what was captured before the failure is still recorded
+                    for artifact in changed:
+                        self.ctx.meta.put_artifact(self.key, artifact)
+                        self.artifacts[artifact.tag] = artifact
+                raise
+            # One transaction for the changed artifacts and the checkpoint time.
+            self.ctx.meta.put_checkpoint(self.key, changed, time.time())
+            for artifact in changed:
+                self.artifacts[artifact.tag] = artifact
 
-    def _capture(self, tag: str, path: Path) -> None:
+    def _capture(self, tag: str, path: Path) -> ArtifactSpec | None:
+        """The artifact's new version when its tree changed (stored, not yet recorded)."""
         if not path.exists():
-            return
+            return None
         current = self.artifacts.get(tag) or ArtifactSpec(tag=tag, local_path=str(path))
-        result = self.ctx.objects.put_tree(path, ignore=self.ignore.get(tag), previous=current.tree)
+        # Metric segments are written once (temp file, rename) and never changed in place:
+        # a local store keeps them by hard link, so they are on disk once, not twice.
+        result = self.ctx.objects.put_tree(
+            path, ignore=self.ignore.get(tag), previous=current.tree, link=tag == "metrics"
+        )
         if result.tree == current.tree:
-            return
-        updated = current.replace(tree=result.tree, size=result.size, files=result.files, updated=time.time())
-        self.ctx.meta.put_artifact(self.key, updated)
-        self.artifacts[tag] = updated
+            return None
         log.debug("captured %s/%s: %d files, %d uploaded", self.key, tag, result.files, result.uploaded_files)
+        return current.replace(tree=result.tree, size=result.size, files=result.files, updated=time.time())
 
     def _metrics(self) -> None:
         metrics_dir = self.paths.get("metrics")

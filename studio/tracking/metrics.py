@@ -148,6 +148,10 @@ class Logger:
 
     # -- flushing -------------------------------------------------------------------------
     def _run(self) -> None:
+        try:  # here, not at the first flush of whichever thread flushes first
+            segments.warm_up()
+        except Exception:
+            _log.debug("could not import the segment writers ahead of time", exc_info=True)
         while not self._closed:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
@@ -276,6 +280,29 @@ def default_logger() -> Logger:
         return _default
 
 
+_warming: threading.Thread | None = None
+_warm_lock = threading.Lock()
+
+
+def warm_up_in_background() -> None:
+    """Import the segment writers (numpy, pyarrow) in a daemon thread, once per process:
+    `workbook.new_experiment()` calls it through `configure`, so the imports overlap the
+    script's own set-up instead of its first training steps."""
+    global _warming
+    with _warm_lock:
+        if _warming is not None:
+            return
+        _warming = threading.Thread(target=_warm, name="studio-metrics-warm-up", daemon=True)
+        _warming.start()
+
+
+def _warm() -> None:
+    try:
+        segments.warm_up()
+    except Exception:
+        _log.debug("could not import the segment writers ahead of time", exc_info=True)
+
+
 def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Logger | None:
     """Point `studio.log` at `metrics_dir`; returns the new default logger.
 
@@ -287,6 +314,7 @@ def configure(metrics_dir: str | os.PathLike[str] | None, **options: Any) -> Log
         previous, _default = _default, None
         if metrics_dir is not None:
             _default = Logger(metrics_dir, **options)
+            warm_up_in_background()
     if previous is not None:
         previous.close()
     return _default

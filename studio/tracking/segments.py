@@ -49,6 +49,15 @@ PARTS_KEY = b"parts"  # a merged segment's raw segments, in row order: [[counter
 MERGED_MARK = "c"
 
 
+def warm_up() -> None:
+    """Import what writing a segment needs (numpy, the fold, pyarrow and its IPC writer):
+    the metrics flusher does it as it starts, off the training thread (importing pyarrow takes
+    0.1-1 s: the first `studio.log` must not pay that)."""
+    import pyarrow.ipc  # noqa: F401
+
+    import studio.tracking.fold  # noqa: F401 - numpy
+
+
 def is_segment_name(name: str) -> bool:
     return name.startswith(SEGMENT_PREFIX) and (
         name.endswith(ARROW_SUFFIX) or name.endswith(CSV_SUFFIX)

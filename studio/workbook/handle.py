@@ -276,7 +276,8 @@ class Experiment:
             directory = cached_tree(self._repo.ctx, spec.tree)
         df = series.read_series(directory, keys)
         if keys:
-            missing = sorted(set(keys) - set(df["key"].astype(str).unique()))
+            # unique() first: converting every row's categorical key to str costs ~20 ms/100k
+            missing = sorted(set(keys) - {str(k) for k in df["key"].unique()})
             if missing:
                 known = [
                     s.key

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from studio.api.context import Context
+from studio.api.context import Context, shared_context
 from studio.entities import ExperimentQuery, Status
 from studio.exceptions import NotFoundError, StudioError, UsageError
 from studio.workbook import html
@@ -46,8 +46,9 @@ class ExperimentRepository:
     def __init__(
         self, config: str | os.PathLike[str] | None = None, *, context: Context | None = None
     ) -> None:
+        self._owns_context = context is not None  # else the process's (see `shared_context`)
         if context is None:
-            context = Context.from_env(
+            context = shared_context(
                 str(config) if config else os.environ.get("STUDIOML_CONFIG") or None
             )
         self.ctx = context
@@ -97,7 +98,10 @@ class ExperimentRepository:
         return frame(self.tables.read(ref))
 
     def close(self) -> None:
-        self.ctx.close()
+        """Nothing to release: the stores are the process's, shared with the other
+        repositories and `new_experiment()` calls on the same settings (and closed at exit)."""
+        if self._owns_context:
+            self.ctx.close()
 
     def __enter__(self) -> ExperimentRepository:
         return self

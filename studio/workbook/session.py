@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -93,13 +94,16 @@ class Session:
         self._stop = threading.Event()
         self._finish_lock = threading.Lock()
         self._last_capture = 0.0
-        self._thread = threading.Thread(
-            target=self._loop, name=f"studio-workbook-{self.key}", daemon=True
-        )
+        self._done = threading.Event()  # the background loop has returned
+        self._loop_thread: threading.Thread | None = None
 
     def start(self) -> None:
         HOOKS.add(self)
-        self._thread.start()
+        RUNNER.run(self._run_loop, self._done)
+
+    def _run_loop(self) -> None:
+        self._loop_thread = threading.current_thread()
+        self._loop()
 
     # -- changes ---------------------------------------------------------------------------
     def changed(self, urgent: bool = False) -> None:
@@ -180,8 +184,8 @@ class Session:
         HOOKS.discard(self)
         self._stop.set()
         self._urgent.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        if self._loop_thread is not threading.current_thread():
+            self._done.wait(timeout=30)
         for ts in list(self.logs.values()):
             _quietly(ts.close, "flush a time series of", self.key)
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
@@ -199,6 +203,43 @@ class Session:
             log.warning("could not record the end of %s: %s", self.key, exc)
         except Exception:
             log.exception("could not record the end of %s", self.key)
+
+
+class _Runner:
+    """Daemon threads for the sessions' background loops, reused from one session to the next:
+    a loop creating experiments one after another starts one thread, not one per experiment
+    (and `start` does not wait for a new thread to be scheduled)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run(self, job: Any, done: threading.Event) -> None:
+        """Run `job()` on an idle thread (else a new one); `done` is set once it returned
+        and its thread is idle again."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put((job, done))
+                return
+        threading.Thread(
+            target=self._work, args=(job, done), name="studio-workbook", daemon=True
+        ).start()
+
+    def _work(self, job: Any, done: threading.Event) -> None:
+        while True:
+            try:
+                job()
+            except BaseException:
+                log.exception("a workbook background loop failed")
+            with self._lock:
+                self._idle += 1
+            done.set()
+            job, done = self._jobs.get()
+
+
+RUNNER = _Runner()
 
 
 def interrupt_main() -> None:

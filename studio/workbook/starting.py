@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from studio.api.context import Context
+from studio.api.context import Context, shared_context
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import NotFoundError
 from studio.runner.checkpoint import Checkpointer
@@ -27,8 +27,6 @@ ENV_CONFIG = "STUDIOML_CONFIG"
 
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
-
-
 def open_session(
     *,
     project: str | None,
@@ -41,7 +39,7 @@ def open_session(
 ) -> Session:
     if capture_interval <= 0 or flush_after < 0:
         raise ValueError("capture_interval must be positive and flush_after not negative")
-    ctx = Context.from_env(str(config) if config else os.environ.get(ENV_CONFIG) or None)
+    ctx = shared_context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
     current = os.environ.get(ENV_EXPERIMENT)
     if current and current not in _created_here:
         return _attach(ctx, current, params, capture_interval, flush_after)
@@ -62,10 +60,16 @@ def _script() -> Path | None:
 
 
 def _record(
-    ctx: Context, project: str | None, name: str | None, params: dict[str, Any], metric: str | None
+    ctx: Context,
+    project: str | None,
+    key: str,
+    key_is_new: bool,
+    params: dict[str, Any],
+    metric: str | None,
+    workbook: ArtifactSpec,
 ) -> Experiment:
-    """The experiment row, `queued`, with everything `studio run` records."""
-    from studio.api.run import RunOptions, experiment_paths, prepare
+    """The experiment (not yet created), with everything `studio run` records."""
+    from studio.api.run import RunOptions, build, experiment_paths
 
     script = _script()
     if script is not None:
@@ -73,20 +77,21 @@ def _record(
             script=str(script),
             args=list(sys.argv[1:]),
             project=project,
-            key=name,
+            key=key,
+            key_is_new=key_is_new,
             params=params,
             metric=metric,
             cwd=Path.cwd(),
+            extra_artifacts={WORKBOOK_TAG: workbook},
+            reuse_environment=True,
         )
-        return prepare(ctx, opts)
+        return build(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
     from studio.api.run import check_names
-    from studio.capture import collect_environment
-    from studio.keys import check_key, new_key
+    from studio.capture import start_environment
 
-    key = check_key(name) if name else new_key()  # create_experiment refuses a taken key
     check_names(project=project, metric=metric, owner=ctx.settings.owner)
-    environment = collect_environment(Path.cwd())
+    environment = start_environment(Path.cwd(), reuse=True).result()
     exp = Experiment(
         key=key,
         project=project or "default",
@@ -101,10 +106,11 @@ def _record(
         metric=metric,
         time_added=time.time(),
         artifacts={
-            t: ArtifactSpec(tag=t, local_path=str(p)) for t, p in experiment_paths(ctx, key).items()
+            **{t: ArtifactSpec(tag=t, local_path=str(p)) for t, p in experiment_paths(ctx, key).items()},
+            WORKBOOK_TAG: workbook,
         },
     )
-    return ctx.meta.create_experiment(exp)
+    return exp
 
 
 def _create(
@@ -116,16 +122,25 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.local import start
     from studio.api.run import experiment_paths, worker_id, write_mapping
+    from studio.keys import check_key, new_key
     from studio.tracking import metrics
 
-    exp = _record(ctx, project, name, dict(params or {}), metric)
-    worker = "workbook:" + worker_id()
-    exp = start(ctx, exp, worker)
-    directory = _workbook_dir(ctx, exp.key)
+    key = check_key(name) if name else new_key()  # create_experiment refuses a taken key
+    directory = ctx.settings.experiment_dir(key) / WORKBOOK_TAG
     workbook = ArtifactSpec(tag=WORKBOOK_TAG, mutable=True, local_path=str(directory))
-    ctx.meta.put_artifact(exp.key, workbook)
+    draft = _record(ctx, project, key, not name, dict(params or {}), metric, workbook)
+    worker = "workbook:" + worker_id()
+    now = time.time()
+    # Created `running` under this process's lease (what `studio.api.local.start` sets on a
+    # queued one), in one transaction.
+    exp = ctx.meta.create_experiment(
+        draft.replace(
+            status=Status.RUNNING, worker=worker, time_started=now, heartbeat=now,
+            lease_expires=now + ctx.settings.lease_seconds, attempts=draft.attempts + 1,
+        )
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
     paths = experiment_paths(ctx, exp.key)
     paths.pop("output")  # nothing tees this process's output
     for tag in ("modeldir", "tb", "metrics"):

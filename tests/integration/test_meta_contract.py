@@ -261,6 +261,20 @@ def test_put_artifact_upserts_and_referenced_trees(store: MetaStore) -> None:
     assert store.referenced_trees() == {"t1", "t2"}
 
 
+def test_put_checkpoint_records_changed_artifacts_and_the_time(store: MetaStore) -> None:
+    store.create_experiment(exp("cp", artifacts={"ws": ArtifactSpec("ws", tree="t1")}))
+    store.put_checkpoint("cp", [ArtifactSpec("ws", tree="t2", size=5, files=1, updated=3.0),
+                                ArtifactSpec("metrics", local_path="/m", tree="t3")], 7.5)  # fmt: skip
+    got = store.get_experiment("cp")
+    assert got.time_last_checkpoint == 7.5
+    assert got.artifacts["ws"] == ArtifactSpec("ws", tree="t2", size=5, files=1, updated=3.0)
+    assert got.artifacts["metrics"].tree == "t3"
+    store.put_checkpoint("cp", [], 8.0)
+    assert store.get_experiment("cp").time_last_checkpoint == 8.0
+    with pytest.raises(NotFoundError):
+        store.put_checkpoint("missing", [ArtifactSpec("ws", tree="t")], 1.0)
+
+
 # -- output and metrics -------------------------------------------------------------------
 def test_output_chunks_are_idempotent_and_ordered(store: MetaStore) -> None:
     store.create_experiment(exp("o"))

@@ -39,6 +39,11 @@ class ObjectBackend(abc.ABC):
     def size(self, key: str) -> int | None:
         """Size in bytes of `key`, or None if it is not stored."""
 
+    def link_file(self, local_path: Path, key: str) -> bool:
+        """Store `local_path` as `key` by hard-linking it (no copy), if this backend can: a
+        local store on the same file system. False when it cannot (the caller copies)."""
+        return False
+
     @abc.abstractmethod
     def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
         """Store the content of `local_path` as `key`, atomically.

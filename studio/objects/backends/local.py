@@ -64,6 +64,22 @@ class LocalBackend(ObjectBackend):
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
 
+    def link_file(self, local_path: Path, key: str) -> bool:
+        dest = self._str(key)
+        self._ensure_parent(dest)
+        tmp = os.path.join(self._tmp, f"link-{uuid.uuid4().hex}")
+        try:
+            os.link(local_path, tmp)
+        except OSError:  # another file system, or links not allowed: copy instead
+            return False
+        try:
+            os.chmod(tmp, OBJECT_MODE)  # the file it shares stays read-only too
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return True
+
     def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
         dest = self._str(key)
         self._ensure_parent(dest)

@@ -1,0 +1,251 @@
+"""What makes repeated experiments in one process cheap keeps every record right.
+
+`workbook.new_experiment()` in a loop reuses the stores, host facts and git state, runs each
+session's background loop on a reused thread, records a checkpoint in one transaction, and
+the first `studio.log` imports nothing heavy on the calling thread.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from studio import capture
+from studio.api.context import shared_context
+from studio.capture import git as capture_git
+from studio.entities import ArtifactSpec, Experiment, Status
+from studio.exceptions import NotFoundError
+from studio.meta.lite import open_lite_store
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+    capture.forget_environment()
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _counting_git(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    calls: list[Path] = []
+    real = capture.git_info
+
+    def counted(path: Path) -> dict:  # type: ignore[type-arg]
+        calls.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(capture, "git_info", counted)
+    return calls
+
+
+def test_git_state_reused_only_while_repository_and_workspace_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "train.py").write_text("print(1)\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "one")
+    calls = _counting_git(monkeypatch)
+
+    first = capture.start_environment(repo / "train.py", reuse=True).result("tree-1")
+    assert first["git"]["commit"] and not first["git"]["dirty"] and len(calls) == 1
+    again = capture.start_environment(repo / "train.py", reuse=True).result("tree-1")
+    assert again["git"] == first["git"] and len(calls) == 1  # nothing changed: git not run
+    assert again["host"] == first["host"] and again["pythonenv"] == first["pythonenv"]
+
+    # An unstaged edit changes no git file, but the workspace's tree: git runs again.
+    (repo / "train.py").write_text("print(2)\n")
+    edited = capture.start_environment(repo / "train.py", reuse=True).result("tree-2")
+    assert len(calls) == 2 and edited["git"]["dirty"] and "+print(2)" in edited["git"]["diff"]
+
+    # A commit changes the fingerprint (HEAD's ref, the index): git runs again.
+    git(repo, "commit", "-q", "-am", "two")
+    committed = capture.start_environment(repo / "train.py", reuse=True).result("tree-2")
+    assert len(calls) == 3 and committed["git"]["commit"] != first["git"]["commit"]
+    assert not committed["git"]["dirty"]
+
+    # Staging a new file changes the index: git runs again.
+    (repo / "new.py").write_text("x = 1\n")
+    git(repo, "add", "new.py")
+    staged = capture.start_environment(repo / "train.py", reuse=True).result("tree-3")
+    assert len(calls) == 4 and "new.py" in staged["git"]["diff"]
+
+    # Without `reuse` (every `studio run`), git always runs.
+    capture.start_environment(repo / "train.py").result("tree-3")
+    capture.start_environment(repo / "train.py").result("tree-3")
+    assert len(calls) == 6
+    assert capture_git.repository_state(repo) is not None
+
+
+def test_git_runs_every_time_when_the_workspace_is_below_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "sub" / "train.py").write_text("print(1)\n")
+    (repo / "other.py").write_text("a\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "one")
+    calls = _counting_git(monkeypatch)
+    capture.start_environment(repo / "sub" / "train.py", reuse=True).result("t")
+    (repo / "other.py").write_text("b\n")  # outside the workspace: its tree cannot tell
+    second = capture.start_environment(repo / "sub" / "train.py", reuse=True).result("t")
+    assert len(calls) == 2 and "other.py" in second["git"]["diff"]
+
+
+def test_outside_a_repository_git_runs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_git, "repository_state", lambda p: ("none", str(p), True, ()))
+    calls = _counting_git(monkeypatch)
+    for tree in ("a", "b"):
+        assert capture.start_environment(tmp_path, reuse=True).result(tree)["git"] == {}
+    assert len(calls) == 1
+    monkeypatch.setenv("GIT_DIR", str(tmp_path))  # git told where to look: never reused
+    monkeypatch.undo()
+    monkeypatch.setenv("GIT_DIR", str(tmp_path))
+    assert capture_git.repository_state(tmp_path) is None
+
+
+def test_put_checkpoint_records_artifacts_and_time_in_one_call(tmp_path: Path) -> None:
+    from studio.meta import open_meta_store
+    from studio.meta.base import MetaStore
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    open_meta_store(url).close()  # created and migrated
+    lite = open_lite_store(url)
+    full = lite._full_store()  # type: ignore[attr-defined]
+    for store, key in ((lite, "a"), (full, "b")):
+        store.create_experiment(Experiment(key=key, status=Status.RUNNING))
+        arts = [ArtifactSpec(tag="metrics", local_path="/x", tree="t1", size=3, files=1, updated=1.0),
+                ArtifactSpec(tag="modeldir", local_path="/y", tree="t2")]  # fmt: skip
+        store.put_checkpoint(key, arts, 123.5)
+        got = lite.get_experiment(key)
+        assert got.time_last_checkpoint == 123.5
+        assert got.artifacts["metrics"].tree == "t1" and got.artifacts["modeldir"].tree == "t2"
+        store.put_checkpoint(key, [], 124.0)  # nothing changed: the time only
+        assert lite.get_experiment(key).time_last_checkpoint == 124.0
+        with pytest.raises(NotFoundError):
+            store.put_checkpoint("nope", arts, 1.0)
+    assert MetaStore.put_checkpoint is not type(lite).put_checkpoint  # one transaction on SQLite
+    lite.close()
+
+
+def test_first_log_imports_nothing_heavy_on_the_training_thread(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, threading, time
+        seen = {{}}
+
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                # submodules are looked for only by a real import (not by find_spec probes)
+                if name.startswith(("pyarrow.", "numpy.")):
+                    seen.setdefault(name.partition(".")[0], threading.current_thread().name)
+                return None
+
+        sys.meta_path.insert(0, Spy())
+        import studio
+        from studio.tracking import metrics
+        metrics.configure({str(tmp_path / 'metrics')!r})
+        for i in range(100):
+            studio.log(i, loss=i / 10)
+        metrics.default_logger().flush()
+        print(sorted(seen.items()))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    ).stdout  # fmt: skip
+    imported = dict(eval(out.strip().splitlines()[-1]))  # noqa: S307 - our own output
+    assert set(imported) == {"numpy", "pyarrow"}, imported
+    assert "MainThread" not in imported.values(), imported
+    from studio.tracking import series
+
+    assert len(series.read_series(tmp_path / "metrics", ["loss"])) == 100
+
+
+def test_sessions_in_a_loop_reuse_one_background_thread(
+    studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import threading
+
+    from studio.tracking import metrics
+    from studio.workbook import new_experiment, starting
+    from studio.workbook.session import HOOKS
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    saved_env = dict(os.environ)
+    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM))
+    try:
+        keys = []
+        for _ in range(3):
+            exp = new_experiment(params={"lr": 0.1}, echo=False)
+            keys.append(exp.tag)
+            exp.close()
+        names = [t.name for t in threading.enumerate() if t.name == "studio-workbook"]
+        assert len(names) == 1
+        ctx = shared_context()
+        for key in keys:
+            record = ctx.meta.get_experiment(key)
+            assert record.status == Status.FINISHED and record.time_last_checkpoint
+            assert record.artifacts["workbook"].tree and record.host
+    finally:
+        sys.excepthook, sys.exit = saved[0], saved[1]
+        signal.signal(signal.SIGTERM, saved[2])
+        HOOKS.installed = False
+        starting._created_here.clear()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        metrics.configure(None)
+
+
+def test_metric_segments_are_stored_once_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.objects import open_object_store
+    from studio.objects.backends.local import LocalBackend
+    from studio.tracking import metrics, series
+
+    store = open_object_store(str(tmp_path / "objects"), cache_dir=tmp_path / "cache")
+    folder = tmp_path / "metrics"
+    with metrics.Logger(folder) as logger:
+        for step in range(1000):
+            logger.log(step, loss=step / 10)
+    (other := tmp_path / "other").mkdir()
+    (other / "model.bin").write_bytes(b"weights" * 1000)
+    segment = next(p for p in folder.iterdir() if not p.name.startswith("."))
+    result = store.put_tree(folder, link=True)
+    assert segment.stat().st_nlink == 2  # the run folder's file is the stored object
+    assert not os.access(segment, os.W_OK) or os.geteuid() == 0  # read-only like every object
+    store.put_tree(other)  # not a segment folder: copied
+    assert (other / "model.bin").stat().st_nlink == 1
+    # The stored object is the segment, byte for byte (and its hash checks out on read).
+    [entry] = [e for e in store.get_tree(result.tree).entries if e.path == segment.name]
+    assert store.read_blob(entry.hash) == segment.read_bytes()
+    assert len(series.read_series(folder, ["loss"])) == 1000
+    # A store that cannot link (another file system, a remote store) copies instead.
+    monkeypatch.setattr(LocalBackend, "link_file", lambda self, path, key: False)
+    with metrics.Logger(folder2 := tmp_path / "metrics2") as logger:
+        logger.log(0, loss=1.0)
+    store.put_tree(folder2, link=True)
+    assert all(p.stat().st_nlink == 1 for p in folder2.iterdir())
