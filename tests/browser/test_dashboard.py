@@ -255,6 +255,40 @@ def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
             runner.wait(10)
 
 
+def test_finished_rows_stay_unstruck_while_something_runs(site: Site, page: Any) -> None:
+    """Issue 14: the table polls the status of its live rows only; rows it did not ask about
+    (finished ones) must not be marked as gone by that poll."""
+    runner = subprocess.Popen([sys.executable, "-m", "studio", "run", "--project", "live", "slow.py"],
+                              cwd=site.workspace, env=site.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not site.api("/api/experiments", status="running")["items"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert site.api("/api/experiments", status="running")["items"], "the slow experiment did not start"
+        page.goto(site.base + "/all")
+        page.wait_for_selector("#runs tbody tr[data-status='running']")
+        page.evaluate("""() => {
+          window.__polls = 0;
+          const orig = window.fetch;
+          window.fetch = (url, init) => { if (String(url).startsWith('/api/status')) window.__polls++; return orig(url, init); };
+        }""")
+        page.wait_for_function("window.__polls >= 2", timeout=15000)  # two polls have come back or are in flight
+        page.wait_for_timeout(500)
+        finished = page.locator("#runs tbody tr[data-status='finished']")
+        assert finished.count() >= 3
+        assert page.locator("#runs tbody tr.gone").count() == 0
+        # A live row deleted elsewhere is still marked as gone.
+        key = page.get_attribute("#runs tbody tr[data-status='running']", "data-key")
+        assert httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30).status_code == 200
+        page.wait_for_selector(f"#runs tbody tr.gone[data-key='{key}']", timeout=15000)
+        assert page.locator("#runs tbody tr.gone").count() == 1
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.wait(30)
+
+
 def test_compare_two_runs(site: Site, page: Any) -> None:
     page.goto(site.base + "/project/vision")
     page.wait_for_selector("#runs tbody tr[data-key]")

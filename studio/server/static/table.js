@@ -169,11 +169,15 @@
     if (!live.length || document.hidden) return;
     try {
       const data = await api(`/api/status?${query({ keys: live.join(",") })}`);
+      const gone = new Set(data.missing || []);
+      // Only the rows this poll asked about: a finished row is not in the answer because it
+      // was not in the question, not because it was deleted.
       for (const row of state.rows) {
+        if (!live.includes(row.key)) continue;
         const s = data.statuses[row.key];
         const tr = root.querySelector(`tr[data-key="${CSS.escape(row.key)}"]`);
         if (!tr) continue;
-        if (!s) { tr.classList.add("gone"); continue; }
+        if (!s) { if (gone.has(row.key)) tr.classList.add("gone"); continue; }
         Object.assign(row, { status: s.status, duration: s.duration, metric_value: s.metric_value });
         tr.dataset.status = s.status;
         tr.querySelector(".status-cell").replaceChildren(statusBadge(s.status));
