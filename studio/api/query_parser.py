@@ -293,17 +293,24 @@ def parse_filter(text: str | None) -> ParsedFilter:
     return ParsedFilter(where=tuple(where), status=status)
 
 
+#: Names only a sort may use: `best` orders by `metric_value` in each run's goal direction
+#: (ascending `best` = best first for `:min` and `:max` metrics alike).
+SORT_ONLY = frozenset({"best"})
+
+
 def parse_sort(text: str | None, default: str = "-time_added") -> str:
-    """Validate a sort key: a column, `params.x` or `metrics.x` (bare names are params),
-    optionally prefixed with `-` for descending."""
+    """Validate a sort key: a column, `best`, `params.x` or `metrics.x` (bare names are
+    params), optionally prefixed with `-` for descending."""
     if text is None or not text.strip():
         return default
     raw = text.strip()
     desc = raw.startswith("-")
     name = raw[1:] if desc else raw
     if not _NAME.match(name):
-        raise UsageError(f"cannot sort by {raw!r}: use a column, params.<name> or metrics.<name>")
+        raise UsageError(f"cannot sort by {raw!r}: use a column, best, params.<name> or metrics.<name>")
+    if name.lower() in SORT_ONLY:
+        return ("-" if desc else "") + name.lower()
     return ("-" if desc else "") + resolve_name(name)
 
 
-__all__ = ["COLUMNS", "OPERATORS", "FilterSyntaxError", "ParsedFilter", "parse_filter", "parse_sort", "resolve_name"]
+__all__ = ["COLUMNS", "OPERATORS", "SORT_ONLY", "FilterSyntaxError", "ParsedFilter", "parse_filter", "parse_sort", "resolve_name"]

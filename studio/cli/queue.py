@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from studio.cli.common import config_option, console, context, fmt_time, json_option, print_json
+from studio.cli.common import config_option, console, context, json_option, print_json
+from studio.cli.tables import Col, emit, format_options, resolve_format, show_time
 
 
 @click.group(short_help="Inspect and clean up queues.")
@@ -42,10 +43,11 @@ def list_(config: str | None, as_json: bool) -> None:
 @queue.command("show")
 @config_option
 @json_option
+@format_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many experiments.")
 @click.argument("name")
-def show(name: str, config: str | None, as_json: bool, limit: int | None) -> None:
-    """The experiments of queue NAME, oldest first."""
+def show(name: str, config: str | None, as_json: bool, fmt: str | None, no_pager: bool, limit: int | None) -> None:
+    """The experiments of queue NAME, oldest first (full keys; tab-separated when piped)."""
     from studio.queue import queue_experiments
 
     items = queue_experiments(context(config), name, limit=limit)
@@ -54,17 +56,9 @@ def show(name: str, config: str | None, as_json: bool, limit: int | None) -> Non
          "worker": e.worker, "attempts": e.attempts, "resources": e.resources, "reason": e.status_reason}
         for e in items
     ]
-    if as_json:
-        return print_json(rows)
-    from rich.table import Table
-
-    table = Table(title=f"queue {name}")
-    for col in ("key", "status", "project", "script", "added", "attempts", "worker", "reason"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["key"], r["status"], r["project"], r["script"], fmt_time(r["added"]), str(r["attempts"]),
-                      r["worker"] or "", r["reason"] or "")
-    console().print(table)
+    cols = [Col("key", no_wrap=True), Col("status"), Col("project"), Col("script"), Col("added", show=show_time),
+            Col("attempts", numeric=True), Col("worker"), Col("reason")]
+    emit(rows, cols, resolve_format(fmt, as_json), title=f"queue {name}", pager=not no_pager)
 
 
 @queue.command("purge")

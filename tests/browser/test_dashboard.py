@@ -160,12 +160,12 @@ def test_table_sorts_and_filters(site: Site, page: Any) -> None:
     page.wait_for_selector("#runs tbody tr[data-key]")
     assert len(row_keys(page)) == 4
     assert page.locator("#runs thead th", has_text="lr").count() == 1
-    page.click("#runs thead th[data-sort='metric_value']")
-    page.wait_for_selector("#runs thead th.sorted-asc[data-sort='metric_value']")
+    page.click("#runs thead th[data-sort='best']")
+    page.wait_for_selector("#runs thead th.sorted-asc[data-sort='best']")
     first_key = site.keys["lr=0.1"]
     page.wait_for_function(f"document.querySelector('#runs tbody tr').dataset.key === '{first_key}'")
-    page.click("#runs thead th[data-sort='metric_value']")
-    page.wait_for_selector("#runs thead th.sorted-desc[data-sort='metric_value']")
+    page.click("#runs thead th[data-sort='best']")
+    page.wait_for_selector("#runs thead th.sorted-desc[data-sort='best']")
     assert row_keys(page)[0] == site.keys["lr=0.001"]  # NULL metric values sort last either way
     shot(page, "table.png")
 

@@ -452,6 +452,18 @@ def test_query_sorting_with_nulls_last(populated: MetaStore) -> None:
     assert keys(s, order_by="-duration", status=(Status.FINISHED,)) == ["exp05"]
 
 
+def test_query_sort_best_follows_each_metric_goal(store: MetaStore) -> None:
+    """`best` ascending: lowest first for `:min` (and plain) metrics, highest first for `:max`."""
+    for key, spec, value in [("lo1", "loss:min", 0.5), ("lo2", "loss:min", 0.1), ("hi1", "acc:max", 0.9),
+                             ("hi2", "acc:max", 0.7), ("plain", "loss", 0.3), ("none", None, None)]:
+        store.create_experiment(exp(key, metric=spec, metric_value=value))
+    assert keys(store, order_by="best", where=(("metric", "like", "loss%"),)) == ["lo2", "plain", "lo1"]
+    assert keys(store, order_by="best", where=(("metric", "=", "acc:max"),)) == ["hi1", "hi2"]
+    assert keys(store, order_by="-best", where=(("metric", "=", "acc:max"),)) == ["hi2", "hi1"]
+    assert keys(store, order_by="best")[-1] == "none"  # no value: last either way
+    assert keys(store, order_by="-best")[-1] == "none"
+
+
 def test_query_paging_totals(populated: MetaStore) -> None:
     s = populated
     seen: list[str] = []

@@ -195,5 +195,6 @@ def test_parse_sort() -> None:
     assert parse_sort("-metrics.loss") == "-metrics.loss"
     assert parse_sort("-metric_value") == "-metric_value"
     assert parse_sort("-duration") == "-duration"
+    assert parse_sort("best") == "best" and parse_sort("-Best") == "-best"
     with pytest.raises(UsageError):
         parse_sort("drop table;")

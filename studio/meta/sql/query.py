@@ -1,7 +1,9 @@
 """`ExperimentQuery` -> SQL: filters, `params.<name>` / `metrics.<name>` conditions and sorting.
 
 Field names (in `where` and `order_by`):
-- a column of `experiments` (see `COLUMN_NAMES`), or `duration` (end or last heartbeat minus start);
+- a column of `experiments` (see `COLUMN_NAMES`), or `duration` (end or last heartbeat minus start),
+  or `best`: `metric_value` signed by the experiment's goal (negated for `--metric name:max`), so
+  ascending `best` puts each run's best value first whatever its metric's direction;
 - `params.<name>`: a hyperparameter. Compared with a number (int/float) it matches experiments
   whose parameter is a JSON number, compared numerically; with a string or a bool it matches
   string/bool parameters by their text (`true`/`false` for bools). `like` always uses the text;
@@ -58,7 +60,7 @@ _NOT_NULL = {
     "stop_requested",
 }
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
-FIELD_HINT = "use a column (" + ", ".join(COLUMN_NAMES) + ", duration), params.NAME or metrics.NAME"
+FIELD_HINT = "use a column (" + ", ".join(COLUMN_NAMES) + ", duration, best), params.NAME or metrics.NAME"
 
 
 def _is_number(value: Any) -> bool:
@@ -75,6 +77,9 @@ class _Builder:
         if name == "duration":
             end = func.coalesce(EXPERIMENTS.c.time_finished, EXPERIMENTS.c.heartbeat)
             return end - EXPERIMENTS.c.time_started
+        if name == "best":
+            value = EXPERIMENTS.c.metric_value
+            return case((EXPERIMENTS.c.metric.like("%:max"), -value), else_=value)
         if name not in COLUMN_NAMES:
             raise UsageError(f"unknown field `{name}`: {FIELD_HINT}")
         col: ColumnElement[Any] = EXPERIMENTS.c[name]

@@ -38,7 +38,7 @@
       { id: "time_added", label: "Added", sort: "time_added" },
       { id: "duration", label: "Duration", sort: "duration", num: true },
       { id: "metric", label: "Metric", sort: "metric" },
-      { id: "metric_value", label: "Value", sort: "metric_value", num: true },
+      { id: "metric_value", label: "Value", sort: "best", num: true, title: "Sort by value, best first (each run's --metric goal: :min ascending, :max descending)" },
     ];
     for (const p of state.paramCols) cols.push({ id: `params.${p}`, label: p, sort: `params.${p}`, num: true, kind: "param" });
     for (const m of state.metricCols) cols.push({ id: `metrics.${m}`, label: m, sort: `metrics.${m}`, num: true, kind: "metric" });
@@ -72,7 +72,7 @@
     const current = state.sort.replace(/^-/, "");
     const desc = state.sort.startsWith("-");
     for (const col of cols) {
-      const th = el("th", { class: col.num ? "num sortable" : "sortable", dataset: { sort: col.sort }, title: `Sort by ${col.label}` }, col.label);
+      const th = el("th", { class: col.num ? "num sortable" : "sortable", dataset: { sort: col.sort }, title: col.title || `Sort by ${col.label}` }, col.label);
       if (col.sort === current) {
         th.classList.add(desc ? "sorted-desc" : "sorted-asc");
         th.setAttribute("aria-sort", desc ? "descending" : "ascending");

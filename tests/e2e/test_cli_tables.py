@@ -1,0 +1,155 @@
+"""`studio runs list` / `queue show` for scripts and people: full values when piped, formats,
+filters, goal-aware sorting; `runs kill` asks first. Runs the real command in a subprocess (and
+in a pseudo-terminal where a terminal matters)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.api.context import Context
+from studio.entities import Experiment, Status
+from tests.e2e.helpers import studio, studio_json
+from tests.fixtures.dashboard import populate
+
+
+@pytest.fixture
+def keys(studio_home: Path, tmp_path: Path) -> dict[str, str]:
+    ctx = Context.from_env()
+    found = populate(ctx, tmp_path / "data")
+    # 60 more finished runs with long keys, 10 of them failed, for paging and grep.
+    for i in range(60):
+        key = f"a-rather-long-experiment-key-that-a-terminal-would-cut-{i:03d}"
+        ctx.meta.create_experiment(Experiment(key=key, project="bulk", owner="bob", script="bulk.py",
+                                              params={"i": i}, metric="acc:max", time_added=1000.0 + i))
+        ctx.meta.set_status(key, Status.RUNNING, worker="w:1", time_started=1000.0 + i)
+        ctx.meta.set_status(key, Status.FAILED if i % 6 == 0 else Status.FINISHED, metric_value=i / 100,
+                            returncode=1 if i % 6 == 0 else 0, time_finished=1001.0 + i)
+    return found
+
+
+def tsv(text: str) -> list[dict[str, str]]:
+    lines = text.rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+def test_piped_list_is_tab_separated_with_full_keys(keys: dict[str, str]) -> None:
+    proc = studio("runs", "list", "all", check=True)
+    rows = tsv(proc.stdout)
+    assert len(rows) == 65  # no default limit when piped
+    failed = [line for line in proc.stdout.splitlines() if "\tfailed\t" in line]
+    assert len(failed) == 11  # `| grep failed` finds them all: 10 bulk + exp-odd
+    assert "a-rather-long-experiment-key-that-a-terminal-would-cut-059" in {r["key"] for r in rows}
+    best = next(r for r in rows if r["key"] == keys["best"])
+    assert best["params.lr"] == "0.001" and best["params.opt"] == "adam" and best["metric_value"] == "0.05"
+    assert best["metrics.loss"] != "" and best["metrics.sys/cpu"] == "20.0"
+    assert proc.stderr == ""
+
+
+def test_formats_filter_sort_and_limit(keys: dict[str, str]) -> None:
+    rows = studio_json("runs", "list", "all", "--filter", "lr < 0.05 and status = finished")
+    assert [r["key"] for r in rows] == [keys["best"]]
+    assert rows[0]["params"]["lr"] == 0.001 and "loss" in rows[0]["metrics"]
+    out = studio("runs", "list", "all", "--format", "csv", "--filter", "project = vision", "--sort", "key",
+                 check=True).stdout
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert [r["key"] for r in table] == sorted([keys["best"], keys["second"], keys["odd"]])
+    # A project's runs: best first in its metric's direction (loss:min ascending, acc:max descending).
+    vision = studio_json("runs", "list", "project", "vision")
+    assert [r["key"] for r in vision] == [keys["best"], keys["second"], keys["odd"]]
+    bulk = studio("runs", "list", "project", "bulk", "--limit", "3", check=True).stdout
+    assert [r["metric_value"] for r in tsv(bulk)] == ["0.59", "0.58", "0.57"]
+    worst = studio_json("runs", "list", "project", "bulk", "--sort", "-best", "--limit", "1")
+    assert worst[0]["metric_value"] == 0.0
+    by_param = tsv(studio("runs", "list", "all", "--sort", "-params.i", "--limit", "2", check=True).stdout)
+    assert [r["params.i"] for r in by_param] == ["59", "58"]
+
+
+def test_bad_filter_and_sort_say_what_is_wrong(keys: dict[str, str]) -> None:
+    proc = studio("runs", "list", "all", "--filter", "lr < ")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "position 6" in proc.stderr and "expected a value" in proc.stderr
+    proc = studio("runs", "list", "all", "--sort", "drop table;")
+    assert proc.returncode == 2 and "cannot sort by" in proc.stderr
+    proc = studio("runs", "list", "all", "--format", "xml")
+    assert proc.returncode == 2 and "xml" in proc.stderr
+
+
+def test_queue_show_keeps_full_keys(studio_home: Path) -> None:
+    ctx = Context.from_env()
+    long_key = "queued-experiment-with-a-key-much-longer-than-any-column-0001"
+    ctx.meta.create_experiment(Experiment(key=long_key, project="p", script="t.py", queue="gpu"))
+    rows = tsv(studio("queue", "show", "gpu", check=True).stdout)
+    assert rows[0]["key"] == long_key and rows[0]["status"] == "queued"
+    shown = json.loads(studio("queue", "show", "gpu", "--format", "json", check=True).stdout)
+    assert shown[0]["key"] == long_key
+
+
+def test_kill_refuses_without_a_terminal_unless_yes(keys: dict[str, str]) -> None:
+    proc = studio("runs", "kill", keys["second"])
+    assert proc.returncode == 2 and "--yes" in proc.stderr
+    assert keys["second"] in {r["key"] for r in studio_json("runs", "list", "all")}
+    proc = studio("runs", "kill", keys["second"], "no-such-key", "--yes")
+    assert proc.returncode == 3 and "no-such-key" in proc.stderr
+    assert keys["second"] in {r["key"] for r in studio_json("runs", "list", "all")}  # nothing half-done
+    studio("runs", "kill", "--yes", keys["second"], check=True)
+    assert keys["second"] not in {r["key"] for r in studio_json("runs", "list", "all")}
+
+
+def on_terminal(args: list[str], answer: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `studio ARGS` with a pseudo-terminal as stdin/stdout; type `answer` once it asks."""
+    master, slave = pty.openpty()
+    full_env = dict(os.environ, COLUMNS="120", LINES="40", PAGER="cat", TERM="dumb", **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "studio", *args], stdin=slave, stdout=slave,
+                            stderr=slave, env=full_env, close_fds=True)
+    os.close(slave)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if answer and not sent and b"[y/N]" in out:
+            os.write(master, answer.encode() + b"\n")
+            sent = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(master)
+    return proc.wait(30), out.decode(errors="replace")
+
+
+def test_kill_asks_on_a_terminal(keys: dict[str, str]) -> None:
+    code, out = on_terminal(["runs", "kill", keys["odd"]], answer="n")
+    assert code == 1 and "Delete 1 experiment(s)" in out and keys["odd"] in out
+    assert keys["odd"] in {r["key"] for r in studio_json("runs", "list", "all")}
+    code, out = on_terminal(["runs", "kill", keys["odd"]], answer="y")
+    assert code == 0 and f"{keys['odd']}: deleted" in out
+    assert keys["odd"] not in {r["key"] for r in studio_json("runs", "list", "all")}
+
+
+def test_terminal_table_is_limited_paged_and_keeps_keys(keys: dict[str, str]) -> None:
+    code, out = on_terminal(["runs", "list", "all"])
+    assert code == 0
+    assert "showing 50 of 65" in out and "--limit 0 shows all" in out
+    # Keys are never cut, even in a narrow table.
+    assert "a-rather-long-experiment-key-that-a-terminal-would-cut-059" in out
+    code, out = on_terminal(["runs", "list", "all", "--limit", "0", "--no-pager"])
+    assert code == 0 and "showing" not in out and out.count("a-rather-long-experiment-key") == 60
