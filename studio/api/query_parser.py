@@ -13,7 +13,8 @@ Grammar (keywords are case-insensitive)::
     value      := number | "quoted" | 'quoted' | bare word | true | false | null
 
 Names: a known column (`key`, `project`, `owner`, `script`, `queue`, `metric`, `metric_value`,
-`time_added`, ...) or `params.<name>` / `metrics.<name>` (a metric's last value); any other bare
+`time_added`, `name`, `note`, `tags` (`tags = baseline`: has that tag; `tag` works too), ...)
+or `params.<name>` / `metrics.<name>` (a metric's last value); any other bare
 name is a parameter, so `lr` means `params.lr`. `status` conditions become
 `ExperimentQuery.status`; everything else becomes `ExperimentQuery.where` triples with the
 store's operators (`studio.meta.sql.query`). `~` means "contains" (`like %text%`); `like`
@@ -45,7 +46,8 @@ NUMERIC_COLUMNS = frozenset(
 BOOL_COLUMNS = frozenset({"module", "stop_requested"})
 #: Experiment columns a filter (or a sort) may name directly (as `studio.meta.sql.query`).
 COLUMNS = NUMERIC_COLUMNS | BOOL_COLUMNS | frozenset(
-    {"key", "project", "owner", "script", "status", "status_reason", "queue", "python_version", "metric", "worker"}
+    {"key", "project", "owner", "script", "status", "status_reason", "queue", "python_version", "metric", "worker",
+     "name", "note", "tags"}
 )
 #: What `where` triples may carry (the metadata store's operators).
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
@@ -248,6 +250,8 @@ class _Parser:
 def resolve_name(name: str) -> str:
     """`lr` -> `params.lr`; columns, `params.x` and `metrics.x` stay as they are."""
     low = name.lower()
+    if low == "tag":
+        return "tags"
     if low in COLUMNS:
         return low
     head, _, rest = name.partition(".")

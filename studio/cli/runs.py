@@ -24,6 +24,7 @@ from studio.cli.tables import (
     iso_time,
     resolve_format,
     show_duration,
+    show_list,
     show_time,
 )
 
@@ -110,7 +111,7 @@ def metric_name(spec: str | None) -> str | None:
 
 def run_row(e: Any, summaries: list[Any]) -> dict[str, Any]:
     return {
-        "key": e.key, "project": e.project, "owner": e.owner, "script": e.script, "status": e.status.value,
+        "key": e.key, "name": e.display_name, "tags": list(e.tags), "project": e.project, "owner": e.owner, "script": e.script, "status": e.status.value,
         "added": e.time_added, "duration": e.duration, "metric": e.metric, "metric_value": e.metric_value,
         "params": e.params, "metrics": {s.key: s.last for s in summaries},
     }
@@ -126,7 +127,8 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
 def run_columns(rows: list[dict[str, Any]], *, wide: bool) -> list[Col]:
     """Fixed columns, then params and metrics: all of them for scripts (`wide`), the ones most
     rows have (the runs' own metric first) on a terminal."""
-    cols = [Col("key", no_wrap=True), Col("project", no_wrap=True), Col("script", optional=True),
+    cols = [Col("key", no_wrap=True), Col("name", optional=True), Col("tags", show=show_list, raw=show_list, optional=True),
+            Col("project", no_wrap=True), Col("script", optional=True),
             Col("status", no_wrap=True), Col("added", show=show_time, raw=iso_time, no_wrap=True, optional=True),
             Col("duration", show=show_duration, numeric=True, no_wrap=True),
             Col("metric", optional=True), Col("metric_value", header="value", numeric=True, no_wrap=True)]
@@ -175,6 +177,7 @@ def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
     table.add_column()
     command = " ".join([("-m " if data["module"] else "") + data["script"], *data["args"]])
     rows = [
+        ("name", data["display_name"]), ("tags", ", ".join(data["tags"])),
         ("project", data["project"]), ("owner", data["owner"]), ("status", data["status"]),
         ("reason", data["status_reason"] or ""), ("returncode", fmt_value(data["returncode"])),
         ("command", command), ("params", fmt_value(data["params"] or "")),
@@ -203,10 +206,56 @@ def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
         for name, s in sorted(data["metrics"].items()):
             mt.add_row(name, fmt_value(s["last"]), fmt_value(s["min"]), fmt_value(s["max"]), str(s["count"]))
         out.print(mt)
+    if data["note"]:
+        from rich.markdown import Markdown
+        from rich.panel import Panel
+
+        out.print(Panel(Markdown(data["note"]), title="note", title_align="left"))
     text = output_text(ctx, key, tail=tail)
     if text:
         out.print(f"[bold]output[/bold] (last {tail} lines)")
         sys.stdout.write(text)
+
+
+@runs.command("rename")
+@config_option
+@click.argument("key")
+@click.argument("name")
+def rename(key: str, name: str, config: str | None) -> None:
+    """Give experiment KEY a display name ('' restores the default: script and params)."""
+    from studio.api.annotate import annotate
+
+    exp = annotate(context(config), key, name=name)
+    click.echo(f"{key}: {exp.display_name}")
+
+
+@runs.command("tag")
+@config_option
+@click.option("--remove", is_flag=True, help="Remove these tags instead of adding them.")
+@click.argument("key")
+@click.argument("tags", nargs=-1, required=True)
+def tag(key: str, tags: tuple[str, ...], config: str | None, remove: bool) -> None:
+    """Add TAGS to experiment KEY (or remove them with --remove). Filter by them with
+    `--filter 'tags = TAG'`."""
+    from studio.api.annotate import annotate
+
+    ctx = context(config)
+    exp = annotate(ctx, key, remove_tags=tags) if remove else annotate(ctx, key, add_tags=tags)
+    click.echo(f"{key}: tags {', '.join(exp.tags) or '(none)'}")
+
+
+@runs.command("note")
+@config_option
+@click.argument("key")
+@click.argument("text")
+def note(key: str, text: str, config: str | None) -> None:
+    """Set the markdown note of experiment KEY to TEXT ('-' reads it from stdin; '' clears it)."""
+    from studio.api.annotate import annotate
+
+    if text == "-":
+        text = sys.stdin.read()
+    annotate(context(config), key, note=text)
+    click.echo(f"{key}: note {'set' if text.strip() else 'cleared'} ({len(text.strip())} characters)")
 
 
 @runs.command("logs")

@@ -22,7 +22,14 @@ from studio.api.query_parser import parse_filter, parse_sort
 from studio.entities import Experiment, ExperimentQuery, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError, UsageError
 from studio.keys import check_key, new_key
-from studio.server.responses import ERRORS, command_line, experiment_row, status_row, summary_dict
+from studio.server.responses import (
+    ERRORS,
+    command_line,
+    experiment_row,
+    note_html,
+    status_row,
+    summary_dict,
+)
 
 router = APIRouter(prefix="/api", tags=["experiments"], responses=ERRORS)
 
@@ -145,6 +152,7 @@ def show(request: Request, key: str) -> dict[str, Any]:
     refresh(request)
     data = exps.show(ctx, exp.key)
     data["command"] = command_line(exp)
+    data["note_html"] = note_html(data["note"])
     data["metrics"] = {s.key: summary_dict(s) for s in ctx.meta.metric_summaries([key]).get(key, [])}
     return data
 
@@ -171,6 +179,26 @@ def output(
         "attempt": chunks[-1].attempt if chunks else attempt, "truncated": truncated,
         "status": exp.status.value, "terminal": exp.status.terminal,
     }
+
+
+class Annotation(BaseModel):
+    """What a person writes about a run; fields left out stay as they are."""
+
+    name: str | None = Field(None, max_length=200, description="Display name; '' restores the default")
+    note: str | None = Field(None, max_length=100_000, description="Markdown")
+    tags: list[str] | None = Field(None, max_length=50, description="The whole tag list")
+    add_tags: list[str] = Field(default_factory=list, max_length=50)
+    remove_tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+@router.patch("/experiments/{key}", summary="Set a run's display name, tags or markdown note")
+def annotate(request: Request, key: str, body: Annotation) -> dict[str, Any]:
+    from studio.api.annotate import annotate as annotate_
+
+    ctx = context(request)
+    exp = annotate_(ctx, load(ctx, key).key, name=body.name, note=body.note, tags=body.tags,
+                    add_tags=body.add_tags, remove_tags=body.remove_tags)
+    return {**experiment_row(exp), "note": exp.note, "note_html": note_html(exp.note)}
 
 
 class ActionResult(BaseModel):

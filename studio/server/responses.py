@@ -58,6 +58,9 @@ def experiment_row(exp: Experiment, summaries: list[MetricSummary] | None = None
     """One table row: what the experiments table and the status poller show."""
     return {
         "key": exp.key,
+        "name": exp.display_name,
+        "named": exp.name is not None,
+        "tags": list(exp.tags),
         "project": exp.project,
         "owner": exp.owner,
         "script": exp.script,
@@ -85,6 +88,16 @@ def status_row(exp: Experiment) -> dict[str, Any]:
         "time_finished": exp.time_finished,
         "stop_requested": exp.stop_requested,
     }
+
+
+def note_html(note: str) -> str:
+    """A run's markdown note as HTML safe to insert into a page: raw HTML in the note is
+    escaped, and links with script schemes (javascript:, vbscript:, data:) are not made."""
+    if not note:
+        return ""
+    from markdown_it import MarkdownIt  # a dependency of rich
+
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough").render(note))
 
 
 def command_line(exp: Experiment) -> str:

@@ -303,8 +303,42 @@ def test_compare_two_runs(site: Site, page: Any) -> None:
     assert cells == ["0.001", "0.1"]
     page.wait_for_selector("#compare-chart[data-rendered='2'] .scatterlayer .trace")
     names = page.evaluate("document.getElementById('compare-chart').data.map(t => t.name)")
-    assert names == [site.keys["lr=0.001"], site.keys["lr=0.1"]]
+    assert names == ["train.py lr=0.001", "train.py lr=0.1"]  # legends show run names
     shot(page, "compare.png", full=True)
+
+
+def test_name_tags_and_note_from_the_experiment_page(site: Site, page: Any) -> None:
+    key = site.keys["lr=0.1"]
+    page.goto(f"{site.base}/experiment/{key}")
+    page.wait_for_selector("#exp-name:has-text('train.py lr=0.1')")  # the default: script + params
+    page.click("#name-edit")
+    page.fill("#name-input", "fast lr")
+    page.press("#name-input", "Enter")
+    page.wait_for_selector("#exp-name:has-text('fast lr')")
+    page.fill("#tag-input", "baseline best-so-far")
+    page.press("#tag-input", "Enter")
+    page.wait_for_selector("#tags .tag[data-tag='best-so-far']")
+    page.fill("#tag-input", "bad tag!")
+    page.press("#tag-input", "Enter")
+    page.wait_for_selector("#toast.error:has-text('bad tag')")
+    page.click("#tags .tag[data-tag='best-so-far'] .tag-remove")
+    page.wait_for_selector("#tags .tag[data-tag='best-so-far']", state="detached")
+    page.click("#note-edit")
+    page.fill("#note-text", "## Why\nLoss **plateaus** after step 100.\n\n<img src=x onerror=alert(1)>")
+    page.click("#note-save")
+    page.wait_for_selector("#note h2:has-text('Why')")
+    assert page.inner_text("#note strong") == "plateaus"
+    assert page.locator("#note img").count() == 0  # raw HTML is shown as text, never run
+    shot(page, "annotations.png")
+    page.reload()
+    page.wait_for_selector("#exp-name:has-text('fast lr')")
+    assert page.eval_on_selector_all("#tags .tag", "tags => tags.map(t => t.dataset.tag)") == ["baseline"]
+    # The table shows the name and tags, and a tag filter finds the run.
+    page.goto(site.base + "/all?filter=" + "tags%20%3D%20baseline")
+    page.wait_for_function("document.querySelectorAll('#runs tbody tr[data-key]').length === 1")
+    assert row_keys(page) == [key]
+    cell = page.inner_text(f"#runs tr[data-key='{key}'] td.name-cell")
+    assert "fast lr" in cell and "baseline" in cell
 
 
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:

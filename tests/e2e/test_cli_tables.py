@@ -153,3 +153,31 @@ def test_terminal_table_is_limited_paged_and_keeps_keys(keys: dict[str, str]) ->
     assert "a-rather-long-experiment-key-that-a-terminal-would-cut-059" in out
     code, out = on_terminal(["runs", "list", "all", "--limit", "0", "--no-pager"])
     assert code == 0 and "showing" not in out and out.count("a-rather-long-experiment-key") == 60
+
+
+def test_rename_tag_note_and_find_them(keys: dict[str, str]) -> None:
+    key = keys["second"]
+    assert studio("runs", "rename", key, "sgd baseline", check=True).stdout.strip() == f"{key}: sgd baseline"
+    assert "baseline, sgd" in studio("runs", "tag", key, "baseline", "sgd", check=True).stdout
+    assert "tags baseline" in studio("runs", "tag", key, "sgd", "--remove", check=True).stdout
+    proc = subprocess.run([sys.executable, "-m", "studio", "runs", "note", key, "-"], input="# Why\nplateaus at *0.4*\n",
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert "note set" in proc.stdout
+    rows = studio_json("runs", "list", "all", "--filter", "tags = baseline")
+    assert [(r["key"], r["name"], r["tags"]) for r in rows] == [(key, "sgd baseline", ["baseline"])]
+    assert [r["key"] for r in studio_json("runs", "list", "all", "--filter", "note ~ plateaus")] == [key]
+    assert [r["key"] for r in studio_json("runs", "list", "all", "--filter", "name ~ baseline")] == [key]
+    piped = tsv(studio("runs", "list", "all", "--filter", "tag = baseline", check=True).stdout)
+    assert piped[0]["name"] == "sgd baseline" and piped[0]["tags"] == "baseline"
+    shown = studio_json("runs", "show", key)
+    assert shown["note"] == "# Why\nplateaus at *0.4*" and shown["tags"] == ["baseline"]
+    assert "plateaus at" in studio("runs", "show", key, check=True).stdout
+    # Default names: script and params.
+    best = studio_json("runs", "list", "all", "--filter", f"key = {keys['best']}")[0]
+    assert best["name"] == "train.py layers=3 lr=0.001 opt=adam"
+    proc = studio("runs", "tag", key, "two words")
+    assert proc.returncode == 2 and "bad tag" in proc.stderr
+    proc = studio("runs", "rename", "nope", "x")
+    assert proc.returncode == 3
+    assert "(none)" in studio("runs", "tag", key, "baseline", "--remove", check=True).stdout
+    assert studio("runs", "rename", key, "", check=True).stdout.strip() == f"{key}: train.py layers=3 lr=0.1 opt=sgd"

@@ -464,6 +464,25 @@ def test_query_sort_best_follows_each_metric_goal(store: MetaStore) -> None:
     assert keys(store, order_by="-best")[-1] == "none"
 
 
+def test_names_tags_notes_round_trip_and_filter(store: MetaStore) -> None:
+    store.create_experiment(exp("a", name="baseline run", tags=("good", "lr-sweep/1"), note="# Notes\nplateau"))
+    store.create_experiment(exp("b", tags=("bad",)))
+    store.create_experiment(exp("c"))
+    got = store.get_experiment("a")
+    assert got.name == "baseline run" and got.tags == ("good", "lr-sweep/1") and got.note == "# Notes\nplateau"
+    assert store.get_experiment("c").tags == () and store.get_experiment("c").note == ""
+    assert keys(store, where=(("tags", "=", "good"),)) == ["a"]
+    assert keys(store, where=(("tags", "!=", "good"),), order_by="key") == ["b", "c"]
+    assert keys(store, where=(("tags", "like", "%sweep%"),)) == ["a"]
+    assert keys(store, where=(("name", "like", "%base%"),)) == ["a"]
+    assert keys(store, where=(("note", "like", "%plateau%"),)) == ["a"]
+    assert keys(store, text="BASELINE") == ["a"]  # the search box looks at names too
+    store.update_experiment("b", name="second", tags=("bad", "x"), note="n")
+    b = store.get_experiment("b")
+    assert (b.name, b.tags, b.note) == ("second", ("bad", "x"), "n")
+    assert store.query(ExperimentQuery(where=(("tags", "=", "x"),))).items[0].tags == ("bad", "x")
+
+
 def test_query_paging_totals(populated: MetaStore) -> None:
     s = populated
     seen: list[str] = []

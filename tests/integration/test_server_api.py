@@ -101,7 +101,8 @@ def test_sort(reader: tuple[TestClient, dict[str, str]], sort: str, first: str) 
         ("metrics.loss < 0.05", {"best"}),
         ("status in (running, queued)", {"running", "queued"}),
         ("status != finished and project = vision", {"odd"}),
-        ("note != null", {"odd"}),
+        ("params.note != null", {"odd"}),
+        ("note = \"\"", {"best", "second", "running", "queued", "odd"}),
         ("script ~ train", {"best", "second", "running", "queued", "odd"}),
         ("status = running and status = finished", set()),
     ],
@@ -395,6 +396,39 @@ def test_cross_site_writes_are_refused(writer: tuple[TestClient, Context, dict[s
     assert client.get("/api/experiments", headers=evil).status_code == 200  # reading is open to all
     same = {"origin": "http://testserver"}
     assert client.post(f"/api/experiments/{keys['queued']}/stop", headers=same).json()["ok"]
+
+
+def test_annotate_name_tags_note(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
+    client, ctx, keys = writer
+    key = keys["second"]
+    row = client.get("/api/experiments", params={"text": "second"}).json()["items"][0]
+    assert row["name"] == "train.py layers=3 lr=0.1 opt=sgd" and row["named"] is False  # the default
+    resp = client.patch(f"/api/experiments/{key}", json={"name": "sgd baseline", "add_tags": ["baseline", "sgd"],
+                                                        "note": "Loss **plateaus**.\n\n<script>alert(1)</script>"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["name"] == "sgd baseline" and body["tags"] == ["baseline", "sgd"]
+    assert "<strong>plateaus</strong>" in body["note_html"] and "<script>" not in body["note_html"]
+    shown = client.get(f"/api/experiments/{key}").json()
+    assert shown["display_name"] == "sgd baseline" and shown["note"].startswith("Loss")
+    assert "&lt;script&gt;" in shown["note_html"]
+    # Searchable: filters and the search box.
+    found = client.get("/api/experiments", params={"filter": "tags = baseline"}).json()["items"]
+    assert [r["key"] for r in found] == [key]
+    assert [r["key"] for r in client.get("/api/experiments", params={"text": "sgd base"}).json()["items"]] == [key]
+    assert [r["key"] for r in client.get("/api/experiments", params={"filter": "note ~ plateaus"}).json()["items"]] == [key]
+    assert client.patch(f"/api/experiments/{key}", json={"remove_tags": ["sgd"], "name": ""}).json()["tags"] == ["baseline"]
+    assert ctx.meta.get_experiment(key).name is None
+    # Bad input changes nothing and says why.
+    assert "bad tag" in error(client.patch(f"/api/experiments/{key}", json={"add_tags": ["no spaces"], "name": "x"}), 400)
+    assert ctx.meta.get_experiment(key).name is None
+    assert "one line" in error(client.patch(f"/api/experiments/{key}", json={"name": "a\nb"}), 400)
+    error(client.patch("/api/experiments/nope", json={"name": "x"}), 404)
+    error(client.patch(f"/api/experiments/{key}", json={"name": "x" * 201}), 422)
+    # Another site's page cannot rename runs through a visitor's browser.
+    evil = {"origin": "http://evil.example"}
+    assert "cross-origin" in error(client.patch(f"/api/experiments/{key}", json={"name": "pwned"}, headers=evil), 403)
+    assert ctx.meta.get_experiment(key).name is None
 
 
 def test_delete(writer: tuple[TestClient, Context, dict[str, str]]) -> None:

@@ -91,6 +91,9 @@ class SqlExperiment(Base):
     stop_status: Mapped[str | None]
     stop_reason: Mapped[str | None]
     sweep: Mapped[str | None]
+    name: Mapped[str | None]
+    tags: Mapped[list[str]]
+    note: Mapped[str]
 
     artifacts: Mapped[list[SqlArtifact]] = relationship(
         back_populates="experiment",

@@ -19,8 +19,60 @@
     }
   }
 
+  /* -- name, tags, note: one PATCH each change -------------------------------------- */
+  async function annotate(body) {
+    try {
+      const r = await api(base, { method: "PATCH", json: body });
+      Object.assign(detail, { display_name: r.name, name: r.named ? r.name : null, tags: r.tags, note: r.note, note_html: r.note_html });
+      renderAnnotations(detail);
+      return true;
+    } catch (err) { toast(err.message, "error", 8000); return false; }
+  }
+
+  function renderAnnotations(d) {
+    $("exp-name").textContent = d.display_name;
+    $("exp-name").classList.toggle("muted", !d.name);
+    const tags = $("tags");
+    tags.textContent = "";
+    for (const t of d.tags || []) {
+      tags.append(el("span", { class: "tag", dataset: { tag: t } }, el("a", { href: `/all?filter=${encodeURIComponent(`tags = ${t}`)}`, text: t }),
+        el("button", { type: "button", class: "tag-remove", "aria-label": `Remove tag ${t}`, text: "×", onclick: () => annotate({ remove_tags: [t] }) })));
+    }
+    const note = $("note");
+    if (d.note_html) note.innerHTML = d.note_html;  // rendered by the server with raw HTML escaped
+    else note.replaceChildren(el("span", { class: "muted", text: "No note." }));
+  }
+
+  function editName(on) {
+    $("name-input").hidden = !on;
+    $("exp-name").hidden = on;
+    $("name-edit").textContent = on ? "cancel" : "rename";
+    if (on) { $("name-input").value = detail.name || ""; $("name-input").placeholder = detail.display_name; $("name-input").focus(); }
+  }
+  $("name-edit").addEventListener("click", () => editName($("name-input").hidden));
+  $("exp-name").addEventListener("click", () => editName(true));
+  $("name-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (await annotate({ name: $("name-input").value })) editName(false);
+  });
+  $("tag-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const words = $("tag-input").value.split(/[\s,]+/).filter(Boolean);
+    if (words.length && (await annotate({ add_tags: words }))) $("tag-input").value = "";
+  });
+  function editNote(on) {
+    for (const id of ["note-text", "note-save", "note-cancel", "note-hint"]) $(id).hidden = !on;
+    $("note").hidden = on;
+    $("note-edit").hidden = on;
+    if (on) { $("note-text").value = detail.note || ""; $("note-text").focus(); }
+  }
+  $("note-edit").addEventListener("click", () => editNote(true));
+  $("note-cancel").addEventListener("click", () => editNote(false));
+  $("note-save").addEventListener("click", async () => { if (await annotate({ note: $("note-text").value })) editNote(false); });
+
   function renderDetail(d) {
     detail = d;
+    renderAnnotations(d);
     terminal = !["queued", "running"].includes(d.status);
     $("exp-status").replaceChildren(statusBadge(d.status));
     $("btn-stop").disabled = terminal;

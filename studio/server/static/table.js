@@ -9,7 +9,7 @@
   const scope = JSON.parse(root.dataset.scope || "{}");
   const url = new URL(location.href);
   const state = {
-    sort: url.searchParams.get("sort") || "-time_added",
+    sort: url.searchParams.get("sort") || scope.sort || "-time_added",
     offset: Number(url.searchParams.get("offset") || 0),
     limit: Number(url.searchParams.get("limit") || 50),
     text: url.searchParams.get("text") || "",
@@ -31,6 +31,7 @@
   function columns() {
     const cols = [
       { id: "key", label: "Key", sort: "key" },
+      { id: "name", label: "Name", sort: "name" },
       { id: "script", label: "Script", sort: "script" },
       { id: "project", label: "Project", sort: "project" },
       { id: "owner", label: "Owner", sort: "owner" },
@@ -47,6 +48,11 @@
 
   function cell(row, col) {
     if (col.id === "key") return el("td", { class: "mono" }, el("a", { href: `/experiment/${encodeURIComponent(row.key)}`, text: row.key }));
+    if (col.id === "name") {
+      const td = el("td", { class: row.named ? "name-cell" : "name-cell muted", title: row.name }, row.name);
+      for (const t of row.tags || []) td.append(" ", el("span", { class: "tag", text: t }));
+      return td;
+    }
     if (col.id === "status") return el("td", { class: "status-cell" }, statusBadge(row.status));
     if (col.id === "time_added") return el("td", { text: fmtTime(row.time_added) });
     if (col.id === "duration") return el("td", { class: "num duration", text: fmtDuration(row.duration) });
@@ -132,6 +138,7 @@
   function params() {
     return {
       scope: scope.scope || "all", project: scope.project || state.project, owner: scope.owner,
+      // (scope.sort is only the page's default order, not a filter)
       status: state.status, text: state.text, filter: state.filter, sort: state.sort,
       limit: state.limit, offset: state.offset,
     };
@@ -148,7 +155,7 @@
       Object.assign(state, { rows: data.items, total: data.total, paramCols: data.param_columns, metricCols: data.metric_columns, sort: data.sort });
       render();
       const shown = new URL(location.href);
-      const p = { sort: state.sort === "-time_added" ? "" : state.sort, offset: state.offset || "", text: state.text, status: state.status, project: state.project, filter: state.filter };
+      const p = { sort: state.sort === (scope.sort || "-time_added") ? "" : state.sort, offset: state.offset || "", text: state.text, status: state.status, project: state.project, filter: state.filter };
       shown.search = query(p);
       history.replaceState(null, "", shown);
     } catch (err) {
