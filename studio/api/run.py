@@ -175,7 +175,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         module=target.module,
         status=Status.QUEUED,
         queue=opts.queue,
-        params=dict(opts.params),
+        params=recorded_params(opts, target),
         sweep=opts.sweep,
         env=redact_env(ctx.settings.env),
         python_version=environment.get("python_version"),
@@ -194,6 +194,17 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in captures:  # the seed's example captures ~/.weights before the script creates it
         spec.path.mkdir(parents=True, exist_ok=True)
     return exp
+
+
+def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:
+    """The script's own command line read as params (options, Hydra overrides, config files),
+    under the params studio was given (a sweep's point, `studio.params()`), which win."""
+    from studio.capture.cli_params import params_from_args
+
+    if not opts.args:
+        return dict(opts.params)
+    script = None if target.module else target.workspace / target.script
+    return {**params_from_args(opts.args, script=script, cwd=opts.cwd), **opts.params}
 
 
 def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reuses: list[ReuseSpec]) -> None:
