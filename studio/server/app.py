@@ -186,6 +186,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_runs.router)
     app.include_router(api_files.router)
     app.include_router(api_metrics.router)
+    app.include_router(api_metrics.runs_router)
     app.include_router(api_lists.router)
     app.include_router(api_store.router)
     app.include_router(tensorboard.router)

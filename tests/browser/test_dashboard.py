@@ -194,15 +194,31 @@ def test_experiment_page_chart_log_and_downloads(site: Site, page: Any, tmp_path
     page.click(f"#runs a[href='/experiment/{key}']")
     page.wait_for_url(f"**/experiment/{key}")
     page.wait_for_selector("#exp-status .status-finished")
-    page.wait_for_selector("#chart[data-rendered='2'] .scatterlayer .trace")
-    ys = page.evaluate("document.getElementById('chart').data.find(t => t.name === 'loss').y")
+    loss = ".panel-plot[data-metric='loss']"
+    page.wait_for_selector(f"{loss}[data-rendered='1'] .scatterlayer .trace")
+    page.wait_for_selector(".panel-plot[data-metric='acc'][data-rendered='1']")
+    # A panel per metric, the run's own metric (--metric loss:min) first although acc sorts first.
+    assert page.eval_on_selector_all(".panel", "ps => ps.map(p => p.dataset.metric)")[:2] == ["loss", "acc"]
+    ys = page.evaluate(f"document.querySelector(\"{loss}\").data[0].y")
     assert max(ys) == pytest.approx(6.0 / 2.5)  # the spike at step 150
     page.wait_for_selector("#log:has-text('done')")
     assert "epoch 2" in page.inner_text("#log")
     assert "lr" in page.inner_text("#params") and "0.01" in page.inner_text("#params")
     page.fill("#smoothing", "0.9")
     page.dispatch_event("#smoothing", "input")
-    page.wait_for_function("document.getElementById('chart').data.length === 4")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").data.length === 2")  # raw (faint) + smoothed
+    page.check(".panel[data-metric='loss'] input.logy")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").layout.yaxis.type === 'log'")
+    assert page.evaluate("document.querySelector(\".panel-plot[data-metric='acc']\").layout.yaxis.type") == "linear"
+    page.select_option("#x-axis", "relative")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").layout.xaxis.title.text === 'seconds since start'")
+    xs = page.evaluate(f"document.querySelector(\"{loss}\").data[1].x")
+    assert xs[0] == pytest.approx(0, abs=5) and all(b >= a for a, b in zip(xs, xs[1:]))
+    assert "x=relative" in page.url and "logy=loss" in page.url and "smooth=0.9" in page.url  # shareable
+    page.reload()
+    page.wait_for_function(f"document.querySelector(\"{loss}\")?.layout?.yaxis?.type === 'log'")
+    assert page.input_value("#x-axis") == "relative"
+    page.select_option("#x-axis", "step")
     page.click("#packages-box summary")
     assert "==" in page.inner_text("#packages")
     shot(page, "experiment.png", full=True)
@@ -242,7 +258,7 @@ def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
         later = f"tick {first + 4}"
         page.wait_for_function(f"document.getElementById('log').textContent.includes('{later}')", timeout=15000)
         assert page.evaluate("window.__samePage") is True  # new lines arrived without a reload
-        page.wait_for_selector("#chart[data-rendered='1']", timeout=15000)
+        page.wait_for_selector(".panel-plot[data-metric='progress'][data-rendered='1']", timeout=15000)
         page.locator("#log").scroll_into_view_if_needed()
         shot(page, "live.png")
         page.click("#btn-stop")

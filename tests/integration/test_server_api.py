@@ -238,6 +238,21 @@ def test_series_of_a_live_experiment(reader: tuple[TestClient, dict[str, str]]) 
     assert len(d["series"]["loss"]["x"]) == 50 and not d["terminal"]
 
 
+def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = reader
+    resp = client.get("/api/series", params={"keys": f"{keys['best']},{keys['second']},nope", "metrics": "loss,acc",
+                                             "buckets": 100, "time": "true"})
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert data["missing"] == ["nope"]
+    best = data["runs"][keys["best"]]["loss"]
+    assert best["sampled"] and max(best["y"]) == SPIKE_VALUE and len(best["t"]) == len(best["x"])
+    assert all(isinstance(t, float) for t in best["t"])
+    assert set(data["runs"][keys["second"]]) == {"loss", "acc"}
+    assert "t" not in client.get("/api/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
+    error(client.get("/api/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
+
+
 def test_series_bad_input(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = reader
     url = f"/api/experiments/{keys['best']}/series"

@@ -175,49 +175,41 @@
     } catch (err) { setTimeout(pollStatus, 5000); }
   }
 
-  /* -- metrics ----------------------------------------------------------------------- */
-  const chart = new MetricChart($("chart"), { onInfo: (t) => { $("chart-info").textContent = t; } });
-  const sysChart = new MetricChart($("sys-chart"), { title: "" });
-  $("smoothing").addEventListener("input", (ev) => chart.setSmoothing(ev.target.value));
-  window.studioRefresh = () => chart.refresh();  // for bench/bench_ui.py
-  let chosen = null;
+  /* -- metrics: a panel per metric ------------------------------------------------- */
+  const url = new URL(location.href);
+  const panels = new RunPanels($("panels"), {
+    x: url.searchParams.get("x") || "step", smoothing: url.searchParams.get("smooth") || 0,
+    logy: (url.searchParams.get("logy") || "").split(",").filter(Boolean),
+    onState: (st) => {
+      const u = new URL(location.href);
+      const set = (k, v) => (v ? u.searchParams.set(k, v) : u.searchParams.delete(k));
+      set("x", st.x === "step" ? "" : st.x);
+      set("smooth", st.smoothing ? String(st.smoothing) : "");
+      set("logy", [...st.logy].join(","));
+      history.replaceState(null, "", u);
+    },
+  });
+  window.studioRefresh = () => panels.refresh();  // for bench/bench_ui.py
+  let shownNames = "";
 
   async function loadMetrics() {
     const data = await api(`${base}/metrics`);
-    const box = $("metric-keys");
-    if (chosen === null) chosen = new Set(data.keys.slice(0, 4));
-    box.textContent = "";
-    if (!data.keys.length) box.append(el("span", { class: "muted", text: "no metrics logged" }));
-    for (const name of data.keys) {
-      const s = data.summaries[name];
-      const input = el("input", { type: "checkbox", value: name });
-      input.checked = chosen.has(name);
-      input.addEventListener("change", () => {
-        input.checked ? chosen.add(name) : chosen.delete(name);
-        chart.setSources([{ key, names: [...chosen] }]);
-      });
-      const title = s ? `last ${fmtValue(s.last)}, min ${fmtValue(s.min)}, max ${fmtValue(s.max)}, ${s.count} points` : "";
-      box.append(el("label", { class: "check", title }, input, ` ${name}`));
-    }
-    $("chart").hidden = !data.keys.length;
-    await chart.setSources([{ key, names: [...chosen] }]);
-    $("sys-chart").parentElement.querySelector("h3").hidden = !data.system.length;
-    $("sys-chart").hidden = !data.system.length;
-    if (data.system.length) await sysChart.setSources([{ key, names: data.system }]);
+    const names = [...data.keys, ...data.system];
+    shownNames = names.join(",");
+    const primary = detail.metric ? detail.metric.replace(/:(min|max)$/, "") : null;
+    await panels.show([{ key, label: detail.display_name || key, color: RunPanels.color(0) }], names, primary);
   }
 
   function liveCharts() {
     if (terminal) return;
-    if (!chart.range) chart.refresh();
-    if (!sysChart.range) sysChart.refresh();
     loadMetricsNames();
     setTimeout(liveCharts, 5000);
   }
 
   async function loadMetricsNames() {
     const data = await api(`${base}/metrics`);
-    const shown = new Set([...$("metric-keys").querySelectorAll("input")].map((i) => i.value));
-    if (data.keys.some((k) => !shown.has(k))) loadMetrics();
+    if ([...data.keys, ...data.system].join(",") !== shownNames) loadMetrics();
+    else panels.refresh();
   }
 
   /* -- artifacts --------------------------------------------------------------------- */
@@ -307,7 +299,7 @@
 
   loadDetail().then(() => {
     tail();
-    loadMetrics().then(liveCharts).catch((err) => { $("chart-info").textContent = err.message; });
+    loadMetrics().then(liveCharts).catch((err) => toast(err.message, "error"));
     loadArtifacts();
     if (!terminal) setTimeout(pollStatus, 2000);
   }).catch((err) => toast(err.message, "error"));
