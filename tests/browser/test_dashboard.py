@@ -213,7 +213,7 @@ def test_experiment_page_chart_log_and_downloads(site: Site, page: Any, tmp_path
     page.select_option("#x-axis", "relative")
     page.wait_for_function(f"document.querySelector(\"{loss}\").layout.xaxis.title.text === 'seconds since start'")
     xs = page.evaluate(f"document.querySelector(\"{loss}\").data[1].x")
-    assert xs[0] == pytest.approx(0, abs=5) and all(b >= a for a, b in zip(xs, xs[1:]))
+    assert xs[0] == pytest.approx(0, abs=5) and all(b >= a for a, b in zip(xs, xs[1:], strict=False))
     assert "x=relative" in page.url and "logy=loss" in page.url and "smooth=0.9" in page.url  # shareable
     page.reload()
     page.wait_for_function(f"document.querySelector(\"{loss}\")?.layout?.yaxis?.type === 'log'")
@@ -355,6 +355,56 @@ def test_name_tags_and_note_from_the_experiment_page(site: Site, page: Any) -> N
     assert row_keys(page) == [key]
     cell = page.inner_text(f"#runs tr[data-key='{key}'] td.name-cell")
     assert "fast lr" in cell and "baseline" in cell
+
+
+def test_runs_and_charts_view(site: Site, page: Any) -> None:
+    page.goto(site.base + "/project/vision")
+    page.wait_for_selector("#runs tbody tr[data-key]")
+    page.click("#view-charts")
+    loss = "#run-panels .panel-plot[data-metric='loss']"
+    page.wait_for_selector(f"{loss}[data-rendered='3']")
+    page.wait_for_selector("#run-panels .panel-plot[data-metric='acc'][data-rendered='3']")
+    # One colour per run, the same in every panel and on the run's row.
+    colours = page.evaluate("""() => {
+      const by = (m) => Object.fromEntries(document.querySelector(`#run-panels .panel-plot[data-metric='${m}']`).data.map(t => [t.meta, t.line.color]));
+      return [by('loss'), by('acc')];
+    }""")
+    assert colours[0] == colours[1] and len(set(colours[0].values())) == 3
+    key = site.keys["lr=0.1"]
+    swatch = page.evaluate(f"getComputedStyle(document.querySelector(\"tr[data-key='{key}'] .swatch\")).borderColor")
+    assert swatch.replace(" ", "") == _rgb(colours[0][key])
+    # The project's metric (loss:min) is the first panel; the table is best first.
+    assert page.eval_on_selector_all("#run-panels .panel", "ps => ps.map(p => p.dataset.metric)")[0] == "loss"
+    assert row_keys(page)[0] == key
+    # Visibility toggle.
+    page.click(f"tr[data-key='{key}'] .swatch")
+    page.wait_for_selector(f"{loss}[data-rendered='2']")
+    page.click("#show-all-runs")
+    page.wait_for_selector(f"{loss}[data-rendered='3']")
+    # Selected runs only.
+    for name in ("lr=0.001", "lr=0.01"):
+        page.check(f"#runs tr[data-key='{site.keys[name]}'] input[type=checkbox]")
+    page.wait_for_selector(f"{loss}[data-rendered='2']")
+    assert "2 runs selected" in page.inner_text("#charts-title")
+    # Group by a param: a mean line and a min/max band (3 traces) per group.
+    page.select_option("#group-by", "lr")
+    page.wait_for_selector(f"{loss}[data-rendered='6']")
+    names = page.evaluate(f"document.querySelector(\"{loss}\").data.filter(t => t.showlegend !== false).map(t => t.name)")
+    assert names == ["lr=0.001 (1)", "lr=0.01 (1)"]
+    group_colour = page.evaluate(f"document.querySelector(\"{loss}\").data.find(t => t.name === 'lr=0.001 (1)').line.color")
+    row_colour = page.evaluate(f"getComputedStyle(document.querySelector(\"tr[data-key='{site.keys['lr=0.001']}'] .swatch\")).borderColor")
+    assert row_colour.replace(" ", "") == _rgb(group_colour)  # rows take their group's colour
+    assert "view=charts" in page.url and "group=lr" in page.url
+    shot(page, "runs-charts.png", full=True)
+    page.reload()
+    page.wait_for_selector("#runs-charts:not([hidden])")
+    page.wait_for_selector(f"{loss}[data-rendered='9']")  # 3 runs on the page (nothing selected), grouped by lr
+    assert page.input_value("#group-by") == "lr"
+
+
+def _rgb(hex_colour: str) -> str:
+    n = int(hex_colour[1:], 16)
+    return f"rgb({n >> 16},{(n >> 8) & 255},{n & 255})"
 
 
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:

@@ -16,7 +16,10 @@
     status: url.searchParams.get("status") || "",
     project: url.searchParams.get("project") || "",
     filter: url.searchParams.get("filter") || "",
+    view: url.searchParams.get("view") || "",
+    group: url.searchParams.get("group") || "",
     selected: new Set(),
+    hidden: new Set(),
     rows: [],
     total: 0,
     paramCols: [],
@@ -46,8 +49,111 @@
     return cols;
   }
 
+  /* -- runs + charts ------------------------------------------------------------------ */
+  let panels = null;
+  let charted = [];  // the runs the charts show, in colour order
+  let chartedSig = "";
+  const colorOf = new Map();
+
+  function loadPlotly() {
+    if (typeof Plotly !== "undefined") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = "/vendor/plotly.min.js";
+      s.onload = resolve;
+      s.onerror = () => reject(new Error("could not load plotly.js"));
+      document.head.append(s);
+    });
+  }
+
+  function chartRuns() {
+    const picked = state.rows.filter((r) => state.selected.has(r.key));
+    return picked.length ? picked : state.rows;
+  }
+
+  function groups(runs) {
+    if (!state.group) return null;
+    const by = new Map();
+    for (const r of runs) {
+      const v = r.params[state.group];
+      const label = `${state.group}=${v === undefined ? "(none)" : fmtValue(v)}`;
+      if (!by.has(label)) by.set(label, { value: v, keys: [] });
+      by.get(label).keys.push(r.key);
+    }
+    const order = (a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b)));
+    return [...by.entries()].sort(([, a], [, b]) => order(a.value, b.value))
+      .map(([label, g], i) => ({ label, keys: g.keys, color: RunPanels.color(i) }));
+  }
+
+  async function updateCharts(force = false) {
+    const box = $("runs-charts");
+    const on = state.view === "charts";
+    box.hidden = !on;
+    $("view-charts").setAttribute("aria-pressed", String(on));
+    $("view-charts").classList.toggle("active", on);
+    if (!on) { paintSwatches(); return; }
+    const runs = chartRuns();
+    const sig = runs.map((r) => r.key).join(",");
+    const select = $("group-by");
+    const params = [...new Set(runs.flatMap((r) => Object.keys(r.params)))].sort();
+    select.replaceChildren(el("option", { value: "", text: "none" }), ...params.map((p) => el("option", { value: p, text: p })));
+    select.value = params.includes(state.group) ? state.group : "";
+    $("charts-title").textContent = `${runs.length} run${runs.length === 1 ? "" : "s"}${state.selected.size ? " selected" : " on this page"}`;
+    const grouped = assignColours(runs);
+    paintSwatches();
+    if (sig === chartedSig && !force) return;
+    chartedSig = sig;
+    charted = runs;
+    await loadPlotly();
+    if (!panels) {
+      panels = new RunPanels($("run-panels"), {
+        x: url.searchParams.get("x") || "step", smoothing: url.searchParams.get("smooth") || 0,
+        logy: (url.searchParams.get("logy") || "").split(",").filter(Boolean), onState: () => saveUrl(),
+      });
+      window.studioRunPanels = panels;  // for bench/bench_charts.py
+    }
+    const specs = {};
+    for (const r of runs) if (r.metric) { const m = r.metric.replace(/:(min|max)$/, ""); specs[m] = (specs[m] || 0) + 1; }
+    const primary = Object.keys(specs).sort((a, b) => specs[b] - specs[a])[0] || null;
+    let metrics = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))].sort();
+    if (primary && metrics.includes(primary)) metrics = [primary, ...metrics.filter((m) => m !== primary)];
+    panels.hidden = new Set([...state.hidden].filter((k) => colorOf.has(k)));
+    panels.groups = grouped;
+    await panels.show(runs.map((r, i) => ({ key: r.key, label: r.name, color: RunPanels.color(i) })), metrics.slice(0, 50), primary);
+  }
+
+  /* A run's colour: its own, or its group's when the charts are grouped by a param. */
+  function assignColours(runs) {
+    const grouped = groups(runs);
+    colorOf.clear();
+    runs.forEach((r, i) => colorOf.set(r.key, RunPanels.color(i)));
+    if (grouped) for (const g of grouped) for (const k of g.keys) colorOf.set(k, g.color);
+    return grouped;
+  }
+
+  function paintSwatches() {
+    for (const tr of root.querySelectorAll("tbody tr[data-key]")) {
+      const sw = tr.querySelector(".swatch");
+      if (!sw) continue;
+      const c = state.view === "charts" ? colorOf.get(tr.dataset.key) : null;
+      sw.hidden = !c;
+      sw.style.background = c && !state.hidden.has(tr.dataset.key) ? c : "transparent";
+      sw.style.borderColor = c || "";
+      sw.title = c ? (state.hidden.has(tr.dataset.key) ? "Hidden in the charts: click to show" : "Shown in the charts: click to hide") : "";
+    }
+  }
+
+  function toggleHidden(key) {
+    state.hidden.has(key) ? state.hidden.delete(key) : state.hidden.add(key);
+    paintSwatches();
+    if (panels) panels.setHidden([...state.hidden]);
+  }
+
   function cell(row, col) {
-    if (col.id === "key") return el("td", { class: "mono" }, el("a", { href: `/experiment/${encodeURIComponent(row.key)}`, text: row.key }));
+    if (col.id === "key") {
+      const sw = el("button", { type: "button", class: "swatch", hidden: true, "aria-label": `Show or hide ${row.key} in the charts`, onclick: () => toggleHidden(row.key) });
+      return el("td", { class: "mono" }, sw, el("a", { href: `/experiment/${encodeURIComponent(row.key)}`, text: row.key }));
+    }
     if (col.id === "name") {
       const td = el("td", { class: row.named ? "name-cell" : "name-cell muted", title: row.name }, row.name);
       for (const t of row.tags || []) td.append(" ", el("span", { class: "tag", text: t }));
@@ -73,6 +179,7 @@
       for (const r of state.rows) all.checked ? state.selected.add(r.key) : state.selected.delete(r.key);
       renderBody(cols);
       updateActions();
+      if (state.view === "charts") updateCharts();
     });
     tr.append(el("th", { class: "sel" }, all));
     const current = state.sort.replace(/^-/, "");
@@ -106,6 +213,7 @@
       box.addEventListener("change", () => {
         box.checked ? state.selected.add(row.key) : state.selected.delete(row.key);
         updateActions();
+        if (state.view === "charts") updateCharts();
       });
       const tr = el("tr", { dataset: { key: row.key, status: row.status } }, el("td", { class: "sel" }, box));
       for (const col of cols) tr.append(cell(row, col));
@@ -133,6 +241,7 @@
     $("page-next").disabled = state.offset + state.limit >= state.total;
     updateActions();
     requestAnimationFrame(() => { window.studioTablePainted = performance.now(); });
+    updateCharts().catch((err) => toast(err.message, "error"));
   }
 
   function params() {
@@ -154,10 +263,7 @@
       inputs.filter.classList.remove("invalid");
       Object.assign(state, { rows: data.items, total: data.total, paramCols: data.param_columns, metricCols: data.metric_columns, sort: data.sort });
       render();
-      const shown = new URL(location.href);
-      const p = { sort: state.sort === (scope.sort || "-time_added") ? "" : state.sort, offset: state.offset || "", text: state.text, status: state.status, project: state.project, filter: state.filter };
-      shown.search = query(p);
-      history.replaceState(null, "", shown);
+      saveUrl();
     } catch (err) {
       if (token !== loading) return;
       if (err.status === 400) {
@@ -169,6 +275,22 @@
     } finally {
       if (token === loading) root.classList.remove("loading");
     }
+  }
+
+  /* Everything a view needs in its address: the table's state and the charts'. */
+  function saveUrl() {
+    const shown = new URL(location.href);
+    const p = {
+      sort: state.sort === (scope.sort || "-time_added") ? "" : state.sort, offset: state.offset || "",
+      limit: state.limit === 50 ? "" : state.limit, text: state.text, status: state.status, project: state.project,
+      filter: state.filter, view: state.view, group: state.view ? state.group : "",
+    };
+    if (panels && state.view) {
+      const st = panels.state;
+      Object.assign(p, { x: st.x === "step" ? "" : st.x, smooth: st.smoothing || "", logy: [...st.logy].join(",") });
+    }
+    shown.search = query(p);
+    history.replaceState(null, "", shown);
   }
 
   async function poll() {
@@ -209,6 +331,25 @@
     load();
   });
   inputs.status.addEventListener("change", () => $("filters").requestSubmit());
+  $("view-charts").addEventListener("click", () => {
+    state.view = state.view === "charts" ? "" : "charts";
+    saveUrl();
+    updateCharts().catch((err) => toast(err.message, "error"));
+  });
+  $("group-by").addEventListener("change", () => {
+    state.group = $("group-by").value;
+    saveUrl();
+    const grouped = assignColours(charted);
+    paintSwatches();
+    if (panels) panels.setGroups(grouped);
+  });
+  $("show-all-runs").addEventListener("click", () => {
+    state.hidden.clear();
+    paintSwatches();
+    if (panels) panels.setHidden([]);
+  });
+  $("page-size").value = String(state.limit);
+  $("page-size").addEventListener("change", () => { state.limit = Number($("page-size").value); state.offset = 0; load(); });
   $("page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); load(); });
   $("page-next").addEventListener("click", () => { state.offset += state.limit; load(); });
   $("act-compare").addEventListener("click", () => {
