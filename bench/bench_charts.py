@@ -7,7 +7,7 @@ of one `loss` series with a spike, written in ten segments as a long run writes)
 real `studio ui` in a subprocess, and in Chromium (Playwright, Debian's /usr/bin/chromium)
 opens `/all?view=charts&limit=N`: the table, then one panel with every run's curve. Measured:
 navigation start -> every panel drawn (`window.studioPanelsDrawn`), cold (first visit: segments
-read from the store) and warm (median of `--repeat` later visits), plus the `/api/series`
+read from the store) and warm (median of `--repeat` later visits), plus the `/api/charts/series`
 request alone. Checks that every run's spike is still in the drawn (min/max-bucketed) points.
 
 Target (issue 14): 100 runs x 100k points drawn in under 2 s.
@@ -89,7 +89,7 @@ def measure(base: str, runs: int, repeat: int) -> dict[str, Any]:
     api = []
     for _ in range(repeat):
         t = time.perf_counter()
-        httpx.get(f"{base}/api/series", params={"keys": keys, "metrics": "loss", "buckets": 600}, timeout=600)
+        httpx.get(f"{base}/api/charts/series", params={"keys": keys, "metrics": "loss", "buckets": 600}, timeout=600)
         api.append(time.perf_counter() - t)
     return {"cold": times[0], "warm": statistics.median(times[1:]), "api": statistics.median(api), "spikes": spikes}
 
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d')}")
-    print("| runs x points | drawn, cold | drawn, warm | /api/series alone (warm) | spikes kept |")
+    print("| runs x points | drawn, cold | drawn, warm | /api/charts/series alone (warm) | spikes kept |")
     print("|---|---|---|---|---|")
     for runs in (int(r) for r in args.runs.split(",")):
         with tempfile.TemporaryDirectory(prefix="studio-bench-charts-") as tmp:

@@ -70,7 +70,7 @@ def series(
     }
 
 
-@runs_router.get("/series", summary="Bucketed series of many runs at once (the runs+charts view)")
+@runs_router.get("/charts/series", summary="Bucketed series of many runs at once (the runs+charts view)")
 def many_series(
     request: Request,
     keys: str = Query(..., min_length=1, max_length=100_000, description="Comma-separated experiment keys"),

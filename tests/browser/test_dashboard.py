@@ -407,6 +407,29 @@ def _rgb(hex_colour: str) -> str:
     return f"rgb({n >> 16},{(n >> 8) & 255},{n & 255})"
 
 
+def test_a_bad_filter_in_a_shared_link_shows_its_error(site: Site, page: Any) -> None:
+    page.goto(site.base + "/all?filter=lr%20%3C")
+    page.wait_for_selector("#filter-error:has-text('expected a value')")
+    page.wait_for_selector("#runs td.load-error")
+    assert "Loading" not in page.inner_text("#runs tbody")
+    assert page.input_value("#f-filter") == "lr <"
+
+
+def test_dark_mode_follows_the_system(site: Site, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="dark")
+    pg = context.new_page()
+    try:
+        pg.goto(site.base + f"/experiment/{site.keys['lr=0.01']}")
+        pg.wait_for_selector(".panel-plot[data-metric='loss'][data-rendered='1']")
+        background = pg.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(15, 18, 24)"
+        font = pg.evaluate("document.querySelector(\".panel-plot[data-metric='loss']\").layout.font.color")
+        assert font == "#d7dbe3"  # charts follow too
+        shot(pg, "dark.png")
+    finally:
+        context.close()
+
+
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:
     key = site.keys["failed"]
     page.goto(site.base + "/all")

@@ -240,7 +240,7 @@ def test_series_of_a_live_experiment(reader: tuple[TestClient, dict[str, str]]) 
 
 def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = reader
-    resp = client.get("/api/series", params={"keys": f"{keys['best']},{keys['second']},nope", "metrics": "loss,acc",
+    resp = client.get("/api/charts/series", params={"keys": f"{keys['best']},{keys['second']},nope", "metrics": "loss,acc",
                                              "buckets": 100, "time": "true"})
     assert resp.status_code == 200, resp.text
     data = resp.json()
@@ -249,8 +249,8 @@ def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str,
     assert best["sampled"] and max(best["y"]) == SPIKE_VALUE and len(best["t"]) == len(best["x"])
     assert all(isinstance(t, float) for t in best["t"])
     assert set(data["runs"][keys["second"]]) == {"loss", "acc"}
-    assert "t" not in client.get("/api/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
-    error(client.get("/api/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
+    assert "t" not in client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
+    error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
 
 
 def test_series_bad_input(reader: tuple[TestClient, dict[str, str]]) -> None:
@@ -374,6 +374,23 @@ def test_pages(reader: tuple[TestClient, dict[str, str]]) -> None:
         resp = client.get(path, headers=html)
         assert resp.status_code == 404 and resp.headers["content-type"].startswith("text/html")
         assert 'id="error-message"' in resp.text
+
+
+def test_compression_and_cache_headers(reader: tuple[TestClient, dict[str, str]]) -> None:
+    from studio import __version__
+
+    client, keys = reader
+    gz = {"accept-encoding": "gzip"}
+    plotly = client.get("/vendor/plotly.min.js", headers=gz)
+    assert plotly.headers["content-encoding"] == "gzip" and "max-age" in plotly.headers["cache-control"]
+    page = client.get("/all", headers={**gz, "accept": "text/html"})
+    assert page.headers.get("content-encoding") == "gzip" and "experiments" in page.text
+    js = client.get(f"/static/table.js?v={__version__}", headers=gz)
+    assert js.headers["cache-control"] == "public, max-age=31536000, immutable" and js.headers["content-encoding"] == "gzip"
+    assert client.get("/static/table.js").headers["cache-control"] == "no-cache"
+    # Artifact files and archives go out as stored: never compressed on the way.
+    archive = client.get(f"/api/experiments/{keys['best']}/artifacts/workspace/archive", headers=gz)
+    assert archive.status_code == 200 and "content-encoding" not in archive.headers
 
 
 def test_assets_come_from_the_package(reader: tuple[TestClient, dict[str, str]]) -> None:

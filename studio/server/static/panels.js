@@ -1,7 +1,7 @@
 /* Metric panels: one chart per metric (own y axis, log-y toggle), grouped in sections by prefix
    (train/, eval/, ...; system metrics last, with units), the runs' own metric first. Every run
    shown is one colour in every panel; runs can be grouped (mean line, min/max band).
-   Points come from /api/series in one request per 100 runs: min/max buckets, so spikes survive;
+   Points come from /api/charts/series in one request per 100 runs: min/max buckets, so spikes survive;
    zooming a panel on steps asks for that range again, finer. */
 "use strict";
 
@@ -138,7 +138,7 @@ class RunPanels {
     await Promise.all(chunks.flatMap((ks) => mchunks.map(async (ms) => {
       const q = { keys: ks.join(","), metrics: ms.join(","), buckets: this.buckets(), time: this.state.x !== "step" ? "true" : "" };
       if (range) { q.x_min = Math.floor(range[0]); q.x_max = Math.ceil(range[1]); }
-      const data = await studio.api(`/api/series?${studio.query(q)}`);
+      const data = await studio.api(`/api/charts/series?${studio.query(q)}`);
       for (const [k, series] of Object.entries(data.runs)) Object.assign(out[k] || (out[k] = {}), series);
     })));
     return out;

@@ -232,6 +232,7 @@
   }
 
   function render() {
+    state.painted = true;
     const cols = columns();
     renderHead(cols);
     renderBody(cols);
@@ -271,6 +272,11 @@
         inputs.filter.classList.add("invalid");
       } else {
         toast(err.message, "error");
+      }
+      if (!state.painted) {
+        // Nothing shown yet (a shared link with a bad filter): say so instead of "Loading...".
+        const body = root.querySelector("tbody");
+        body.replaceChildren(el("tr", {}, el("td", { class: "load-error", colspan: 12, text: `Could not load experiments: ${err.message}` })));
       }
     } finally {
       if (token === loading) root.classList.remove("loading");
