@@ -42,7 +42,7 @@ for i in range(300):
         print("epoch", i // 100, flush=True)
 print("done", flush=True)
 """
-FAIL = "import sys\nprint('about to fail')\nsys.exit(3)\n"
+FAIL = "print('about to fail', flush=True)\n1 / 0\n"
 SLOW = """\
 import time, studio
 for i in range(600):
@@ -428,6 +428,16 @@ def test_dark_mode_follows_the_system(site: Site, browser: Any) -> None:
         shot(pg, "dark.png")
     finally:
         context.close()
+
+
+def test_a_failed_run_shows_why_at_the_top(site: Site, page: Any) -> None:
+    page.goto(f"{site.base}/experiment/{site.keys['failed']}")
+    page.wait_for_selector("#status-box.failed:not([hidden])")
+    assert "Failed (exit code 1)" in page.inner_text("#status-title")
+    page.wait_for_selector("#error-tail:has-text('ZeroDivisionError')")
+    tail = page.inner_text("#error-tail")
+    assert tail.startswith("Traceback (most recent call last)") and "1 / 0" in tail
+    shot(page, "failed.png")
 
 
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:

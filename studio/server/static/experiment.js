@@ -70,9 +70,40 @@
   $("note-cancel").addEventListener("click", () => editNote(false));
   $("note-save").addEventListener("click", async () => { if (await annotate({ note: $("note-text").value })) editNote(false); });
 
+  /* What a person wants first: why it failed (exit reason and the last error lines), or
+     what a queued run waits for. */
+  async function renderStatusBox(d) {
+    const box = $("status-box");
+    const failed = ["failed", "killed", "lost"].includes(d.status);
+    box.hidden = !(failed || d.status === "queued");
+    box.className = `status-box ${failed ? "failed" : "waiting"}`;
+    if (d.status === "queued") {
+      $("status-title").textContent = d.queue ? `Waiting on queue ${d.queue}.` : "Queued.";
+      $("status-detail").textContent = d.queue
+        ? `It runs when a worker serving ${d.queue} claims it: start one with \`studio worker --queue ${d.queue}\`; see the Queues page.`
+        : "";
+      $("error-tail").hidden = true;
+      return;
+    }
+    if (!failed) return;
+    const how = d.returncode !== null && d.returncode !== undefined ? `exit code ${d.returncode}` : "";
+    $("status-title").textContent = `${d.status[0].toUpperCase()}${d.status.slice(1)}${how ? ` (${how})` : ""}.`;
+    $("status-detail").textContent = d.status_reason || "";
+    try {
+      const out = await api(`${base}/output?${query({ max_chars: 20000 })}`);
+      const lines = out.text.replace(/\s+$/, "").split("\n");
+      let start = lines.map((l) => l.startsWith("Traceback (most recent call last)")).lastIndexOf(true);
+      if (start < 0 || lines.length - start > 40) start = Math.max(0, lines.length - 15);
+      const tail = lines.slice(start).join("\n");
+      $("error-tail").hidden = !tail;
+      $("error-tail").textContent = tail;
+    } catch (err) { $("error-tail").hidden = true; }
+  }
+
   function renderDetail(d) {
     detail = d;
     renderAnnotations(d);
+    renderStatusBox(d);
     terminal = !["queued", "running"].includes(d.status);
     $("exp-status").replaceChildren(statusBadge(d.status));
     $("btn-stop").disabled = terminal;
