@@ -97,6 +97,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
         api_metrics,
         api_runs,
         api_store,
+        api_sweeps,
         pages,
         tensorboard,
     )
@@ -216,6 +217,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_metrics.runs_router)
     app.include_router(api_lists.router)
     app.include_router(api_store.router)
+    app.include_router(api_sweeps.router)
     app.include_router(tensorboard.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

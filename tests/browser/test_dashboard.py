@@ -309,6 +309,12 @@ def test_compare_two_runs(site: Site, page: Any) -> None:
     page.goto(site.base + "/project/vision")
     page.wait_for_selector("#runs tbody tr[data-key]")
     page.wait_for_selector("#parcoords .parcoords")
+    # A sweep's optimisation history and parameter importance (Optuna's evaluator).
+    page.wait_for_selector("#opt-history[data-rendered='1']")
+    best = page.evaluate("document.getElementById('opt-history').data[1].y")
+    assert best == sorted(best, reverse=True)  # loss:min: the best so far only goes down
+    page.wait_for_selector("#importance[data-rendered='1']")
+    assert page.evaluate("document.getElementById('importance').data[0].y") == ["lr"]
     shot(page, "project.png", full=True)
     for name in ("lr=0.001", "lr=0.1"):
         page.check(f"#runs tr[data-key='{site.keys[name]}'] input[type=checkbox]")

@@ -335,6 +335,31 @@ def test_project_points(reader: tuple[TestClient, dict[str, str]]) -> None:
     assert "no project" in error(client.get("/api/projects/nope/points"), 404)
 
 
+def test_sweep_history_and_importance(tmp_path: Path) -> None:
+    from studio.entities import Experiment, Status
+
+    home = tmp_path / "home"
+    home.mkdir()
+    ctx = Context(load_settings(environ={"STUDIOML_HOME": str(home)}))
+    for i in range(12):
+        lr, layers = [0.001, 0.01, 0.1][i % 3], [2, 4][i % 2]
+        key = f"s{i:02d}"
+        ctx.meta.create_experiment(Experiment(key=key, project="sw", metric="acc:max", time_added=1000.0 + i,
+                                              params={"lr": lr, "layers": layers, "opt": "adam"}))
+        ctx.meta.set_status(key, Status.RUNNING, worker="w")
+        ctx.meta.set_status(key, Status.FINISHED, metric_value=lr * 10 + layers * 0.001)  # lr matters, layers barely
+    with TestClient(create_app(ctx)) as client:
+        data = client.get("/api/projects/sw/sweep").json()
+        assert data["maximize"] is True and len(data["history"]) == 12
+        assert [h["best"] for h in data["history"]][:3] == pytest.approx([0.012, 0.104, 1.002])
+        assert data["history"][-1]["best"] == pytest.approx(1.004)
+        imp = data["importance"]
+        assert set(imp) == {"lr", "layers"} and imp["lr"] > imp["layers"]  # `opt` never varied
+        assert data["evaluator"] in ("fANOVA", "PED-ANOVA")
+        error(client.get("/api/projects/nope/sweep"), 404)
+    ctx.close()
+
+
 def test_users(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, _ = reader
     d = client.get("/api/users").json()
