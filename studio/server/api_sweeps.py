@@ -50,7 +50,7 @@ def importance(runs: list[Experiment], maximize: bool) -> tuple[dict[str, float]
     names = sorted({p for e in runs for p, v in e.params.items() if isinstance(v, (int, float, str, bool))})
     dists: dict[str, Any] = {}
     for p in names:
-        values = [e.params.get(p) for e in runs]
+        values: list[Any] = [e.params.get(p) for e in runs]
         if any(v is None for v in values) or len({repr(v) for v in values}) < 2:
             continue  # missing in some runs, or never varied: nothing to attribute
         if all(_finite(v) for v in values):
