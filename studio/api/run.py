@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class RunOptions:
     sweep: str | None = None  # set by sweeps: workers substitute `params` into the entry script
     cwd: Path = field(default_factory=Path.cwd)
     echo: bool = True
+    #: Told about a large workspace before it is captured (the CLI, on a terminal); None: silent.
+    notice: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,10 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
 
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
-    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace))
+    ignore = workspace_ignore(target.workspace)
+    if opts.notice is not None:
+        _size_notice(target.workspace, ignore, opts.notice)
+    ws = objects.put_tree(target.workspace, ignore=ignore)
     artifacts["workspace"] = ArtifactSpec(
         tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
         files=ws.files, updated=time.time(),
@@ -194,6 +200,19 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in captures:  # the seed's example captures ~/.weights before the script creates it
         spec.path.mkdir(parents=True, exist_ok=True)
     return exp
+
+
+def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> None:
+    from studio.capture.workspace import LARGE_WORKSPACE, workspace_size
+    from studio.units import format_size
+
+    total, files, largest = workspace_size(root, ignore)
+    if total < LARGE_WORKSPACE:
+        return
+    biggest = ", ".join(f"{name} {format_size(size)}" for name, size in largest)
+    notice(f"capturing {format_size(total)} in {files:,} files from {root} (largest: {biggest}); "
+           f"only changed files are stored again, and paths listed in {root / '.studioml_ignore'} "
+           "(gitignore syntax) are left out")
 
 
 def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:

@@ -107,12 +107,13 @@ def test_kill_refuses_without_a_terminal_unless_yes(keys: dict[str, str]) -> Non
     assert keys["second"] not in {r["key"] for r in studio_json("runs", "list", "all")}
 
 
-def on_terminal(args: list[str], answer: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
+def on_terminal(args: list[str], answer: str = "", env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> tuple[int, str]:
     """Run `studio ARGS` with a pseudo-terminal as stdin/stdout; type `answer` once it asks."""
     master, slave = pty.openpty()
     full_env = dict(os.environ, COLUMNS="120", LINES="40", PAGER="cat", TERM="dumb", **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "studio", *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=full_env, close_fds=True)
+                            stderr=slave, env=full_env, close_fds=True, cwd=cwd)
     os.close(slave)
     out = b""
     sent = False
@@ -181,3 +182,24 @@ def test_rename_tag_note_and_find_them(keys: dict[str, str]) -> None:
     assert proc.returncode == 3
     assert "(none)" in studio("runs", "tag", key, "baseline", "--remove", check=True).stdout
     assert studio("runs", "rename", key, "", check=True).stdout.strip() == f"{key}: train.py layers=3 lr=0.1 opt=sgd"
+
+
+def test_run_on_a_terminal_says_how_it_ended_and_warns_of_a_large_workspace(studio_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text("import studio\nstudio.log(loss=0.25)\nprint('trained')\n")
+    code, out = on_terminal(["run", "-e", "t1", "--metric", "loss:min", "train.py"], cwd=ws)
+    assert code == 0, out
+    assert "experiment t1 finished in" in out and "loss:min = 0.25" in out and "studio runs show t1" in out
+    assert "capturing" not in out  # a small workspace: no notice
+    code, out = on_terminal(["run", "-e", "t2", "--quiet", "train.py"], cwd=ws)
+    assert code == 0 and "finished in" not in out and "trained" in out
+    # Piped: the script's output only (and the key line), no closing line.
+    piped = studio("run", "-e", "t3", "train.py", cwd=ws, check=True)
+    assert "finished in" not in piped.stderr
+    with open(ws / "data.bin", "wb") as f:
+        f.truncate(120 * 1024 * 1024)
+    code, out = on_terminal(["run", "-e", "t4", "train.py"], cwd=ws)
+    assert code == 0
+    assert "capturing 120.0 MB" in out.replace("MiB", "MB") or "capturing 120" in out
+    assert "largest: data.bin" in out and ".studioml_ignore" in out
