@@ -19,7 +19,7 @@ def queue() -> None:
 @config_option
 @json_option
 def list_(config: str | None, as_json: bool) -> None:
-    """Queues with their experiments counted by status."""
+    """Queues with their experiments counted by status and the workers serving them."""
     from studio.queue import list_queues
 
     queues = list_queues(context(config))
@@ -35,9 +35,25 @@ def list_(config: str | None, as_json: bool) -> None:
     for s in shown:
         table.add_column(s, justify="right")
     table.add_column("total", justify="right")
+    table.add_column("workers")
     for q in queues:
-        table.add_row(q.name, *(str(q.counts.get(s, 0)) for s in shown), str(q.total))
+        busy = sum(1 for w in q.workers if w["state"] == "busy")
+        served = f"{len(q.workers)} ({busy} busy)" if q.workers else "none"
+        if not q.workers and q.counts.get("queued"):
+            served = f"none: start `studio worker --queue {q.name}`"
+        table.add_row(q.name, *(str(q.counts.get(s, 0)) for s in shown), str(q.total), served)
     console().print(table)
+    everyone = [w for q in queues for w in q.workers]
+    if everyone:
+        from studio.cli.common import fmt_time
+
+        wt = Table(title=f"{len(everyone)} worker(s)")
+        for col in ("worker", "queue", "host", "state", "experiment", "since", "last seen"):
+            wt.add_column(col, no_wrap=col in ("worker", "experiment"))
+        for w in everyone:
+            wt.add_row(str(w["id"]), str(w["queue"]), str(w["host"]), str(w["state"]), str(w["experiment"] or ""),
+                       fmt_time(float(w["started"])), fmt_time(float(w["last_seen"])))  # type: ignore[arg-type]
+        console().print(wt)
 
 
 @queue.command("show")

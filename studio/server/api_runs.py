@@ -287,9 +287,18 @@ def batch(request: Request, body: Batch) -> dict[str, list[ActionResult]]:
     return {"results": results}
 
 
-@router.get("/queues", summary="Experiments per queue and status", tags=["lists"])
+@router.get("/queues", summary="Experiments per queue and status, and the workers serving each", tags=["lists"])
 def queues(request: Request) -> dict[str, Any]:
-    return {"queues": context(request).meta.queue_counts()}
+    """`queues`: queue -> status -> count; `workers`: the live workers; `served`: queue ->
+    how many live workers serve it (0 for a queue nobody serves)."""
+    from studio.queue.admin import list_queues
+
+    infos = list_queues(context(request))
+    return {
+        "queues": {q.name: dict(q.counts) for q in infos if q.counts},
+        "workers": [w for q in infos for w in q.workers],
+        "served": {q.name: len(q.workers) for q in infos},
+    }
 
 
 __all__ = ["router", "load", "context", "ConflictError"]

@@ -47,6 +47,11 @@ def project(request: Request, name: str) -> Response:
                   scope={"scope": "all", "project": name, "sort": "best"})
 
 
+@router.get("/queues")
+def queues(request: Request) -> Response:
+    return render(request, "queues.html", title="Queues", nav="queues")
+
+
 @router.get("/users")
 def users(request: Request) -> Response:
     return render(request, "users.html", title="Users", nav="users")

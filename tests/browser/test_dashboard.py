@@ -446,6 +446,22 @@ def test_a_failed_run_shows_why_at_the_top(site: Site, page: Any) -> None:
     shot(page, "failed.png")
 
 
+def test_queues_page_and_a_queued_run_says_nobody_serves_it(site: Site, page: Any) -> None:
+    studio(site.env, site.workspace, "run", "--queue", "nobody-here", "--project", "waiting", "slow.py")
+    key = site.api("/api/experiments", project="waiting")["items"][0]["key"]
+    page.goto(site.base + "/queues")
+    page.wait_for_selector("#queues tr[data-queue='nobody-here'] td.unserved")
+    assert "studio worker --queue nobody-here" in page.inner_text("#queues tr[data-queue='nobody-here']")
+    assert "No worker is running" in page.inner_text("#workers")
+    shot(page, "queues.png")
+    page.goto(f"{site.base}/experiment/{key}")
+    page.wait_for_selector("#status-box.waiting:not([hidden])")
+    assert "Waiting on queue nobody-here" in page.inner_text("#status-title")
+    page.wait_for_selector("#status-detail[data-served='0']")
+    assert "No worker serves nobody-here" in page.inner_text("#status-detail")
+    httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30)
+
+
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:
     key = site.keys["failed"]
     page.goto(site.base + "/all")

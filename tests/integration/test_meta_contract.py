@@ -483,6 +483,23 @@ def test_names_tags_notes_round_trip_and_filter(store: MetaStore) -> None:
     assert store.query(ExperimentQuery(where=(("tags", "=", "x"),))).items[0].tags == ("bad", "x")
 
 
+def test_workers_presence(store: MetaStore) -> None:
+    assert store.workers() == []
+    store.worker_seen("h_1", "gpu", "idle", host="h")
+    first = store.workers()[0]
+    time.sleep(0.01)
+    store.worker_seen("h_1", "gpu", "busy", experiment="e1", host="h")
+    store.worker_seen("h_2", "cpu", "idle", host="h")
+    got = store.workers()
+    assert [(w["id"], w["queue"], w["state"], w["experiment"]) for w in got] == [
+        ("h_2", "cpu", "idle", None), ("h_1", "gpu", "busy", "e1")]
+    busy = got[1]
+    assert busy["started"] == first["started"] and busy["last_seen"] > first["last_seen"]
+    store.worker_gone("h_1")
+    store.worker_gone("nobody")
+    assert [w["id"] for w in store.workers()] == ["h_2"]
+
+
 def test_query_paging_totals(populated: MetaStore) -> None:
     s = populated
     seen: list[str] = []

@@ -189,6 +189,18 @@ METRICS = Table(
     # No (name, last) index: see migration 0004 (the primary key serves listings' joins).
 )
 
+WORKERS = Table(
+    "workers",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("queue", String(255), nullable=False),
+    Column("host", String(255), nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("experiment", String(255)),
+    Column("started", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+)
+
 SWEEPS = Table(
     "sweeps",
     metadata,

@@ -79,9 +79,15 @@
     box.className = `status-box ${failed ? "failed" : "waiting"}`;
     if (d.status === "queued") {
       $("status-title").textContent = d.queue ? `Waiting on queue ${d.queue}.` : "Queued.";
-      $("status-detail").textContent = d.queue
-        ? `It runs when a worker serving ${d.queue} claims it: start one with \`studio worker --queue ${d.queue}\`; see the Queues page.`
-        : "";
+      $("status-detail").textContent = "";
+      if (d.queue) {
+        const q = await api("/api/queues").catch(() => null);
+        const n = q ? q.served[d.queue] || 0 : null;
+        $("status-detail").textContent = n === null ? "" : n
+          ? `${n} worker${n === 1 ? " serves" : "s serve"} it; it starts when one is free and fits its resource needs.`
+          : `No worker serves ${d.queue} right now: start one with \`studio worker --queue ${d.queue}\`.`;
+        $("status-detail").dataset.served = String(n);
+      }
       $("error-tail").hidden = true;
       return;
     }
