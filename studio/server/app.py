@@ -219,6 +219,8 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_store.router)
     app.include_router(api_sweeps.router)
     app.include_router(tensorboard.router)
+    app.include_router(tensorboard.runs_router)
+    app.include_router(tensorboard.proxy)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(Compression)

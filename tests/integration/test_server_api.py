@@ -542,10 +542,12 @@ def test_tensorboard_missing_says_how_to_install(writer: tuple[TestClient, Conte
 STAND_IN = """
 import argparse, http.server, sys
 p = argparse.ArgumentParser(); p.add_argument('--logdir'); p.add_argument('--port', type=int); p.add_argument('--host')
+p.add_argument('--logdir_spec'); p.add_argument('--path_prefix')
 a = p.parse_args()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = a.logdir.encode(); self.send_response(200); self.end_headers(); self.wfile.write(body)
+        body = f"{a.logdir or a.logdir_spec} {self.path}".encode()
+        self.send_response(200); self.send_header('Content-Type', 'text/plain'); self.end_headers(); self.wfile.write(body)
 http.server.HTTPServer((a.host, a.port), H).serve_forever()
 """
 
@@ -563,12 +565,25 @@ def test_tensorboard_starts_on_the_tb_folder(tmp_path: Path) -> None:
     with client:
         r = client.post(f"/api/experiments/{keys['running']}/tensorboard").json()
         assert r["available"] and r["ready"], r
-        import httpx
-
-        assert httpx.get(r["url"], timeout=5).text == str(tb)
+        # Served under the dashboard's own address, forwarded to TensorBoard's loopback port.
+        assert r["url"] == f"/tensorboard/{r['board']}/"
+        assert client.get(r["url"] + "data/runs?x=1").text == f"{tb} /tensorboard/{r['board']}/data/runs?x=1"
+        assert client.get(f"/tensorboard/{r['board']}", follow_redirects=False).status_code == 307
         again = client.post(f"/api/experiments/{keys['running']}/tensorboard").json()
         assert again["url"] == r["url"]
+        # Several runs: one TensorBoard, runs named by key.
+        tb2 = tmp_path / "tbdir2"
+        tb2.mkdir()
+        ctx.meta.put_artifact(keys["queued"], ArtifactSpec(tag="tb", local_path=str(tb2)))
+        both = client.post("/api/tensorboard", json={"keys": [keys["running"], keys["queued"]]}).json()
+        assert both["ready"] and both["url"] != r["url"]
+        spec = client.get(both["url"]).text.split(" ")[0]
+        assert spec == ",".join(sorted([f"{keys['running']}:{tb}", f"{keys['queued']}:{tb2}"]))
         assert "no `tb` artifact" in error(client.post(f"/api/experiments/{keys['best']}/tensorboard"), 404)
+        assert "no `tb` artifact" in error(client.post("/api/tensorboard", json={"keys": [keys["running"], keys["best"]]}), 404)
+        assert "no TensorBoard" in error(client.get("/tensorboard/0123456789abcdef/"), 404)
+        evil = {"origin": "http://evil.example"}
+        assert client.post("/api/tensorboard", json={"keys": [keys["running"]]}, headers=evil).status_code == 403
     boards = client.app.state.tensorboards  # type: ignore[attr-defined]
     assert boards._running == {}
     ctx.close()

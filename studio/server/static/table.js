@@ -228,6 +228,7 @@
     $("act-compare").disabled = n < 2 || n > 20;
     $("act-stop").disabled = n === 0;
     $("act-rerun").disabled = n === 0;
+    $("act-tensorboard").disabled = n === 0 || n > 50;
     $("act-delete").disabled = n === 0;
   }
 
@@ -372,6 +373,14 @@
     if (started.length) toast(`Started ${started.join(", ")}`, "info", 6000);
     state.selected.clear();
     setTimeout(load, 800);
+  });
+  $("act-tensorboard").addEventListener("click", async () => {
+    toast("Starting TensorBoard…");
+    try {
+      const r = await api("/api/tensorboard", { json: { keys: [...state.selected] } });
+      if (!r.available) { toast(r.message, "error", 8000); return; }
+      toast(el("span", {}, `${r.message}: `, el("a", { href: r.url, target: "_blank", rel: "noopener", id: "tb-link", text: "open TensorBoard" })), "info", 15000);
+    } catch (err) { toast(err.message, "error", 8000); }
   });
   $("act-delete").addEventListener("click", async () => {
     const n = state.selected.size;
