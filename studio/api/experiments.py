@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,10 @@ def kill(ctx: Context, key: str, timeout: float = 30.0) -> None:
     ctx.meta.delete_experiment(key)
 
 
-def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -> Path:
+def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Path:
+    """Copy artifact `tag` of `key` to `dest` (default ./TAG). `progress(done_bytes, total_bytes)`
+    is called as files are written."""
     exp = ctx.meta.get_experiment(key)
     art = exp.artifacts.get(tag)
     if art is None or art.tree is None:
@@ -88,7 +93,18 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -
     tree = ctx.objects.get_tree(art.tree)
     if tree.kind == "file" and target.is_dir():
         target = target / tree.entries[0].path
-    return ctx.objects.materialize(art.tree, target)
+    if progress is None:
+        return ctx.objects.materialize(art.tree, target)
+    total = sum(e.size for e in tree.entries)
+    done = [0]
+    lock = threading.Lock()
+
+    def on_file(size: int) -> None:
+        with lock:
+            done[0] += size
+            progress(done[0], total)
+
+    return ctx.objects.materialize(art.tree, target, on_file=on_file)
 
 
 def gc(ctx: Context, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, int]:

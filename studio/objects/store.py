@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,12 +133,14 @@ class ObjectStore:
             raise NotFoundError(f"tree {tree_hash} is not in store {self.url}") from None
         return decode_manifest(data, tree_hash)
 
-    def materialize(self, tree_hash: str, dest: Path, readonly: bool = False) -> Path:
+    def materialize(self, tree_hash: str, dest: Path, readonly: bool = False,
+                    on_file: Callable[[int], None] | None = None) -> Path:
         """Write a tree into `dest` (a folder; for kind "file", the file itself). Never deletes
-        files the tree does not name; rewrites a file only if its content differs."""
+        files the tree does not name; rewrites a file only if its content differs. `on_file(size)`
+        is called (from worker threads) as each file is done, for progress bars."""
         tree = self.get_tree(tree_hash)
         with self._pool() as pool:
-            return Materializer(self._source, pool, self.stat_cache).run(tree, Path(dest), readonly)
+            return Materializer(self._source, pool, self.stat_cache, on_file).run(tree, Path(dest), readonly)
 
     # -- maintenance -------------------------------------------------------------------
     def gc(self, keep_trees: Iterable[str], dry_run: bool = False, grace_seconds: float = 0.0) -> GcReport:

@@ -203,3 +203,19 @@ def test_run_on_a_terminal_says_how_it_ended_and_warns_of_a_large_workspace(stud
     assert code == 0
     assert "capturing 120.0 MB" in out.replace("MiB", "MB") or "capturing 120" in out
     assert "largest: data.bin" in out and ".studioml_ignore" in out
+
+
+def test_artifact_get_reports_progress(keys: dict[str, str], tmp_path: Path) -> None:
+    from studio.api.experiments import fetch_artifact
+
+    calls: list[tuple[int, int]] = []
+    out = fetch_artifact(Context.from_env(), keys["best"], "workspace", tmp_path / "ws1",
+                         progress=lambda done, total: calls.append((done, total)))
+    assert (out / "train.py").exists() and (out / "sub" / "notes.txt").exists()
+    total = calls[-1][1]
+    assert len(calls) == 2 and calls[-1] == (total, total) and total > 0
+    # On a terminal: a transient bar on stderr, the path on stdout; piped: the path only.
+    code, text = on_terminal(["artifacts", "get", keys["best"], "workspace", str(tmp_path / "ws2")])
+    assert code == 0 and str(tmp_path / "ws2") in text and (tmp_path / "ws2" / "train.py").exists()
+    piped = studio("artifacts", "get", keys["best"], "workspace", str(tmp_path / "ws3"), check=True)
+    assert piped.stdout.strip() == str(tmp_path / "ws3") and piped.stderr == ""

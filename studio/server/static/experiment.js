@@ -94,7 +94,7 @@
     if (!failed) return;
     const how = d.returncode !== null && d.returncode !== undefined ? `exit code ${d.returncode}` : "";
     $("status-title").textContent = `${d.status[0].toUpperCase()}${d.status.slice(1)}${how ? ` (${how})` : ""}.`;
-    $("status-detail").textContent = d.status_reason || "";
+    $("status-detail").textContent = d.status_reason && d.status_reason !== how ? d.status_reason : "";
     try {
       const out = await api(`${base}/output?${query({ max_chars: 20000 })}`);
       const lines = out.text.replace(/\s+$/, "").split("\n");
