@@ -19,6 +19,15 @@ from studio.entities import Experiment, MetricSummary
 class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         try:
+            import orjson  # ten times faster on chart points; writes NaN and inf as null itself
+        except ImportError:
+            pass
+        else:
+            try:
+                return bytes(orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS))
+            except TypeError:
+                pass  # a type orjson does not know: the standard library says what it is
+        try:
             text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except ValueError:
             text = json.dumps(finite(content), ensure_ascii=False, separators=(",", ":"))
