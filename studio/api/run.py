@@ -53,6 +53,8 @@ class RunOptions:
     echo: bool = True
     #: Told about a large workspace before it is captured (the CLI, on a terminal); None: silent.
     notice: Callable[[str], None] | None = None
+    #: For a large workspace: `progress(total_bytes)` returns `(advance(n), close())` (a bar).
+    progress: Callable[[int], tuple[Callable[[int], None], Callable[[], None]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,15 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
     ignore = workspace_ignore(target.workspace)
-    if opts.notice is not None:
-        _size_notice(target.workspace, ignore, opts.notice)
-    ws = objects.put_tree(target.workspace, ignore=ignore)
+    total = _size_notice(target.workspace, ignore, opts.notice) if opts.notice is not None else 0
+    if total and opts.progress is not None:
+        advance, close = opts.progress(total)
+        try:
+            ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance)
+        finally:
+            close()
+    else:
+        ws = objects.put_tree(target.workspace, ignore=ignore)
     artifacts["workspace"] = ArtifactSpec(
         tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
         files=ws.files, updated=time.time(),
@@ -202,17 +210,19 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     return exp
 
 
-def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> None:
+def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> int:
+    """Tell `notice` about a workspace over LARGE_WORKSPACE; its size then, else 0."""
     from studio.capture.workspace import LARGE_WORKSPACE, workspace_size
     from studio.units import format_size
 
     total, files, largest = workspace_size(root, ignore)
     if total < LARGE_WORKSPACE:
-        return
+        return 0
     biggest = ", ".join(f"{name} {format_size(size)}" for name, size in largest)
     notice(f"capturing {format_size(total)} in {files:,} files from {root} (largest: {biggest}); "
            f"only changed files are stored again, and paths listed in {root / '.studioml_ignore'} "
            "(gitignore syntax) are left out")
+    return total
 
 
 def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:

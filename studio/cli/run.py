@@ -88,6 +88,7 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     talk = not quiet and sys.stderr.isatty()
     if talk:
         opts.notice = lambda text: click.echo(f"studio: {text}", err=True)
+        opts.progress = capture_bar
     if flags["pruner"] and not (flags["hyperparams"] or flags["optimizer"]):
         raise UsageError("--pruner applies to sweeps only: add -hp NAME=SPEC")
     ctx = context(config)
@@ -110,6 +111,26 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     elif talk:
         click.echo(closing_line(_exp), err=True)
     sys.exit(outcome.exit_code)
+
+
+def capture_bar(total: int) -> tuple[Any, Any]:
+    """A transient bar on stderr for capturing a large workspace: (advance(n), close())."""
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("capturing workspace"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("capture", total=total)
+    lock = threading.Lock()
+    bar.start()
+
+    def advance(n: int) -> None:
+        with lock:  # called from the capture's worker threads
+            bar.advance(task, n)
+
+    return advance, bar.stop
 
 
 def closing_line(exp: Any) -> str:

@@ -74,15 +74,17 @@ class ObjectStore:
         return ThreadPoolExecutor(self.workers, thread_name_prefix="studio-objects")
 
     # -- writing -----------------------------------------------------------------------
-    def put_tree(self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None) -> PutResult:
+    def put_tree(self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None,
+                 on_file: Callable[[int], None] | None = None) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
         Only blobs not already stored are uploaded. `ignore(rel_posix_path, is_dir)` returning
         True skips an entry (a skipped folder prunes its subtree). `previous`, the tree of the
         last capture of the same root, spares existence checks for blobs it names.
+        `on_file(size)` is told about each file as it is done (progress bars).
         """
         with self._pool() as pool:
-            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree)
+            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree, on_file)
             return writer.run(Path(root), ignore, previous)
 
     def put_bytes(self, data: bytes) -> str:
