@@ -234,14 +234,14 @@ def browser_times(base: str, repeat: int) -> dict[str, Any]:
                                    "document.querySelectorAll('#runs tbody tr[data-key]').length === 50")
             painted = page.evaluate("window.studioTablePainted")
             page.goto(f"{base}/experiment/{BIG_KEY}", wait_until="commit")
-            page.wait_for_function("window.studioChartDrawn !== undefined && "
-                                   "document.getElementById('chart').dataset.rendered === '1'")
-            drawn = page.evaluate("window.studioChartDrawn")
-            ys = page.evaluate("document.getElementById('chart').data[0].y")
+            page.wait_for_function("window.studioPanelsDrawn !== undefined && "
+                                   "document.querySelector('.panel-plot')?.dataset.rendered === '1'")
+            drawn = page.evaluate("window.studioPanelsDrawn")
+            ys = page.evaluate("document.querySelector('.panel-plot').data[0].y")
             spike_seen = spike_seen and max(v for v in ys if v is not None) == SPIKE
             # The chart alone: one refresh (request, bucketing, drawing) on the loaded page.
             again = page.evaluate("""async () => {
-                const div = document.getElementById('chart');
+                const div = document.querySelector('.panel-plot');
                 const t = performance.now();
                 await new Promise((resolve) => {
                   div.on('plotly_afterplot', function h() { div.removeListener('plotly_afterplot', h); resolve(); });

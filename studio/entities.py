@@ -44,6 +44,17 @@ def can_transition(old: Status, new: Status) -> bool:
     return new in _ALLOWED.get(old, frozenset())
 
 
+def _short(value: Any) -> str:
+    """A param value as a run's default name shows it."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, dict)):
+        import json
+
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
 def check_transition(old: Status, new: Status) -> None:
     """Raise ConflictError unless old -> new is a legal status change."""
     if not can_transition(old, new):
@@ -117,6 +128,9 @@ class Experiment:
     stop_status: Status | None = None  # what a requested stop records (None: stopped); e.g. pruned
     stop_reason: str | None = None  # why the stop was requested, recorded as the status reason
     sweep: str | None = None  # the sweep (project) that created it: workers substitute `params`
+    name: str | None = None  # set by a person; None shows `display_name`'s default
+    tags: tuple[str, ...] = ()
+    note: str = ""  # markdown
     artifacts: dict[str, ArtifactSpec] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Experiment:
@@ -129,6 +143,18 @@ class Experiment:
         end = self.time_finished if self.time_finished is not None else self.heartbeat
         return None if end is None else max(0.0, end - self.time_started)
 
+    @property
+    def display_name(self) -> str:
+        """The run's name, or by default its script and params: `train.py lr=0.1 epochs=3`."""
+        if self.name:
+            return self.name
+        import os
+
+        head = os.path.basename(self.script) if self.script else self.key
+        parts = [head, *(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))]
+        text = " ".join(parts)
+        return text if len(text) <= 80 else text[:79] + "…"
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["status"] = self.status.value
@@ -136,6 +162,8 @@ class Experiment:
         data["args"] = list(self.args)
         data["pythonenv"] = list(self.pythonenv)
         data["python_pkgs"] = list(self.python_pkgs)
+        data["tags"] = list(self.tags)
+        data["display_name"] = self.display_name
         data["artifacts"] = {tag: a.to_dict() for tag, a in self.artifacts.items()}
         return data
 

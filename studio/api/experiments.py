@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,10 @@ def kill(ctx: Context, key: str, timeout: float = 30.0) -> None:
     ctx.meta.delete_experiment(key)
 
 
-def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -> Path:
+def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Path:
+    """Copy artifact `tag` of `key` (a reference: NAME is the newest finished run of that name)
+    to `dest` (default ./TAG). `progress(done_bytes, total_bytes)` is called as files are written."""
     exp = names.resolve(ctx.meta, key)
     key = exp.key
     art = exp.artifacts.get(tag)
@@ -98,8 +103,19 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -
         raise UsageError(f"cannot write to {target}: folder {target.parent} does not exist; create it or choose another destination")
     if tree.kind == "dir" and target.exists() and not target.is_dir():
         raise UsageError(f"cannot write artifact {tag!r} (a folder) to {target}: it is a file; choose a folder")
+    on_file = None
+    if progress is not None:
+        total = sum(e.size for e in tree.entries)
+        done = [0]
+        lock = threading.Lock()
+
+        def on_file(size: int) -> None:
+            with lock:
+                done[0] += size
+                progress(done[0], total)
+
     try:
-        return ctx.objects.materialize(art.tree, target)
+        return ctx.objects.materialize(art.tree, target, on_file=on_file)
     except OSError as exc:
         raise UsageError(f"cannot write to {exc.filename or target}: {exc.strerror or exc}; choose a writable destination") from exc
 

@@ -13,7 +13,8 @@ Grammar (keywords are case-insensitive)::
     value      := number | "quoted" | 'quoted' | bare word | true | false | null
 
 Names: a known column (`key`, `project`, `owner`, `script`, `queue`, `metric`, `metric_value`,
-`time_added`, ...) or `params.<name>` / `metrics.<name>` (a metric's last value); any other bare
+`time_added`, `name`, `note`, `tags` (`tags = baseline`: has that tag; `tag` works too), ...)
+or `params.<name>` / `metrics.<name>` (a metric's last value); any other bare
 name is a parameter, so `lr` means `params.lr`. `status` conditions become
 `ExperimentQuery.status`; everything else becomes `ExperimentQuery.where` triples with the
 store's operators (`studio.meta.sql.query`). `~` means "contains" (`like %text%`); `like`
@@ -45,7 +46,8 @@ NUMERIC_COLUMNS = frozenset(
 BOOL_COLUMNS = frozenset({"module", "stop_requested"})
 #: Experiment columns a filter (or a sort) may name directly (as `studio.meta.sql.query`).
 COLUMNS = NUMERIC_COLUMNS | BOOL_COLUMNS | frozenset(
-    {"key", "project", "owner", "script", "status", "status_reason", "queue", "python_version", "metric", "worker"}
+    {"key", "project", "owner", "script", "status", "status_reason", "queue", "python_version", "metric", "worker",
+     "name", "note", "tags"}
 )
 #: What `where` triples may carry (the metadata store's operators).
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
@@ -252,6 +254,8 @@ class _Parser:
 def resolve_name(name: str) -> str:
     """`lr` -> `params.lr`; columns, `params.x` and `metrics.x` stay as they are."""
     low = name.lower()
+    if low == "tag":
+        return "tags"
     if low in COLUMNS:
         return low
     head, _, rest = name.partition(".")
@@ -297,17 +301,24 @@ def parse_filter(text: str | None) -> ParsedFilter:
     return ParsedFilter(where=tuple(where), status=status)
 
 
+#: Names only a sort may use: `best` orders by `metric_value` in each run's goal direction
+#: (ascending `best` = best first for `:min` and `:max` metrics alike).
+SORT_ONLY = frozenset({"best"})
+
+
 def parse_sort(text: str | None, default: str = "-time_added") -> str:
-    """Validate a sort key: a column, `params.x` or `metrics.x` (bare names are params),
-    optionally prefixed with `-` for descending."""
+    """Validate a sort key: a column, `best`, `params.x` or `metrics.x` (bare names are
+    params), optionally prefixed with `-` for descending."""
     if text is None or not text.strip():
         return default
     raw = text.strip()
     desc = raw.startswith("-")
     name = raw[1:] if desc else raw
     if not _NAME.match(name):
-        raise UsageError(f"cannot sort by {raw!r}: use a column, params.<name> or metrics.<name>")
+        raise UsageError(f"cannot sort by {raw!r}: use a column, best, params.<name> or metrics.<name>")
+    if name.lower() in SORT_ONLY:
+        return ("-" if desc else "") + name.lower()
     return ("-" if desc else "") + resolve_name(name)
 
 
-__all__ = ["COLUMNS", "OPERATORS", "FilterSyntaxError", "ParsedFilter", "parse_filter", "parse_sort", "resolve_name"]
+__all__ = ["COLUMNS", "OPERATORS", "SORT_ONLY", "FilterSyntaxError", "ParsedFilter", "parse_filter", "parse_sort", "resolve_name"]

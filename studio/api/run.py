@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ class RunOptions:
     reuse_environment: bool = False
     #: `key` was just made by `studio.keys.new_key` (never taken: not looked up first).
     key_is_new: bool = False
+    #: Told about a large workspace before it is captured (the CLI, on a terminal); None: silent.
+    notice: Callable[[str], None] | None = None
+    #: For a large workspace: `progress(total_bytes)` returns `(advance(n), close())` (a bar).
+    progress: Callable[[int], tuple[Callable[[int], None], Callable[[], None]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,16 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
     objects = ctx.objects
     artifacts: dict[str, ArtifactSpec] = {}
     secrets_left_out: list[str] = []
-    ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace, secrets_left_out))
+    ignore = workspace_ignore(target.workspace, secrets_left_out)
+    total = _size_notice(target.workspace, ignore, opts.notice) if opts.notice is not None else 0
+    if total and opts.progress is not None:
+        advance, close = opts.progress(total)
+        try:
+            ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance)
+        finally:
+            close()
+    else:
+        ws = objects.put_tree(target.workspace, ignore=ignore)
     artifacts["workspace"] = ArtifactSpec(
         tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
         files=ws.files, updated=time.time(),
@@ -229,7 +243,7 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
         module=target.module,
         status=Status.QUEUED,
         queue=opts.queue,
-        params=dict(opts.params),
+        params=recorded_params(opts, target),
         sweep=opts.sweep,
         env=redact_env(ctx.settings.env),
         python_version=environment.get("python_version"),
@@ -245,6 +259,32 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts=artifacts,
     )
     return exp
+
+
+def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> int:
+    """Tell `notice` about a workspace over LARGE_WORKSPACE; its size then, else 0."""
+    from studio.capture.workspace import LARGE_WORKSPACE, workspace_size
+    from studio.units import format_size
+
+    total, files, largest = workspace_size(root, ignore)
+    if total < LARGE_WORKSPACE:
+        return 0
+    biggest = ", ".join(f"{name} {format_size(size)}" for name, size in largest)
+    notice(f"capturing {format_size(total)} in {files:,} files from {root} (largest: {biggest}); "
+           f"only changed files are stored again, and paths listed in {root / '.studioml_ignore'} "
+           "(gitignore syntax) are left out")
+    return total
+
+
+def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:
+    """The script's own command line read as params (options, Hydra overrides, config files),
+    under the params studio was given (a sweep's point, `studio.params()`), which win."""
+    from studio.capture.cli_params import params_from_args
+
+    if not opts.args:
+        return dict(opts.params)
+    script = None if target.module else target.workspace / target.script
+    return {**params_from_args(opts.args, script=script, cwd=opts.cwd), **opts.params}
 
 
 def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reuses: list[ReuseSpec]) -> None:

@@ -202,3 +202,40 @@ def iter_workspace(
             else:
                 yield rel, entry
         stack.extend(reversed(subdirs))
+
+
+#: A workspace this big gets a notice before it is captured (`studio run` on a terminal).
+LARGE_WORKSPACE = 100 * 1024 * 1024
+
+
+def workspace_size(root: Path, ignore: Ignore, max_files: int = 200_000) -> tuple[int, int, list[tuple[str, int]]]:
+    """(bytes, files, the largest top-level entries with their bytes) of what a capture of
+    `root` would store; counting stops after `max_files` files (the figures are then lower
+    bounds)."""
+    total = files = 0
+    tops: dict[str, int] = {}
+    stack = [""]
+    while stack and files < max_files:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel_dir) if rel_dir else root))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if ignore(rel, is_dir):
+                    continue
+                if is_dir:
+                    stack.append(rel)
+                    continue
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+            total += size
+            files += 1
+            top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
+            tops[top] = tops.get(top, 0) + size
+    largest = sorted(tops.items(), key=lambda kv: -kv[1])[:3]
+    return total, files, largest

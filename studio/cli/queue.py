@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from studio.cli.common import config_option, console, context, fmt_time, json_option, print_json
+from studio.cli.common import config_option, console, context, json_option, print_json
+from studio.cli.tables import Col, emit, format_options, resolve_format, show_time
 
 
 @click.group(short_help="Inspect and clean up queues.")
@@ -18,7 +19,7 @@ def queue() -> None:
 @config_option
 @json_option
 def list_(config: str | None, as_json: bool) -> None:
-    """Queues with their experiments counted by status."""
+    """Queues with their experiments counted by status and the workers serving them."""
     from studio.queue import list_queues
 
     queues = list_queues(context(config))
@@ -34,18 +35,35 @@ def list_(config: str | None, as_json: bool) -> None:
     for s in shown:
         table.add_column(s, justify="right")
     table.add_column("total", justify="right")
+    table.add_column("workers")
     for q in queues:
-        table.add_row(q.name, *(str(q.counts.get(s, 0)) for s in shown), str(q.total))
+        busy = sum(1 for w in q.workers if w["state"] == "busy")
+        served = f"{len(q.workers)} ({busy} busy)" if q.workers else "none"
+        if not q.workers and q.counts.get("queued"):
+            served = f"none: start `studio worker --queue {q.name}`"
+        table.add_row(q.name, *(str(q.counts.get(s, 0)) for s in shown), str(q.total), served)
     console().print(table)
+    everyone = [w for q in queues for w in q.workers]
+    if everyone:
+        from studio.cli.common import fmt_time
+
+        wt = Table(title=f"{len(everyone)} worker(s)")
+        for col in ("worker", "queue", "host", "state", "experiment", "since", "last seen"):
+            wt.add_column(col, no_wrap=col in ("worker", "experiment"))
+        for w in everyone:
+            wt.add_row(str(w["id"]), str(w["queue"]), str(w["host"]), str(w["state"]), str(w["experiment"] or ""),
+                       fmt_time(float(w["started"])), fmt_time(float(w["last_seen"])))  # type: ignore[arg-type]
+        console().print(wt)
 
 
 @queue.command("show")
 @config_option
 @json_option
+@format_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many experiments.")
 @click.argument("name")
-def show(name: str, config: str | None, as_json: bool, limit: int | None) -> None:
-    """The experiments of queue NAME, oldest first."""
+def show(name: str, config: str | None, as_json: bool, fmt: str | None, no_pager: bool, limit: int | None) -> None:
+    """The experiments of queue NAME, oldest first (full keys; tab-separated when piped)."""
     from studio.queue import queue_experiments
 
     items = queue_experiments(context(config), name, limit=limit)
@@ -54,17 +72,9 @@ def show(name: str, config: str | None, as_json: bool, limit: int | None) -> Non
          "worker": e.worker, "attempts": e.attempts, "resources": e.resources, "reason": e.status_reason}
         for e in items
     ]
-    if as_json:
-        return print_json(rows)
-    from rich.table import Table
-
-    table = Table(title=f"queue {name}")
-    for col in ("key", "status", "project", "script", "added", "attempts", "worker", "reason"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["key"], r["status"], r["project"], r["script"], fmt_time(r["added"]), str(r["attempts"]),
-                      r["worker"] or "", r["reason"] or "")
-    console().print(table)
+    cols = [Col("key", no_wrap=True), Col("status"), Col("project"), Col("script"), Col("added", show=show_time),
+            Col("attempts", numeric=True), Col("worker"), Col("reason")]
+    emit(rows, cols, resolve_format(fmt, as_json), title=f"queue {name}", pager=not no_pager)
 
 
 @queue.command("purge")

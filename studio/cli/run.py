@@ -50,9 +50,10 @@ from studio.cli.main import setup_logging
 @click.option("--cloud", default=None, hidden=True)
 @click.option("--bid", default=None, hidden=True)
 @click.option("--verbose", default=None, metavar="LEVEL", help="Log level: debug, info, warning, error.")
+@click.option("--quiet", is_flag=True, help="No notices or closing line (they are shown only on a terminal anyway).")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | None, **flags: Any) -> None:
+def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | None, quiet: bool, **flags: Any) -> None:
     """Run SCRIPT (a .py file, or a module with -m / pkg::mod) and record everything about it."""
     # What follows imports much (SQLAlchemy, the runner) and then allocates little: at CPython's
     # default gen-0 threshold of 700 the collector walks the freshly imported objects about 120
@@ -85,6 +86,10 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
         resources=resources,
         metric=flags["metric"],
     )
+    talk = not quiet and sys.stderr.isatty()
+    if talk:
+        opts.notice = lambda text: click.echo(f"studio: {text}", err=True)
+        opts.progress = capture_bar
     if flags["pruner"] and not (flags["hyperparams"] or flags["optimizer"]):
         raise UsageError("--pruner applies to sweeps only: add -hp NAME=SPEC")
     ctx = context(config)
@@ -104,5 +109,37 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     if outcome.status.value != "finished":
         click.echo(f"studio: experiment {_exp.key} {outcome.status.value}"
                    + (f" ({outcome.reason})" if outcome.reason else ""), err=True)
+    elif talk:
+        click.echo(closing_line(_exp), err=True)
     sys.exit(outcome.exit_code)
+
+
+def capture_bar(total: int) -> tuple[Any, Any]:
+    """A transient bar on stderr for capturing a large workspace: (advance(n), close())."""
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("capturing workspace"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("capture", total=total)
+    lock = threading.Lock()
+    bar.start()
+
+    def advance(n: int) -> None:
+        with lock:  # called from the capture's worker threads
+            bar.advance(task, n)
+
+    return advance, bar.stop
+
+
+def closing_line(exp: Any) -> str:
+    """What a finished run leaves on the terminal: how long, its metric, where to look."""
+    from studio.units import format_duration
+
+    parts = [f"studio: experiment {exp.key} finished in {format_duration(exp.duration)}"]
+    if exp.metric and exp.metric_value is not None:
+        parts.append(f"{exp.metric} = {exp.metric_value:.6g}")
+    return ", ".join(parts) + f"; see `studio runs show {exp.key}` or `studio ui`"
 

@@ -159,6 +159,21 @@ class MetaStore(abc.ABC):
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """queue -> status -> count, for every queue that holds experiments."""
 
+    # -- workers (presence, for `studio queue list` and the Queues page) ---------------
+    @abc.abstractmethod
+    def worker_seen(self, worker: str, queue: str, state: str, experiment: str | None = None,
+                    host: str = "") -> None:
+        """Record that `worker` serves `queue` now, `idle` or `busy` with `experiment` (insert
+        or update; `last_seen` is the store's clock, `started` kept from the first call)."""
+
+    @abc.abstractmethod
+    def worker_gone(self, worker: str) -> None:
+        """Forget `worker` (it exited). Nothing happens for an unknown worker."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[dict[str, Any]]:
+        """[{id, queue, host, state, experiment, started, last_seen}] sorted by queue and id."""
+
     # -- output (live log) -------------------------------------------------------------
     @abc.abstractmethod
     def append_output(self, key: str, attempt: int, seq: int, text: str) -> None:

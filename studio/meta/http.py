@@ -172,6 +172,16 @@ class HttpMetaStore(MetaStore):
     def sweeps(self) -> list[str]:
         return self._call("sweeps")  # type: ignore[no-any-return]
 
+    def worker_seen(self, worker: str, queue: str, state: str, experiment: str | None = None,
+                    host: str = "") -> None:
+        self._call("worker_seen", worker, queue, state, experiment, host)
+
+    def worker_gone(self, worker: str) -> None:
+        self._call("worker_gone", worker)
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._call("workers")  # type: ignore[no-any-return]
+
     def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
         return self._call("metric_extremes")  # type: ignore[no-any-return]
 

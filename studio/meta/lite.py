@@ -449,6 +449,16 @@ class LiteSqliteStore(MetaStore):
     def sweeps(self) -> list[str]:
         return self._full_store().sweeps()
 
+    def worker_seen(self, worker: str, queue: str, state: str, experiment: str | None = None,
+                    host: str = "") -> None:
+        self._full_store().worker_seen(worker, queue, state, experiment, host)
+
+    def worker_gone(self, worker: str) -> None:
+        self._full_store().worker_gone(worker)
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._full_store().workers()
+
     def metric_extremes(self) -> dict[str, tuple[Experiment, Experiment]]:
         return self._full_store().metric_extremes()
 

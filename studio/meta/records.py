@@ -24,13 +24,13 @@ from studio.exceptions import ConflictError, NotFoundError, UsageError
 
 #: The newest migration in `studio/meta/sql/migrations/versions` (a test checks they agree):
 #: the schema these records describe.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 #: Resource needs copied out of `resources` into plain columns so `claim` can test the fit in SQL.
 RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")
 
 #: Columns of `experiments` holding JSON (JSONB on PostgreSQL, JSON text on SQLite).
-JSON_LISTS = ("args", "pythonenv", "python_pkgs")
+JSON_LISTS = ("args", "pythonenv", "python_pkgs", "tags")
 JSON_DICTS = ("params", "env", "git", "host", "resources")
 JSON_COLUMNS = JSON_LISTS + JSON_DICTS
 
@@ -72,6 +72,8 @@ def column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
             value = bool(value)
         elif name == "attempts":
             value = int(value or 0)
+        elif name == "note":
+            value = value or ""
         elif name == "stop_status":
             value = Status(value).value if value is not None else None
         values[name] = value
@@ -210,6 +212,9 @@ def experiment_entity(row: Mapping[Any, Any], artifacts: Iterable[ArtifactSpec] 
         stop_status=Status(row["stop_status"]) if row["stop_status"] else None,
         stop_reason=row["stop_reason"],
         sweep=row["sweep"],
+        name=row["name"],
+        tags=tuple(row["tags"] or ()),
+        note=row["note"] or "",
         artifacts={a.tag: a for a in artifacts},
     )
 

@@ -222,7 +222,9 @@ class TreeWriter:
         stat_cache: StatCache | None,
         load_tree: Callable[[str], Tree],
         link: bool = False,
+        on_file: Callable[[int], None] | None = None,
     ) -> None:
+        self.on_file = on_file  # told each file's size as it is hashed (or found unchanged)
         self.writer = writer
         self.link = link
         self.pool = pool
@@ -302,6 +304,8 @@ class TreeWriter:
             if hit is not None and hit[0] == key:
                 unverified.append((len(self.entries), item.path))
                 self.entries.append(TreeEntry(item.rel, hit[1], key.size, mode_of(st.st_mode)))
+                if self.on_file is not None:
+                    self.on_file(key.size)
                 continue
             batch.append(item)
             batch_bytes += st.st_size
@@ -338,6 +342,8 @@ class TreeWriter:
             self.entries[index] = entry
         if result.key is not None:
             self.to_record.append((item.path, result.key, result.hash))
+        if self.on_file is not None and index is None:
+            self.on_file(result.size)
 
     def _verify(self, unverified: list[tuple[int, str]], previous: str | None) -> bool:
         """Make sure the blobs of stat-cache hits are stored (the cache is per machine, the

@@ -18,7 +18,7 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,7 +73,9 @@ def _inside(path: str, root: str) -> bool:
 
 
 class Materializer:
-    def __init__(self, source: BlobSource, pool: ThreadPoolExecutor, stat_cache: StatCache | None) -> None:
+    def __init__(self, source: BlobSource, pool: ThreadPoolExecutor, stat_cache: StatCache | None,
+                 on_file: Callable[[int], None] | None = None) -> None:
+        self.on_file = on_file
         self.source = source
         self.pool = pool
         self.stat_cache = stat_cache
@@ -119,6 +121,11 @@ class Materializer:
                 raise ConflictError(f"cannot create folder {path}: a file is in the way") from None
 
     def _write(self, entry: TreeEntry, target: str, readonly: bool) -> None:
+        self._write_one(entry, target, readonly)
+        if self.on_file is not None:
+            self.on_file(entry.size)
+
+    def _write_one(self, entry: TreeEntry, target: str, readonly: bool) -> None:
         mode = (entry.mode & 0o555) if readonly else entry.mode
         try:
             st = os.lstat(target)

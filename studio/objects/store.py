@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +82,8 @@ class ObjectStore:
 
     # -- writing -----------------------------------------------------------------------
     def put_tree(
-        self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False
+        self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False,
+        on_file: Callable[[int], None] | None = None,
     ) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
@@ -91,9 +92,11 @@ class ObjectStore:
         last capture of the same root, spares existence checks for blobs it names. `link`:
         the files are never rewritten in place (metric segments), so a local store on the same
         file system hard-links new ones instead of copying them (each stored once on disk).
+        `on_file(size)` is told about each file as it is done (progress bars).
         """
         with self._pool() as pool:
-            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree, link=link)
+            writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
+                                link=link, on_file=on_file)
             return writer.run(Path(root), ignore, previous)
 
     def put_bytes(self, data: bytes) -> str:
@@ -144,12 +147,14 @@ class ObjectStore:
             raise NotFoundError(f"tree {tree_hash} is not in store {self.url}") from None
         return decode_manifest(data, tree_hash)
 
-    def materialize(self, tree_hash: str, dest: Path, readonly: bool = False) -> Path:
+    def materialize(self, tree_hash: str, dest: Path, readonly: bool = False,
+                    on_file: Callable[[int], None] | None = None) -> Path:
         """Write a tree into `dest` (a folder; for kind "file", the file itself). Never deletes
-        files the tree does not name; rewrites a file only if its content differs."""
+        files the tree does not name; rewrites a file only if its content differs. `on_file(size)`
+        is called (from worker threads) as each file is done, for progress bars."""
         tree = self.get_tree(tree_hash)
         with self._pool() as pool:
-            return Materializer(self._source, pool, self.stat_cache).run(tree, Path(dest), readonly)
+            return Materializer(self._source, pool, self.stat_cache, on_file).run(tree, Path(dest), readonly)
 
     # -- maintenance -------------------------------------------------------------------
     def gc(self, keep_trees: Iterable[str], dry_run: bool = False, grace_seconds: float = 0.0) -> GcReport:

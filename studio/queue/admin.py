@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from studio.context import Context
@@ -11,17 +12,22 @@ from studio.exceptions import ConflictError, NotFoundError
 STATUS_ORDER = tuple(s.value for s in Status)
 
 
+#: A worker not heard from for this long (and not running anything) no longer serves its queue.
+PRESENCE_TTL = 60.0
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
     counts: dict[str, int]
+    workers: tuple[dict[str, object], ...] = ()
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "total": self.total, "counts": dict(self.counts)}
+        return {"name": self.name, "total": self.total, "counts": dict(self.counts), "workers": list(self.workers)}
 
 
 @dataclass(frozen=True)
@@ -35,13 +41,28 @@ def _refresh(ctx: Context) -> None:
     ctx.meta.requeue_expired(ctx.settings.max_attempts)
 
 
+def live_workers(ctx: Context) -> list[dict[str, object]]:
+    """Workers that serve a queue now: heard from within PRESENCE_TTL, or running an
+    experiment that is still running (a busy worker reports again only when it finishes)."""
+    rows = ctx.meta.workers()
+    busy = [str(w["experiment"]) for w in rows if w["state"] == "busy" and w["experiment"]]
+    running = {e.key for e in ctx.meta.get_experiments(busy) if e.status == Status.RUNNING} if busy else set()
+    now = time.time()
+    return [w for w in rows if now - float(w["last_seen"]) <= PRESENCE_TTL or w["experiment"] in running]
+
+
 def list_queues(ctx: Context) -> list[QueueInfo]:
-    """Every queue that holds experiments, with counts by status (lapsed leases resolved first)."""
+    """Every queue that holds experiments or has a live worker, with counts by status (lapsed
+    leases resolved first) and the workers serving it."""
     _refresh(ctx)
     counts = ctx.meta.queue_counts()
+    workers: dict[str, list[dict[str, object]]] = {}
+    for w in live_workers(ctx):
+        workers.setdefault(str(w["queue"]), []).append(w)
     return [
-        QueueInfo(name, {s: counts[name][s] for s in STATUS_ORDER if counts[name].get(s)})
-        for name in sorted(counts)
+        QueueInfo(name, {s: counts.get(name, {})[s] for s in STATUS_ORDER if counts.get(name, {}).get(s)},
+                  tuple(workers.get(name, ())))
+        for name in sorted(set(counts) | set(workers))
     ]
 
 

@@ -81,12 +81,15 @@ class Worker:
             self.claimer.sweep(force=True)
         except StudioError as exc:
             log.warning("could not check for lapsed leases: %s", exc)
+        self._presence("idle", force=True)
         try:
             while not self.stopping:
-                exp = self.claimer.wait_claim(self.opts.idle_timeout, lambda: self.stopping)
+                exp = self.claimer.wait_claim(self.opts.idle_timeout, self._idle_tick)
                 if exp is None:
                     break
+                self._presence("busy", exp.key, force=True)
                 outcome = self.run_one(exp)
+                self._presence("idle", force=True)
                 self.done.append((exp.key, outcome))
                 self.on_event(f"{exp.key}: {outcome.status.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
                 if self.opts.single_run:
@@ -94,8 +97,32 @@ class Worker:
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
+            try:
+                self.ctx.meta.worker_gone(self.id)
+            except StudioError as exc:
+                log.warning("could not remove worker %s from the workers list: %s", self.id, exc)
         self.on_event(f"worker {self.id} exiting after {len(self.done)} experiment(s)")
         return 0
+
+    #: Seconds between presence updates while idle (a worker unseen for PRESENCE_TTL is gone).
+    PRESENCE_EVERY = 10.0
+
+    def _presence(self, state: str, experiment: str | None = None, force: bool = False) -> None:
+        """Tell the store this worker serves its queue (what `studio queue list` shows)."""
+        import socket
+
+        now = time.monotonic()
+        if not force and now - getattr(self, "_seen_at", -1e9) < self.PRESENCE_EVERY:
+            return
+        self._seen_at = now
+        try:
+            self.ctx.meta.worker_seen(self.id, self.opts.queue, state, experiment, host=socket.gethostname())
+        except StudioError as exc:  # presence is informative: never stop working over it
+            log.warning("could not record worker %s as %s: %s", self.id, state, exc)
+
+    def _idle_tick(self) -> bool:
+        self._presence("idle")
+        return self.stopping
 
     def _remove_stale_dirs(self) -> None:
         """Run directories left by workers of this host that died (kill -9, power loss)."""

@@ -24,7 +24,14 @@ from studio.entities import Experiment, ExperimentQuery, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError, UsageError
 from studio.keys import check_key, new_key
 from studio.server.auth import auth_of, current_principal
-from studio.server.responses import ERRORS, command_line, experiment_row, status_row, summary_dict
+from studio.server.responses import (
+    ERRORS,
+    command_line,
+    experiment_row,
+    note_html,
+    status_row,
+    summary_dict,
+)
 from studio.server.rules import RULES, Principal, authorize
 
 log = logging.getLogger(__name__)
@@ -164,6 +171,7 @@ def show(request: Request, key: str) -> dict[str, Any]:
     refresh(request)
     data = exps.show(ctx, exp.key)
     data["command"] = command_line(exp)
+    data["note_html"] = note_html(data["note"])
     data["metrics"] = {s.key: summary_dict(s) for s in ctx.meta.metric_summaries([key]).get(key, [])}
     return data
 
@@ -190,6 +198,28 @@ def output(
         "attempt": chunks[-1].attempt if chunks else attempt, "truncated": truncated,
         "status": exp.status.value, "terminal": exp.status.terminal,
     }
+
+
+class Annotation(BaseModel):
+    """What a person writes about a run; fields left out stay as they are."""
+
+    name: str | None = Field(None, max_length=200, description="Display name; '' restores the default")
+    note: str | None = Field(None, max_length=100_000, description="Markdown")
+    tags: list[str] | None = Field(None, max_length=50, description="The whole tag list")
+    add_tags: list[str] = Field(default_factory=list, max_length=50)
+    remove_tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+@router.patch("/experiments/{key}", summary="Set a run's display name, tags or markdown note")
+def annotate(request: Request, key: str, body: Annotation) -> dict[str, Any]:
+    from studio.api.annotate import annotate as annotate_
+
+    ctx, who = context(request), current_principal(request)
+    old = load(ctx, key)
+    authorize(who, "change", owner=old.owner, what=f"experiment {key}")
+    exp = annotate_(ctx, old.key, name=body.name, note=body.note, tags=body.tags,
+                    add_tags=body.add_tags, remove_tags=body.remove_tags)
+    return {**experiment_row(exp), "note": exp.note, "note_html": note_html(exp.note)}
 
 
 class ActionResult(BaseModel):
@@ -294,9 +324,18 @@ def batch(request: Request, body: Batch) -> dict[str, list[ActionResult]]:
     return {"results": results}
 
 
-@router.get("/queues", summary="Experiments per queue and status", tags=["lists"])
+@router.get("/queues", summary="Experiments per queue and status, and the workers serving each", tags=["lists"])
 def queues(request: Request) -> dict[str, Any]:
-    return {"queues": context(request).meta.queue_counts()}
+    """`queues`: queue -> status -> count; `workers`: the live workers; `served`: queue ->
+    how many live workers serve it (0 for a queue nobody serves)."""
+    from studio.queue.admin import list_queues
+
+    infos = list_queues(context(request))
+    return {
+        "queues": {q.name: dict(q.counts) for q in infos if q.counts},
+        "workers": [w for q in infos for w in q.workers],
+        "served": {q.name: len(q.workers) for q in infos},
+    }
 
 
 __all__ = ["router", "load", "context", "ConflictError"]

@@ -196,6 +196,8 @@ def csrf_token(request: Request) -> str:
 def _check_csrf(request: Request) -> None:
     if request.method in SAFE_METHODS or "authorization" in request.headers:
         return  # a bearer token is never sent by a browser on its own
+    if request.url.path.startswith("/tensorboard/") and request.headers.get("x-xsrf-protected") == "1":
+        return  # TensorBoard's reads: a custom header no cross-site form can send (as TensorBoard's own check)
     given = request.headers.get(CSRF_HEADER, "")
     expected = csrf_token(request)
     if not expected and auth_of(request).team_mode:

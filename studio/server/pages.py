@@ -47,7 +47,12 @@ def project(request: Request, name: str) -> Response:
     if not any(p["name"] == name for p in context(request).meta.projects()):
         raise NotFoundError(f"no project {name!r}")
     return render(request, "project.html", title=f"Project {name}", nav="projects", project=name,
-                  scope={"scope": "all", "project": name})
+                  scope={"scope": "all", "project": name, "sort": "best"})
+
+
+@router.get("/queues")
+def queues(request: Request) -> Response:
+    return render(request, "queues.html", title="Queues", nav="queues")
 
 
 @router.get("/users")

@@ -19,6 +19,15 @@ from studio.entities import Experiment, MetricSummary
 class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         try:
+            import orjson  # ten times faster on chart points; writes NaN and inf as null itself
+        except ImportError:
+            pass
+        else:
+            try:
+                return bytes(orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS))
+            except TypeError:
+                pass  # a type orjson does not know: the standard library says what it is
+        try:
             text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except ValueError:
             text = json.dumps(finite(content), ensure_ascii=False, separators=(",", ":"))
@@ -58,6 +67,9 @@ def experiment_row(exp: Experiment, summaries: list[MetricSummary] | None = None
     """One table row: what the experiments table and the status poller show."""
     return {
         "key": exp.key,
+        "name": exp.display_name,
+        "named": exp.name is not None,
+        "tags": list(exp.tags),
         "project": exp.project,
         "owner": exp.owner,
         "script": exp.script,
@@ -85,6 +97,16 @@ def status_row(exp: Experiment) -> dict[str, Any]:
         "time_finished": exp.time_finished,
         "stop_requested": exp.stop_requested,
     }
+
+
+def note_html(note: str) -> str:
+    """A run's markdown note as HTML safe to insert into a page: raw HTML in the note is
+    escaped, and links with script schemes (javascript:, vbscript:, data:) are not made."""
+    if not note:
+        return ""
+    from markdown_it import MarkdownIt  # a dependency of rich
+
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough").render(note))
 
 
 def command_line(exp: Experiment) -> str:

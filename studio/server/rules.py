@@ -110,6 +110,10 @@ STORE_METHODS: dict[str, str] = {
     "projects": "read",
     "metric_extremes": "read",
     "users": "read",
+    "put_checkpoint": "record",  # a checkpoint's artifacts and time in one transaction
+    "worker_seen": "claim",  # a worker says it serves a queue (the queues page)
+    "worker_gone": "claim",
+    "workers": "read",
 }
 
 #: Fields of `update_experiment` a run's supervisor records (the "record" action); any other
@@ -138,6 +142,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/batch"): "batch",
     ("POST", "/api/experiments/{key}/tensorboard"): "tensorboard",
     ("DELETE", "/api/experiments/{key}/tensorboard"): "tensorboard",
+    ("POST", "/api/tensorboard"): "tensorboard",
+    ("DELETE", "/api/tensorboard/{bid}"): "tensorboard",
+    # TensorBoard's own data requests, forwarded: reads that TensorBoard's frontend makes as POSTs
+    ("POST", "/tensorboard/{bid}/{path:path}"): "read",
+    ("PATCH", "/api/experiments/{key}"): "change",
     ("POST", "/api/store/{method}"): "store",
 }
 

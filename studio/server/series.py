@@ -25,7 +25,10 @@ from studio.api.context import Context
 from studio.entities import Experiment, Status
 from studio.tracking.segments import list_segments, read_segment
 
-CACHE_ENTRIES = 16
+CACHE_ENTRIES = 512
+#: Bytes of points the cache keeps (steps, values and wall times: 24 bytes a point); enough for
+#: a runs+charts view of 100 runs of 100k points without reading segments again.
+CACHE_BYTES = 512 * 1024 * 1024
 _INDEX_TYPES = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
 
 
@@ -39,6 +42,11 @@ def warm_up() -> None:
 class KeySeries:
     steps: np.ndarray  # int64, sorted ascending
     values: np.ndarray  # float64
+    times: np.ndarray | None = None  # float64 wall-clock seconds, when the segments have them
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.steps.nbytes + self.values.nbytes + (self.times.nbytes if self.times is not None else 0))
 
 
 @dataclass
@@ -76,11 +84,14 @@ def _numpy(arr: Any, dtype: Any) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _split(table: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """One segment's points grouped by key: name -> (steps, values)."""
+Parts = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _split(table: Any) -> dict[str, Parts]:
+    """One segment's points grouped by key: name -> (steps, values, wall times)."""
     import pyarrow as pa
 
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    parts: dict[str, list[Parts]] = {}
     for batch in table.to_batches():
         if batch.num_rows == 0:
             continue
@@ -91,8 +102,9 @@ def _split(table: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         names = keycol.dictionary.to_pylist()
         steps = _numpy(batch.column(1), np.int64)
         values = _numpy(batch.column(2), np.float64)
+        times = _numpy(batch.column(3), np.float64) if batch.num_columns > 3 else np.full(len(steps), np.nan)
         if len(names) == 1:
-            parts.setdefault(names[0], []).append((steps, values))
+            parts.setdefault(names[0], []).append((steps, values, times))
             continue
         order = np.argsort(idx, kind="stable")
         bounds = np.cumsum(np.bincount(idx, minlength=len(names)))
@@ -100,30 +112,34 @@ def _split(table: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         for code, end in enumerate(bounds):
             if end > start:
                 sel = order[start:end]
-                parts.setdefault(names[code], []).append((steps[sel], values[sel]))
+                parts.setdefault(names[code], []).append((steps[sel], values[sel], times[sel]))
             start = int(end)
     return {
-        name: (np.concatenate([p[0] for p in chunks]), np.concatenate([p[1] for p in chunks]))
+        name: (np.concatenate([p[0] for p in chunks]), np.concatenate([p[1] for p in chunks]),
+               np.concatenate([p[2] for p in chunks]))
         for name, chunks in parts.items()
     }
 
 
-def _merge(old: KeySeries | None, parts: list[tuple[np.ndarray, np.ndarray]]) -> KeySeries:
+def _merge(old: KeySeries | None, parts: list[Parts]) -> KeySeries:
     if old is not None:
-        parts = [(old.steps, old.values), *parts]
+        old_times = old.times if old.times is not None else np.full(len(old.steps), np.nan)
+        parts = [(old.steps, old.values, old_times), *parts]
     steps = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
     values = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+    times = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
     if len(steps) > 1 and np.any(steps[1:] < steps[:-1]):
         order = np.argsort(steps, kind="stable")
-        steps, values = steps[order], values[order]
-    return KeySeries(steps, values)
+        steps, values, times = steps[order], values[order], times[order]
+    return KeySeries(steps, values, times)
 
 
 class SeriesCache:
     """Loaded series per metrics folder; new segments of a live folder are read incrementally."""
 
-    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+    def __init__(self, entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
         self.entries = entries
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -142,7 +158,7 @@ class SeriesCache:
             todo = [n for n in names if n not in known]
         else:
             keys, todo = {}, list(names)
-        new: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        new: dict[str, list[Parts]] = {}
         for name in todo:
             try:
                 table = read_segment(folder / name)
@@ -155,9 +171,15 @@ class SeriesCache:
         with self._lock:
             self._cache[path] = _Entry(names, keys)
             self._cache.move_to_end(path)
-            while len(self._cache) > self.entries:
+            while len(self._cache) > self.entries or (
+                len(self._cache) > 1 and self._bytes() > self.max_bytes
+            ):
                 self._cache.popitem(last=False)
         return keys
+
+
+    def _bytes(self) -> int:
+        return sum(s.nbytes for e in self._cache.values() for s in e.keys.values())
 
 
 def _finite_list(a: np.ndarray) -> list[float | None]:
@@ -167,11 +189,21 @@ def _finite_list(a: np.ndarray) -> list[float | None]:
 
 
 def bucketed(
-    s: KeySeries, buckets: int, x_min: float | None = None, x_max: float | None = None
+    s: KeySeries, buckets: int, x_min: float | None = None, x_max: float | None = None, with_time: bool = False
 ) -> dict[str, Any]:
     """Points of `s` within [x_min, x_max] (one more on each side, so lines reach the edges),
     reduced to each bucket's min and max (and both ends) in step order when there are more than
-    2*buckets."""
+    2*buckets. `with_time` adds `t`: each point's wall-clock time (seconds; null if unknown)."""
+    out = _bucketed(s, buckets, x_min, x_max)
+    if with_time:
+        idx = out.pop("_idx")
+        out["t"] = _finite_list(s.times[idx]) if s.times is not None else [None] * len(idx)
+    else:
+        out.pop("_idx")
+    return out
+
+
+def _bucketed(s: KeySeries, buckets: int, x_min: float | None, x_max: float | None) -> dict[str, Any]:
     steps, values = s.steps, s.values
     n_all = len(steps)
     lo = 0 if x_min is None or not np.isfinite(x_min) else int(np.searchsorted(steps, x_min, "left"))
@@ -180,7 +212,8 @@ def bucketed(
     st, va = steps[lo:hi], values[lo:hi]
     n = len(st)
     if n <= 2 * buckets:
-        return {"x": st.tolist(), "y": _finite_list(va), "count": n, "total": n_all, "sampled": False}
+        return {"x": st.tolist(), "y": _finite_list(va), "count": n, "total": n_all, "sampled": False,
+                "_idx": np.arange(lo, hi)}
     per = -(-n // buckets)  # points per bucket, rounded up
     rows = -(-n // per)
     pad = rows * per - n
@@ -196,4 +229,5 @@ def bucketed(
     idx = np.unique(np.concatenate([imin, imax, [0, n - 1]]))
     return {
         "x": st[idx].tolist(), "y": _finite_list(va[idx]), "count": n, "total": n_all, "sampled": True,
+        "_idx": idx + lo,
     }

@@ -42,7 +42,7 @@ for i in range(300):
         print("epoch", i // 100, flush=True)
 print("done", flush=True)
 """
-FAIL = "import sys\nprint('about to fail')\nsys.exit(3)\n"
+FAIL = "print('about to fail', flush=True)\n1 / 0\n"
 SLOW = """\
 import time, studio
 for i in range(600):
@@ -160,12 +160,12 @@ def test_table_sorts_and_filters(site: Site, page: Any) -> None:
     page.wait_for_selector("#runs tbody tr[data-key]")
     assert len(row_keys(page)) == 4
     assert page.locator("#runs thead th", has_text="lr").count() == 1
-    page.click("#runs thead th[data-sort='metric_value']")
-    page.wait_for_selector("#runs thead th.sorted-asc[data-sort='metric_value']")
+    page.click("#runs thead th[data-sort='best']")
+    page.wait_for_selector("#runs thead th.sorted-asc[data-sort='best']")
     first_key = site.keys["lr=0.1"]
     page.wait_for_function(f"document.querySelector('#runs tbody tr').dataset.key === '{first_key}'")
-    page.click("#runs thead th[data-sort='metric_value']")
-    page.wait_for_selector("#runs thead th.sorted-desc[data-sort='metric_value']")
+    page.click("#runs thead th[data-sort='best']")
+    page.wait_for_selector("#runs thead th.sorted-desc[data-sort='best']")
     assert row_keys(page)[0] == site.keys["lr=0.001"]  # NULL metric values sort last either way
     shot(page, "table.png")
 
@@ -194,15 +194,31 @@ def test_experiment_page_chart_log_and_downloads(site: Site, page: Any, tmp_path
     page.click(f"#runs a[href='/experiment/{key}']")
     page.wait_for_url(f"**/experiment/{key}")
     page.wait_for_selector("#exp-status .status-finished")
-    page.wait_for_selector("#chart[data-rendered='2'] .scatterlayer .trace")
-    ys = page.evaluate("document.getElementById('chart').data.find(t => t.name === 'loss').y")
+    loss = ".panel-plot[data-metric='loss']"
+    page.wait_for_selector(f"{loss}[data-rendered='1'] .scatterlayer .trace")
+    page.wait_for_selector(".panel-plot[data-metric='acc'][data-rendered='1']")
+    # A panel per metric, the run's own metric (--metric loss:min) first although acc sorts first.
+    assert page.eval_on_selector_all(".panel", "ps => ps.map(p => p.dataset.metric)")[:2] == ["loss", "acc"]
+    ys = page.evaluate(f"document.querySelector(\"{loss}\").data[0].y")
     assert max(ys) == pytest.approx(6.0 / 2.5)  # the spike at step 150
     page.wait_for_selector("#log:has-text('done')")
     assert "epoch 2" in page.inner_text("#log")
     assert "lr" in page.inner_text("#params") and "0.01" in page.inner_text("#params")
     page.fill("#smoothing", "0.9")
     page.dispatch_event("#smoothing", "input")
-    page.wait_for_function("document.getElementById('chart').data.length === 4")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").data.length === 2")  # raw (faint) + smoothed
+    page.check(".panel[data-metric='loss'] input.logy")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").layout.yaxis.type === 'log'")
+    assert page.evaluate("document.querySelector(\".panel-plot[data-metric='acc']\").layout.yaxis.type") == "linear"
+    page.select_option("#x-axis", "relative")
+    page.wait_for_function(f"document.querySelector(\"{loss}\").layout.xaxis.title.text === 'seconds since start'")
+    xs = page.evaluate(f"document.querySelector(\"{loss}\").data[1].x")
+    assert xs[0] == pytest.approx(0, abs=5) and all(b >= a for a, b in zip(xs, xs[1:], strict=False))
+    assert "x=relative" in page.url and "logy=loss" in page.url and "smooth=0.9" in page.url  # shareable
+    page.reload()
+    page.wait_for_function(f"document.querySelector(\"{loss}\")?.layout?.yaxis?.type === 'log'")
+    assert page.input_value("#x-axis") == "relative"
+    page.select_option("#x-axis", "step")
     page.click("#packages-box summary")
     assert "==" in page.inner_text("#packages")
     shot(page, "experiment.png", full=True)
@@ -242,7 +258,7 @@ def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
         later = f"tick {first + 4}"
         page.wait_for_function(f"document.getElementById('log').textContent.includes('{later}')", timeout=15000)
         assert page.evaluate("window.__samePage") is True  # new lines arrived without a reload
-        page.wait_for_selector("#chart[data-rendered='1']", timeout=15000)
+        page.wait_for_selector(".panel-plot[data-metric='progress'][data-rendered='1']", timeout=15000)
         page.locator("#log").scroll_into_view_if_needed()
         shot(page, "live.png")
         page.click("#btn-stop")
@@ -255,10 +271,50 @@ def test_live_log_of_a_running_experiment(site: Site, page: Any) -> None:
             runner.wait(10)
 
 
+def test_finished_rows_stay_unstruck_while_something_runs(site: Site, page: Any) -> None:
+    """Issue 14: the table polls the status of its live rows only; rows it did not ask about
+    (finished ones) must not be marked as gone by that poll."""
+    runner = subprocess.Popen([sys.executable, "-m", "studio", "run", "--project", "live", "slow.py"],
+                              cwd=site.workspace, env=site.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not site.api("/api/experiments", status="running")["items"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert site.api("/api/experiments", status="running")["items"], "the slow experiment did not start"
+        page.goto(site.base + "/all")
+        page.wait_for_selector("#runs tbody tr[data-status='running']")
+        page.evaluate("""() => {
+          window.__polls = 0;
+          const orig = window.fetch;
+          window.fetch = (url, init) => { if (String(url).startsWith('/api/status')) window.__polls++; return orig(url, init); };
+        }""")
+        page.wait_for_function("window.__polls >= 2", timeout=15000)  # two polls have come back or are in flight
+        page.wait_for_timeout(500)
+        finished = page.locator("#runs tbody tr[data-status='finished']")
+        assert finished.count() >= 3
+        assert page.locator("#runs tbody tr.gone").count() == 0
+        # A live row deleted elsewhere is still marked as gone.
+        key = page.get_attribute("#runs tbody tr[data-status='running']", "data-key")
+        assert httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30).status_code == 200
+        page.wait_for_selector(f"#runs tbody tr.gone[data-key='{key}']", timeout=15000)
+        assert page.locator("#runs tbody tr.gone").count() == 1
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.wait(30)
+
+
 def test_compare_two_runs(site: Site, page: Any) -> None:
     page.goto(site.base + "/project/vision")
     page.wait_for_selector("#runs tbody tr[data-key]")
     page.wait_for_selector("#parcoords .parcoords")
+    # A sweep's optimisation history and parameter importance (Optuna's evaluator).
+    page.wait_for_selector("#opt-history[data-rendered='1']")
+    best = page.evaluate("document.getElementById('opt-history').data[1].y")
+    assert best == sorted(best, reverse=True)  # loss:min: the best so far only goes down
+    page.wait_for_selector("#importance[data-rendered='1']")
+    assert page.evaluate("document.getElementById('importance').data[0].y") == ["lr"]
     shot(page, "project.png", full=True)
     for name in ("lr=0.001", "lr=0.1"):
         page.check(f"#runs tr[data-key='{site.keys[name]}'] input[type=checkbox]")
@@ -269,8 +325,141 @@ def test_compare_two_runs(site: Site, page: Any) -> None:
     assert cells == ["0.001", "0.1"]
     page.wait_for_selector("#compare-chart[data-rendered='2'] .scatterlayer .trace")
     names = page.evaluate("document.getElementById('compare-chart').data.map(t => t.name)")
-    assert names == [site.keys["lr=0.001"], site.keys["lr=0.1"]]
+    assert names == ["train.py lr=0.001", "train.py lr=0.1"]  # legends show run names
     shot(page, "compare.png", full=True)
+
+
+def test_name_tags_and_note_from_the_experiment_page(site: Site, page: Any) -> None:
+    key = site.keys["lr=0.1"]
+    page.goto(f"{site.base}/experiment/{key}")
+    page.wait_for_selector("#exp-name:has-text('train.py lr=0.1')")  # the default: script + params
+    page.click("#name-edit")
+    page.fill("#name-input", "fast lr")
+    page.press("#name-input", "Enter")
+    page.wait_for_selector("#exp-name:has-text('fast lr')")
+    page.fill("#tag-input", "baseline best-so-far")
+    page.press("#tag-input", "Enter")
+    page.wait_for_selector("#tags .tag[data-tag='best-so-far']")
+    page.fill("#tag-input", "bad tag!")
+    page.press("#tag-input", "Enter")
+    page.wait_for_selector("#toast.error:has-text('bad tag')")
+    page.click("#tags .tag[data-tag='best-so-far'] .tag-remove")
+    page.wait_for_selector("#tags .tag[data-tag='best-so-far']", state="detached")
+    page.click("#note-edit")
+    page.fill("#note-text", "## Why\nLoss **plateaus** after step 100.\n\n<img src=x onerror=alert(1)>")
+    page.click("#note-save")
+    page.wait_for_selector("#note h2:has-text('Why')")
+    assert page.inner_text("#note strong") == "plateaus"
+    assert page.locator("#note img").count() == 0  # raw HTML is shown as text, never run
+    shot(page, "annotations.png")
+    page.reload()
+    page.wait_for_selector("#exp-name:has-text('fast lr')")
+    assert page.eval_on_selector_all("#tags .tag", "tags => tags.map(t => t.dataset.tag)") == ["baseline"]
+    # The table shows the name and tags, and a tag filter finds the run.
+    page.goto(site.base + "/all?filter=" + "tags%20%3D%20baseline")
+    page.wait_for_function("document.querySelectorAll('#runs tbody tr[data-key]').length === 1")
+    assert row_keys(page) == [key]
+    cell = page.inner_text(f"#runs tr[data-key='{key}'] td.name-cell")
+    assert "fast lr" in cell and "baseline" in cell
+
+
+def test_runs_and_charts_view(site: Site, page: Any) -> None:
+    page.goto(site.base + "/project/vision")
+    page.wait_for_selector("#runs tbody tr[data-key]")
+    page.click("#view-charts")
+    loss = "#run-panels .panel-plot[data-metric='loss']"
+    page.wait_for_selector(f"{loss}[data-rendered='3']")
+    page.wait_for_selector("#run-panels .panel-plot[data-metric='acc'][data-rendered='3']")
+    # One colour per run, the same in every panel and on the run's row.
+    colours = page.evaluate("""() => {
+      const by = (m) => Object.fromEntries(document.querySelector(`#run-panels .panel-plot[data-metric='${m}']`).data.map(t => [t.meta, t.line.color]));
+      return [by('loss'), by('acc')];
+    }""")
+    assert colours[0] == colours[1] and len(set(colours[0].values())) == 3
+    key = site.keys["lr=0.1"]
+    swatch = page.evaluate(f"getComputedStyle(document.querySelector(\"tr[data-key='{key}'] .swatch\")).borderColor")
+    assert swatch.replace(" ", "") == _rgb(colours[0][key])
+    # The project's metric (loss:min) is the first panel; the table is best first.
+    assert page.eval_on_selector_all("#run-panels .panel", "ps => ps.map(p => p.dataset.metric)")[0] == "loss"
+    assert row_keys(page)[0] == key
+    # Visibility toggle.
+    page.click(f"tr[data-key='{key}'] .swatch")
+    page.wait_for_selector(f"{loss}[data-rendered='2']")
+    page.click("#show-all-runs")
+    page.wait_for_selector(f"{loss}[data-rendered='3']")
+    # Selected runs only.
+    for name in ("lr=0.001", "lr=0.01"):
+        page.check(f"#runs tr[data-key='{site.keys[name]}'] input[type=checkbox]")
+    page.wait_for_selector(f"{loss}[data-rendered='2']")
+    assert "2 runs selected" in page.inner_text("#charts-title")
+    # Group by a param: a mean line and a min/max band (3 traces) per group.
+    page.select_option("#group-by", "lr")
+    page.wait_for_selector(f"{loss}[data-rendered='6']")
+    names = page.evaluate(f"document.querySelector(\"{loss}\").data.filter(t => t.showlegend !== false).map(t => t.name)")
+    assert names == ["lr=0.001 (1)", "lr=0.01 (1)"]
+    group_colour = page.evaluate(f"document.querySelector(\"{loss}\").data.find(t => t.name === 'lr=0.001 (1)').line.color")
+    row_colour = page.evaluate(f"getComputedStyle(document.querySelector(\"tr[data-key='{site.keys['lr=0.001']}'] .swatch\")).borderColor")
+    assert row_colour.replace(" ", "") == _rgb(group_colour)  # rows take their group's colour
+    assert "view=charts" in page.url and "group=lr" in page.url
+    shot(page, "runs-charts.png", full=True)
+    page.reload()
+    page.wait_for_selector("#runs-charts:not([hidden])")
+    page.wait_for_selector(f"{loss}[data-rendered='9']")  # 3 runs on the page (nothing selected), grouped by lr
+    assert page.input_value("#group-by") == "lr"
+
+
+def _rgb(hex_colour: str) -> str:
+    n = int(hex_colour[1:], 16)
+    return f"rgb({n >> 16},{(n >> 8) & 255},{n & 255})"
+
+
+def test_a_bad_filter_in_a_shared_link_shows_its_error(site: Site, page: Any) -> None:
+    page.goto(site.base + "/all?filter=lr%20%3C")
+    page.wait_for_selector("#filter-error:has-text('expected a value')")
+    page.wait_for_selector("#runs td.load-error")
+    assert "Loading" not in page.inner_text("#runs tbody")
+    assert page.input_value("#f-filter") == "lr <"
+
+
+def test_dark_mode_follows_the_system(site: Site, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="dark")
+    pg = context.new_page()
+    try:
+        pg.goto(site.base + f"/experiment/{site.keys['lr=0.01']}")
+        pg.wait_for_selector(".panel-plot[data-metric='loss'][data-rendered='1']")
+        background = pg.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(15, 18, 24)"
+        font = pg.evaluate("document.querySelector(\".panel-plot[data-metric='loss']\").layout.font.color")
+        assert font == "#d7dbe3"  # charts follow too
+        shot(pg, "dark.png")
+    finally:
+        context.close()
+
+
+def test_a_failed_run_shows_why_at_the_top(site: Site, page: Any) -> None:
+    page.goto(f"{site.base}/experiment/{site.keys['failed']}")
+    page.wait_for_selector("#status-box.failed:not([hidden])")
+    assert "Failed (exit code 1)" in page.inner_text("#status-title")
+    page.wait_for_selector("#error-tail:has-text('ZeroDivisionError')")
+    tail = page.inner_text("#error-tail")
+    assert tail.startswith("Traceback (most recent call last)") and "1 / 0" in tail
+    shot(page, "failed.png")
+
+
+def test_queues_page_and_a_queued_run_says_nobody_serves_it(site: Site, page: Any) -> None:
+    studio(site.env, site.workspace, "run", "--queue", "nobody-here", "--project", "waiting", "slow.py")
+    key = site.api("/api/experiments", project="waiting")["items"][0]["key"]
+    page.goto(site.base + "/queues")
+    page.wait_for_selector("#queues tr[data-queue='nobody-here'] td.unserved")
+    assert "studio worker --queue nobody-here" in page.inner_text("#queues tr[data-queue='nobody-here']")
+    assert "No worker is running" in page.inner_text("#workers")
+    shot(page, "queues.png")
+    page.goto(f"{site.base}/experiment/{key}")
+    page.wait_for_selector("#status-box.waiting:not([hidden])")
+    assert "Waiting on queue nobody-here" in page.inner_text("#status-title")
+    page.wait_for_selector("#status-detail[data-served='0']")
+    assert "No worker serves nobody-here" in page.inner_text("#status-detail")
+    httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30)
 
 
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:

@@ -228,7 +228,7 @@ def test_runs_stop_and_kill(studio_home: Path, tmp_path: Path) -> None:
     studio("runs", "stop", "stop1", check=True)
     assert proc.wait(30) != 0
     assert studio_json("runs", "show", "stop1")["status"] == "stopped"
-    studio("runs", "kill", "stop1", check=True)
+    studio("runs", "kill", "--yes", "stop1", check=True)
     assert "stop1" not in all_keys()
 
 
@@ -255,7 +255,7 @@ def test_rerun_and_gc(studio_home: Path, tmp_path: Path) -> None:
     assert "hello ['a', 'b']" in proc.stdout
     data = studio_json("runs", "show", "again")
     assert data["status"] == "finished" and data["args"] == ["a", "b"]
-    studio("runs", "kill", "orig", "again", check=True)
+    studio("runs", "kill", "-y", "orig", "again", check=True)
     assert studio_json("gc")["removed_objects"] == 0  # young objects: maybe a capture in progress
     report = studio_json("gc", "--grace", "0")
     assert report["removed_objects"] > 0

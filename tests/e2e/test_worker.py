@@ -212,7 +212,7 @@ def test_queue_list_show_purge(studio_home: Path, tmp_path: Path, meta: MetaStor
     running = meta.claim("q", "someone", 300.0)
     assert running is not None
     listed = studio_json("queue", "list")
-    assert listed == [{"name": "q", "total": 3, "counts": {"queued": 2, "running": 1}}]
+    assert listed == [{"name": "q", "total": 3, "counts": {"queued": 2, "running": 1}, "workers": []}]
     assert "q" in studio("queue", "list", check=True).stdout
     shown = studio_json("queue", "show", "q")
     assert [r["key"] for r in shown] == keys and shown[0]["status"] == "running"
@@ -273,3 +273,31 @@ def test_drain_returns_every_keys_exit_code(studio_home: Path, tmp_path: Path) -
         codes = drain(ctx, "sweep", 2, [*keys, "no-such-key"])
         assert codes == {keys[0]: 0, keys[1]: 4, keys[2]: 0, "no-such-key": 1}
         assert {e.worker for e in ctx.meta.get_experiments(keys)} - {None}
+
+
+def test_queue_list_shows_which_workers_serve_which_queue(studio_home: Path, tmp_path: Path, workers: Workers) -> None:
+    write(tmp_path / "slow.py", "import time\ntime.sleep(60)\n")
+    submit(tmp_path, "--queue", "nobody", "slow.py")  # a queue no worker serves
+    w = workers.start("--queue", "q")
+    deadline = time.monotonic() + 60
+    listed: list[dict] = []
+    while time.monotonic() < deadline:
+        listed = studio_json("queue", "list")
+        if any(q["name"] == "q" for q in listed):
+            break
+        time.sleep(0.5)
+    by_name = {q["name"]: q for q in listed}
+    assert [wk["state"] for wk in by_name["q"]["workers"]] == ["idle"] and by_name["q"]["total"] == 0
+    assert by_name["nobody"]["workers"] == [] and by_name["nobody"]["counts"] == {"queued": 1}
+    table = studio("queue", "list", check=True).stdout
+    assert "studio worker --queue nobody" in table and "1 (0 busy)" in table
+    busy = submit(tmp_path, "--queue", "q", "slow.py")
+    while time.monotonic() < deadline:
+        (q,) = [x for x in studio_json("queue", "list") if x["name"] == "q"]
+        if q["workers"] and q["workers"][0]["state"] == "busy":
+            break
+        time.sleep(0.5)
+    assert q["workers"][0]["experiment"] == busy
+    w.send_signal(signal.SIGTERM)
+    w.wait(60)
+    assert all(x["workers"] == [] for x in studio_json("queue", "list"))  # an exiting worker leaves the list

@@ -466,6 +466,54 @@ def test_query_sorting_with_nulls_last(populated: MetaStore) -> None:
     assert keys(s, order_by="-duration", status=(Status.FINISHED,)) == ["exp05"]
 
 
+def test_query_sort_best_follows_each_metric_goal(store: MetaStore) -> None:
+    """`best` ascending: lowest first for `:min` (and plain) metrics, highest first for `:max`."""
+    for key, spec, value in [("lo1", "loss:min", 0.5), ("lo2", "loss:min", 0.1), ("hi1", "acc:max", 0.9),
+                             ("hi2", "acc:max", 0.7), ("plain", "loss", 0.3), ("none", None, None)]:
+        store.create_experiment(exp(key, metric=spec, metric_value=value))
+    assert keys(store, order_by="best", where=(("metric", "like", "loss%"),)) == ["lo2", "plain", "lo1"]
+    assert keys(store, order_by="best", where=(("metric", "=", "acc:max"),)) == ["hi1", "hi2"]
+    assert keys(store, order_by="-best", where=(("metric", "=", "acc:max"),)) == ["hi2", "hi1"]
+    assert keys(store, order_by="best")[-1] == "none"  # no value: last either way
+    assert keys(store, order_by="-best")[-1] == "none"
+
+
+def test_names_tags_notes_round_trip_and_filter(store: MetaStore) -> None:
+    store.create_experiment(exp("a", name="baseline run", tags=("good", "lr-sweep/1"), note="# Notes\nplateau"))
+    store.create_experiment(exp("b", tags=("bad",)))
+    store.create_experiment(exp("c"))
+    got = store.get_experiment("a")
+    assert got.name == "baseline run" and got.tags == ("good", "lr-sweep/1") and got.note == "# Notes\nplateau"
+    assert store.get_experiment("c").tags == () and store.get_experiment("c").note == ""
+    assert keys(store, where=(("tags", "=", "good"),)) == ["a"]
+    assert keys(store, where=(("tags", "!=", "good"),), order_by="key") == ["b", "c"]
+    assert keys(store, where=(("tags", "like", "%sweep%"),)) == ["a"]
+    assert keys(store, where=(("name", "like", "%base%"),)) == ["a"]
+    assert keys(store, where=(("note", "like", "%plateau%"),)) == ["a"]
+    assert keys(store, text="BASELINE") == ["a"]  # the search box looks at names too
+    store.update_experiment("b", name="second", tags=("bad", "x"), note="n")
+    b = store.get_experiment("b")
+    assert (b.name, b.tags, b.note) == ("second", ("bad", "x"), "n")
+    assert store.query(ExperimentQuery(where=(("tags", "=", "x"),))).items[0].tags == ("bad", "x")
+
+
+def test_workers_presence(store: MetaStore) -> None:
+    assert store.workers() == []
+    store.worker_seen("h_1", "gpu", "idle", host="h")
+    first = store.workers()[0]
+    time.sleep(0.01)
+    store.worker_seen("h_1", "gpu", "busy", experiment="e1", host="h")
+    store.worker_seen("h_2", "cpu", "idle", host="h")
+    got = store.workers()
+    assert [(w["id"], w["queue"], w["state"], w["experiment"]) for w in got] == [
+        ("h_2", "cpu", "idle", None), ("h_1", "gpu", "busy", "e1")]
+    busy = got[1]
+    assert busy["started"] == first["started"] and busy["last_seen"] > first["last_seen"]
+    store.worker_gone("h_1")
+    store.worker_gone("nobody")
+    assert [w["id"] for w in store.workers()] == ["h_2"]
+
+
 def test_query_paging_totals(populated: MetaStore) -> None:
     s = populated
     seen: list[str] = []

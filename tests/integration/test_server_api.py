@@ -105,7 +105,8 @@ def test_sort(reader: tuple[TestClient, dict[str, str]], sort: str, first: str) 
         ("metrics.loss < 0.05", {"best"}),
         ("status in (running, queued)", {"running", "queued"}),
         ("status != finished and project = vision", {"odd"}),
-        ("note != null", {"odd"}),
+        ("params.note != null", {"odd"}),
+        ("note = \"\"", {"best", "second", "running", "queued", "odd"}),
         ("script ~ train", {"best", "second", "running", "queued", "odd"}),
         ("status = running and status = finished", set()),
     ],
@@ -244,6 +245,21 @@ def test_series_of_a_live_experiment(reader: tuple[TestClient, dict[str, str]]) 
     assert len(d["series"]["loss"]["x"]) == 50 and not d["terminal"]
 
 
+def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = reader
+    resp = client.get("/api/charts/series", params={"keys": f"{keys['best']},{keys['second']},nope", "metrics": "loss,acc",
+                                             "buckets": 100, "time": "true"})
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert data["missing"] == ["nope"]
+    best = data["runs"][keys["best"]]["loss"]
+    assert best["sampled"] and max(best["y"]) == SPIKE_VALUE and len(best["t"]) == len(best["x"])
+    assert all(isinstance(t, float) for t in best["t"])
+    assert set(data["runs"][keys["second"]]) == {"loss", "acc"}
+    assert "t" not in client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
+    error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
+
+
 def test_series_bad_input(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = reader
     url = f"/api/experiments/{keys['best']}/series"
@@ -326,6 +342,31 @@ def test_project_points(reader: tuple[TestClient, dict[str, str]]) -> None:
     assert "no project" in error(client.get("/api/projects/nope/points"), 404)
 
 
+def test_sweep_history_and_importance(tmp_path: Path) -> None:
+    from studio.entities import Experiment, Status
+
+    home = tmp_path / "home"
+    home.mkdir()
+    ctx = Context(load_settings(environ={"STUDIOML_HOME": str(home)}))
+    for i in range(12):
+        lr, layers = [0.001, 0.01, 0.1][i % 3], [2, 4][i % 2]
+        key = f"s{i:02d}"
+        ctx.meta.create_experiment(Experiment(key=key, project="sw", metric="acc:max", time_added=1000.0 + i,
+                                              params={"lr": lr, "layers": layers, "opt": "adam"}))
+        ctx.meta.set_status(key, Status.RUNNING, worker="w")
+        ctx.meta.set_status(key, Status.FINISHED, metric_value=lr * 10 + layers * 0.001)  # lr matters, layers barely
+    with TestClient(create_app(ctx)) as client:
+        data = client.get("/api/projects/sw/sweep").json()
+        assert data["maximize"] is True and len(data["history"]) == 12
+        assert [h["best"] for h in data["history"]][:3] == pytest.approx([0.012, 0.104, 1.002])
+        assert data["history"][-1]["best"] == pytest.approx(1.004)
+        imp = data["importance"]
+        assert set(imp) == {"lr", "layers"} and imp["lr"] > imp["layers"]  # `opt` never varied
+        assert data["evaluator"] in ("fANOVA", "PED-ANOVA")
+        error(client.get("/api/projects/nope/sweep"), 404)
+    ctx.close()
+
+
 def test_users(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, _ = reader
     d = client.get("/api/users").json()
@@ -367,6 +408,23 @@ def test_pages(reader: tuple[TestClient, dict[str, str]]) -> None:
         assert 'id="error-message"' in resp.text
 
 
+def test_compression_and_cache_headers(reader: tuple[TestClient, dict[str, str]]) -> None:
+    from studio import __version__
+
+    client, keys = reader
+    gz = {"accept-encoding": "gzip"}
+    plotly = client.get("/vendor/plotly.min.js", headers=gz)
+    assert plotly.headers["content-encoding"] == "gzip" and "max-age" in plotly.headers["cache-control"]
+    page = client.get("/all", headers={**gz, "accept": "text/html"})
+    assert page.headers.get("content-encoding") == "gzip" and "experiments" in page.text
+    js = client.get(f"/static/table.js?v={__version__}", headers=gz)
+    assert js.headers["cache-control"] == "public, max-age=31536000, immutable" and js.headers["content-encoding"] == "gzip"
+    assert client.get("/static/table.js").headers["cache-control"] == "no-cache"
+    # Artifact files and archives go out as stored: never compressed on the way.
+    archive = client.get(f"/api/experiments/{keys['best']}/artifacts/workspace/archive", headers=gz)
+    assert archive.status_code == 200 and "content-encoding" not in archive.headers
+
+
 def test_assets_come_from_the_package(reader: tuple[TestClient, dict[str, str]]) -> None:
     client, _ = reader
     plotly = client.get("/vendor/plotly.min.js")
@@ -402,6 +460,39 @@ def test_cross_site_writes_are_refused(writer: tuple[TestClient, Context, dict[s
     assert client.get("/api/experiments", headers=evil).status_code == 200  # reading is open to all
     same = {"origin": "http://127.0.0.1"}
     assert client.post(f"/api/experiments/{keys['queued']}/stop", headers=same).json()["ok"]
+
+
+def test_annotate_name_tags_note(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
+    client, ctx, keys = writer
+    key = keys["second"]
+    row = client.get("/api/experiments", params={"text": "second"}).json()["items"][0]
+    assert row["name"] == "train.py layers=3 lr=0.1 opt=sgd" and row["named"] is False  # the default
+    resp = client.patch(f"/api/experiments/{key}", json={"name": "sgd baseline", "add_tags": ["baseline", "sgd"],
+                                                        "note": "Loss **plateaus**.\n\n<script>alert(1)</script>"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["name"] == "sgd baseline" and body["tags"] == ["baseline", "sgd"]
+    assert "<strong>plateaus</strong>" in body["note_html"] and "<script>" not in body["note_html"]
+    shown = client.get(f"/api/experiments/{key}").json()
+    assert shown["display_name"] == "sgd baseline" and shown["note"].startswith("Loss")
+    assert "&lt;script&gt;" in shown["note_html"]
+    # Searchable: filters and the search box.
+    found = client.get("/api/experiments", params={"filter": "tags = baseline"}).json()["items"]
+    assert [r["key"] for r in found] == [key]
+    assert [r["key"] for r in client.get("/api/experiments", params={"text": "sgd base"}).json()["items"]] == [key]
+    assert [r["key"] for r in client.get("/api/experiments", params={"filter": "note ~ plateaus"}).json()["items"]] == [key]
+    assert client.patch(f"/api/experiments/{key}", json={"remove_tags": ["sgd"], "name": ""}).json()["tags"] == ["baseline"]
+    assert ctx.meta.get_experiment(key).name is None
+    # Bad input changes nothing and says why.
+    assert "bad tag" in error(client.patch(f"/api/experiments/{key}", json={"add_tags": ["no spaces"], "name": "x"}), 400)
+    assert ctx.meta.get_experiment(key).name is None
+    assert "one line" in error(client.patch(f"/api/experiments/{key}", json={"name": "a\nb"}), 400)
+    error(client.patch("/api/experiments/nope", json={"name": "x"}), 404)
+    error(client.patch(f"/api/experiments/{key}", json={"name": "x" * 201}), 422)
+    # Another site's page cannot rename runs through a visitor's browser.
+    evil = {"origin": "http://evil.example"}
+    assert "cross-origin" in error(client.patch(f"/api/experiments/{key}", json={"name": "pwned"}, headers=evil), 403)
+    assert ctx.meta.get_experiment(key).name is None
 
 
 def test_delete(writer: tuple[TestClient, Context, dict[str, str]]) -> None:
@@ -458,10 +549,12 @@ def test_tensorboard_missing_says_how_to_install(writer: tuple[TestClient, Conte
 STAND_IN = """
 import argparse, http.server, sys
 p = argparse.ArgumentParser(); p.add_argument('--logdir'); p.add_argument('--port', type=int); p.add_argument('--host')
+p.add_argument('--logdir_spec'); p.add_argument('--path_prefix')
 a = p.parse_args()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = a.logdir.encode(); self.send_response(200); self.end_headers(); self.wfile.write(body)
+        body = f"{a.logdir or a.logdir_spec} {self.path}".encode()
+        self.send_response(200); self.send_header('Content-Type', 'text/plain'); self.end_headers(); self.wfile.write(body)
 http.server.HTTPServer((a.host, a.port), H).serve_forever()
 """
 
@@ -479,12 +572,25 @@ def test_tensorboard_starts_on_the_tb_folder(tmp_path: Path) -> None:
     with client:
         r = client.post(f"/api/experiments/{keys['running']}/tensorboard").json()
         assert r["available"] and r["ready"], r
-        import httpx
-
-        assert httpx.get(r["url"], timeout=5).text == str(tb)
+        # Served under the dashboard's own address, forwarded to TensorBoard's loopback port.
+        assert r["url"] == f"/tensorboard/{r['board']}/"
+        assert client.get(r["url"] + "data/runs?x=1").text == f"{tb} /tensorboard/{r['board']}/data/runs?x=1"
+        assert client.get(f"/tensorboard/{r['board']}", follow_redirects=False).status_code == 307
         again = client.post(f"/api/experiments/{keys['running']}/tensorboard").json()
         assert again["url"] == r["url"]
+        # Several runs: one TensorBoard, runs named by key.
+        tb2 = tmp_path / "tbdir2"
+        tb2.mkdir()
+        ctx.meta.put_artifact(keys["queued"], ArtifactSpec(tag="tb", local_path=str(tb2)))
+        both = client.post("/api/tensorboard", json={"keys": [keys["running"], keys["queued"]]}).json()
+        assert both["ready"] and both["url"] != r["url"]
+        spec = client.get(both["url"]).text.split(" ")[0]
+        assert spec == ",".join(sorted([f"{keys['running']}:{tb}", f"{keys['queued']}:{tb2}"]))
         assert "no `tb` artifact" in error(client.post(f"/api/experiments/{keys['best']}/tensorboard"), 404)
+        assert "no `tb` artifact" in error(client.post("/api/tensorboard", json={"keys": [keys["running"], keys["best"]]}), 404)
+        assert "no TensorBoard" in error(client.get("/tensorboard/0123456789abcdef/"), 404)
+        evil = {"origin": "http://evil.example"}
+        assert client.post("/api/tensorboard", json={"keys": [keys["running"]]}, headers=evil).status_code == 403
     boards = client.app.state.tensorboards  # type: ignore[attr-defined]
     assert boards._running == {}
     ctx.close()

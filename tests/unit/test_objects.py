@@ -550,3 +550,25 @@ def test_s3_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(b, FsspecBackend) and b.root == "bucket/studio"
     assert b.fs.client_kwargs.get("endpoint_url") == "http://127.0.0.1:1" or b.fs.endpoint_url == "http://127.0.0.1:1"
     assert "127.0.0.1" not in b.url  # the endpoint is not part of what gets stored
+
+
+def test_put_tree_and_materialize_report_each_file(store: ObjectStore, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "a.bin").write_bytes(b"a" * 1000)
+    (src / "d" / "b.bin").write_bytes(b"b" * 2500)
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def on_file(n: int) -> None:
+        with lock:
+            seen.append(n)
+
+    res = store.put_tree(src, on_file=on_file)
+    assert sorted(seen) == [1000, 2500] and sum(seen) == res.size
+    seen.clear()
+    store.put_tree(src, on_file=on_file)  # unchanged files (stat-cache hits) count too
+    assert sorted(seen) == [1000, 2500]
+    seen.clear()
+    store.materialize(res.tree, tmp_path / "out", on_file=on_file)
+    assert sorted(seen) == [1000, 2500] and (tmp_path / "out" / "d" / "b.bin").read_bytes() == b"b" * 2500

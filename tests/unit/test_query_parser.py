@@ -43,7 +43,9 @@ def test_issue_example() -> None:
         ("model = resnet-50", ("params.model", "=", "resnet-50")),
         ("flag = true", ("params.flag", "=", True)),
         ("flag = False", ("params.flag", "=", False)),
-        ("note = null", ("params.note", "=", None)),
+        ("params.note = null", ("params.note", "=", None)),
+            ("note ~ plateau", ("note", "like", "%plateau%")),
+            ("tag = good", ("tags", "=", "good")),
         ("version = '3'", ("params.version", "=", "3")),
         ("project = mnist", ("project", "=", "mnist")),
         ("Owner = alice", ("owner", "=", "alice")),
@@ -161,7 +163,7 @@ def test_columns_agree_with_the_sql_store() -> None:
     from studio.meta.sql.query import COLUMN_NAMES
     from studio.meta.sql.query import OPERATORS as STORE_OPERATORS
 
-    assert COLUMNS == set(COLUMN_NAMES) | {"duration"}
+    assert COLUMNS == set(COLUMN_NAMES) | {"duration", "tags"}
     assert set(OPERATORS) <= set(STORE_OPERATORS)
 
 
@@ -195,5 +197,6 @@ def test_parse_sort() -> None:
     assert parse_sort("-metrics.loss") == "-metrics.loss"
     assert parse_sort("-metric_value") == "-metric_value"
     assert parse_sort("-duration") == "-duration"
+    assert parse_sort("best") == "best" and parse_sort("-Best") == "-best"
     with pytest.raises(UsageError):
         parse_sort("drop table;")

@@ -1,11 +1,16 @@
 """`ExperimentQuery` -> SQL: filters, `params.<name>` / `metrics.<name>` conditions and sorting.
 
 Field names (in `where` and `order_by`):
-- a column of `experiments` (see `COLUMN_NAMES`), or `duration` (end or last heartbeat minus start);
+- a column of `experiments` (see `COLUMN_NAMES`), or `duration` (end or last heartbeat minus start),
+  or `best`: `metric_value` signed by the experiment's goal (negated for `--metric name:max`), so
+  ascending `best` puts each run's best value first whatever its metric's direction;
 - `params.<name>`: a hyperparameter. Compared with a number (int/float) it matches experiments
   whose parameter is a JSON number, compared numerically; with a string or a bool it matches
   string/bool parameters by their text (`true`/`false` for bools). `like` always uses the text;
 - `metrics.<name>`: the `last` value of the metric's summary.
+
+`tags` (the run's tag list) takes `=` / `!=` (has / has not that tag) and `like` (some tag
+matches).
 
 Operators: `= != < <= > >= like` (`==` is accepted for `=`). `= None` / `!= None` test for
 absence. Sorting puts NULLs (missing params or metrics) last in both directions; ties are broken
@@ -27,6 +32,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     false,
     func,
     literal,
@@ -44,7 +50,7 @@ COLUMN_NAMES = (
     "key", "project", "owner", "script", "module", "status", "returncode", "status_reason",
     "queue", "python_version", "metric", "metric_value", "max_duration", "lifetime",
     "time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat",
-    "worker", "lease_expires", "attempts", "stop_requested",
+    "worker", "lease_expires", "attempts", "stop_requested", "name", "note",
 )  # fmt: skip
 _NOT_NULL = {
     "key",
@@ -58,7 +64,7 @@ _NOT_NULL = {
     "stop_requested",
 }
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like")
-FIELD_HINT = "use a column (" + ", ".join(COLUMN_NAMES) + ", duration), params.NAME or metrics.NAME"
+FIELD_HINT = "use a column (" + ", ".join(COLUMN_NAMES) + ", duration, best), params.NAME or metrics.NAME"
 
 
 def _is_number(value: Any) -> bool:
@@ -75,6 +81,9 @@ class _Builder:
         if name == "duration":
             end = func.coalesce(EXPERIMENTS.c.time_finished, EXPERIMENTS.c.heartbeat)
             return end - EXPERIMENTS.c.time_started
+        if name == "best":
+            value = EXPERIMENTS.c.metric_value
+            return case((EXPERIMENTS.c.metric.like("%:max"), -value), else_=value)
         if name not in COLUMN_NAMES:
             raise UsageError(f"unknown field `{name}`: {FIELD_HINT}")
         col: ColumnElement[Any] = EXPERIMENTS.c[name]
@@ -138,6 +147,8 @@ class _Builder:
             raise UsageError(
                 f"unknown operator `{op}` in filter on `{name}`: use one of {' '.join(OPERATORS)}"
             )
+        if name == "tags":
+            return self.tag_condition(op, value)
         _check_number(name, value)
         if name.startswith("params."):
             pname = name[len("params.") :]
@@ -162,6 +173,15 @@ class _Builder:
         if name.startswith("metrics.") and not _is_number(value):
             raise UsageError(f"`{name}` compares with numbers, got {value!r}")
         return _compare(expr, op, value)
+
+    def tag_condition(self, op: str, value: Any) -> ColumnElement[bool]:
+        if op not in ("=", "!=", "like") or not isinstance(value, str):
+            raise UsageError("tags take = (has the tag), != (has not) or like / ~ with a tag, e.g. tags = baseline")
+        fn = func.jsonb_array_elements_text if self.dialect == "postgresql" else func.json_each
+        each = fn(EXPERIMENTS.c.tags).table_valued("value").alias("tag")
+        match = each.c.value.like(value) if op == "like" else each.c.value == value
+        found = exists(select(literal(1)).select_from(each).where(match))
+        return ~found if op == "!=" else found
 
     def order(self, spec: str) -> list[Any]:
         desc = spec.startswith("-")
@@ -235,7 +255,7 @@ def _compare(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[boo
 
 #: JSON columns fetched as one array per row in listings: one decode per row instead of eight
 #: (decoding dominated the time to turn 1,000 rows into entities).
-JSON_COLUMNS = ("args", "params", "env", "pythonenv", "python_pkgs", "git", "host", "resources")
+JSON_COLUMNS = ("args", "params", "env", "pythonenv", "python_pkgs", "git", "host", "resources", "tags")
 _PACKED = "_json"
 
 
@@ -274,7 +294,8 @@ def build(q: ExperimentQuery, dialect: str) -> tuple[Select[Any], Select[Any]]:
             or_(
                 *(
                     col.icontains(q.text, autoescape=True)
-                    for col in (EXPERIMENTS.c.key, EXPERIMENTS.c.script, EXPERIMENTS.c.project)
+                    for col in (EXPERIMENTS.c.key, EXPERIMENTS.c.script, EXPERIMENTS.c.project,
+                                EXPERIMENTS.c.name)
                 )
             )
         )

@@ -46,6 +46,7 @@ from studio.meta.sql.tables import (
     METRICS,
     OUTPUT,
     SWEEPS,
+    WORKERS,
     event_entity,
     experiment_entity,
     metric_entity,
@@ -322,6 +323,25 @@ class SqlMetaStore(MetaStore):
     def sweeps(self) -> list[str]:
         stmt = select(SWEEPS.c.project).order_by(SWEEPS.c.project)
         return self._tx.read(lambda s: [str(p) for p in s.execute(stmt).scalars()])
+
+    # -- workers -----------------------------------------------------------------------
+    def worker_seen(self, worker: str, queue: str, state: str, experiment: str | None = None,
+                    host: str = "") -> None:
+        now = time.time()
+        ins = self._insert(WORKERS).values(id=worker, queue=queue, host=host, state=state, experiment=experiment,
+                                           started=now, last_seen=now)
+        stmt = ins.on_conflict_do_update(index_elements=["id"], set_={
+            "queue": ins.excluded.queue, "host": ins.excluded.host, "state": ins.excluded.state,
+            "experiment": ins.excluded.experiment, "last_seen": ins.excluded.last_seen,
+        })
+        self._tx.write(lambda s: s.execute(stmt))
+
+    def worker_gone(self, worker: str) -> None:
+        self._tx.write(lambda s: s.execute(delete(WORKERS).where(WORKERS.c.id == worker)))
+
+    def workers(self) -> list[dict[str, Any]]:
+        stmt = select(WORKERS).order_by(WORKERS.c.queue, WORKERS.c.id)
+        return self._tx.read(lambda s: [dict(r) for r in s.execute(stmt).mappings()])
 
     # -- listings ----------------------------------------------------------------------
     def projects(self) -> list[dict[str, Any]]:

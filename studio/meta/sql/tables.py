@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -122,6 +123,9 @@ EXPERIMENTS = Table(
     Column("stop_status", String(16)),
     Column("stop_reason", Text),
     Column("sweep", String(255)),
+    Column("name", String(255)),
+    Column("tags", JsonType, nullable=False, default=list, server_default=text("'[]'")),
+    Column("note", Text, nullable=False, default="", server_default=""),
     # Listing pages: newest first, optionally within a project / owner / status.
     Index("ix_experiments_time_added", "time_added"),
     Index("ix_experiments_project_time_added", "project", "time_added"),
@@ -183,6 +187,18 @@ METRICS = Table(
     Column("last_step", BigInteger),
     Column("updated", Double),
     # No (name, last) index: see migration 0004 (the primary key serves listings' joins).
+)
+
+WORKERS = Table(
+    "workers",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("queue", String(255), nullable=False),
+    Column("host", String(255), nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("experiment", String(255)),
+    Column("started", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
 )
 
 SWEEPS = Table(

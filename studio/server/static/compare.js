@@ -26,7 +26,7 @@
   api(`/api/compare?${studio.query({ keys })}`).then((d) => {
     const table = document.getElementById("compare-table");
     const head = el("tr", {}, el("th", { text: "" }));
-    for (const e of d.experiments) head.append(el("th", { class: "mono" }, el("a", { href: `/experiment/${encodeURIComponent(e.key)}`, text: e.key })));
+    for (const e of d.experiments) head.append(el("th", { class: "mono" }, el("a", { href: `/experiment/${encodeURIComponent(e.key)}`, text: e.key }), el("div", { class: "muted name-cell", text: e.name })));
     table.append(el("thead", {}, head));
     const fieldFmt = (name, v) => (name === "status" ? statusBadge(v) : name === "duration" ? fmtDuration(v) : fmtValue(v));
     section(table, "Run", d.fields, d.experiments.length, fieldFmt);
@@ -36,7 +36,10 @@
     const spec = d.experiments.map((e) => e.metric).find(Boolean);
     const preferred = spec ? spec.split(":")[0] : null;
     if (preferred && d.metrics.some((m) => m.name === preferred)) select.value = preferred;
-    const show = () => chart.setSources(d.experiments.map((e) => ({ key: e.key, names: [select.value], label: e.key })));
+    const counts = {};
+    for (const e of d.experiments) counts[e.name] = (counts[e.name] || 0) + 1;
+    const label = (e) => (counts[e.name] > 1 ? `${e.name} (${e.key})` : e.name);
+    const show = () => chart.setSources(d.experiments.map((e) => ({ key: e.key, names: [select.value], label: label(e) })));
     select.addEventListener("change", show);
     document.getElementById("compare-smooth").addEventListener("input", (ev) => chart.setSmoothing(ev.target.value));
     if (d.metrics.length) show();

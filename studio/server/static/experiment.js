@@ -19,8 +19,97 @@
     }
   }
 
+  /* -- name, tags, note: one PATCH each change -------------------------------------- */
+  async function annotate(body) {
+    try {
+      const r = await api(base, { method: "PATCH", json: body });
+      Object.assign(detail, { display_name: r.name, name: r.named ? r.name : null, tags: r.tags, note: r.note, note_html: r.note_html });
+      renderAnnotations(detail);
+      return true;
+    } catch (err) { toast(err.message, "error", 8000); return false; }
+  }
+
+  function renderAnnotations(d) {
+    $("exp-name").textContent = d.display_name;
+    $("exp-name").classList.toggle("muted", !d.name);
+    const tags = $("tags");
+    tags.textContent = "";
+    for (const t of d.tags || []) {
+      tags.append(el("span", { class: "tag", dataset: { tag: t } }, el("a", { href: `/all?filter=${encodeURIComponent(`tags = ${t}`)}`, text: t }),
+        el("button", { type: "button", class: "tag-remove", "aria-label": `Remove tag ${t}`, text: "×", onclick: () => annotate({ remove_tags: [t] }) })));
+    }
+    const note = $("note");
+    if (d.note_html) note.innerHTML = d.note_html;  // rendered by the server with raw HTML escaped
+    else note.replaceChildren(el("span", { class: "muted", text: "No note." }));
+  }
+
+  function editName(on) {
+    $("name-input").hidden = !on;
+    $("exp-name").hidden = on;
+    $("name-edit").textContent = on ? "cancel" : "rename";
+    if (on) { $("name-input").value = detail.name || ""; $("name-input").placeholder = detail.display_name; $("name-input").focus(); }
+  }
+  $("name-edit").addEventListener("click", () => editName($("name-input").hidden));
+  $("exp-name").addEventListener("click", () => editName(true));
+  $("name-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (await annotate({ name: $("name-input").value })) editName(false);
+  });
+  $("tag-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const words = $("tag-input").value.split(/[\s,]+/).filter(Boolean);
+    if (words.length && (await annotate({ add_tags: words }))) $("tag-input").value = "";
+  });
+  function editNote(on) {
+    for (const id of ["note-text", "note-save", "note-cancel", "note-hint"]) $(id).hidden = !on;
+    $("note").hidden = on;
+    $("note-edit").hidden = on;
+    if (on) { $("note-text").value = detail.note || ""; $("note-text").focus(); }
+  }
+  $("note-edit").addEventListener("click", () => editNote(true));
+  $("note-cancel").addEventListener("click", () => editNote(false));
+  $("note-save").addEventListener("click", async () => { if (await annotate({ note: $("note-text").value })) editNote(false); });
+
+  /* What a person wants first: why it failed (exit reason and the last error lines), or
+     what a queued run waits for. */
+  async function renderStatusBox(d) {
+    const box = $("status-box");
+    const failed = ["failed", "killed", "lost"].includes(d.status);
+    box.hidden = !(failed || d.status === "queued");
+    box.className = `status-box ${failed ? "failed" : "waiting"}`;
+    if (d.status === "queued") {
+      $("status-title").textContent = d.queue ? `Waiting on queue ${d.queue}.` : "Queued.";
+      $("status-detail").textContent = "";
+      if (d.queue) {
+        const q = await api("/api/queues").catch(() => null);
+        const n = q ? q.served[d.queue] || 0 : null;
+        $("status-detail").textContent = n === null ? "" : n
+          ? `${n} worker${n === 1 ? " serves" : "s serve"} it; it starts when one is free and fits its resource needs.`
+          : `No worker serves ${d.queue} right now: start one with \`studio worker --queue ${d.queue}\`.`;
+        $("status-detail").dataset.served = String(n);
+      }
+      $("error-tail").hidden = true;
+      return;
+    }
+    if (!failed) return;
+    const how = d.returncode !== null && d.returncode !== undefined ? `exit code ${d.returncode}` : "";
+    $("status-title").textContent = `${d.status[0].toUpperCase()}${d.status.slice(1)}${how ? ` (${how})` : ""}.`;
+    $("status-detail").textContent = d.status_reason && d.status_reason !== how ? d.status_reason : "";
+    try {
+      const out = await api(`${base}/output?${query({ max_chars: 20000 })}`);
+      const lines = out.text.replace(/\s+$/, "").split("\n");
+      let start = lines.map((l) => l.startsWith("Traceback (most recent call last)")).lastIndexOf(true);
+      if (start < 0 || lines.length - start > 40) start = Math.max(0, lines.length - 15);
+      const tail = lines.slice(start).join("\n");
+      $("error-tail").hidden = !tail;
+      $("error-tail").textContent = tail;
+    } catch (err) { $("error-tail").hidden = true; }
+  }
+
   function renderDetail(d) {
     detail = d;
+    renderAnnotations(d);
+    renderStatusBox(d);
     terminal = !["queued", "running"].includes(d.status);
     $("exp-status").replaceChildren(statusBadge(d.status));
     $("btn-stop").disabled = terminal;
@@ -123,49 +212,41 @@
     } catch (err) { setTimeout(pollStatus, 5000); }
   }
 
-  /* -- metrics ----------------------------------------------------------------------- */
-  const chart = new MetricChart($("chart"), { onInfo: (t) => { $("chart-info").textContent = t; } });
-  const sysChart = new MetricChart($("sys-chart"), { title: "" });
-  $("smoothing").addEventListener("input", (ev) => chart.setSmoothing(ev.target.value));
-  window.studioRefresh = () => chart.refresh();  // for bench/bench_ui.py
-  let chosen = null;
+  /* -- metrics: a panel per metric ------------------------------------------------- */
+  const url = new URL(location.href);
+  const panels = new RunPanels($("panels"), {
+    x: url.searchParams.get("x") || "step", smoothing: url.searchParams.get("smooth") || 0,
+    logy: (url.searchParams.get("logy") || "").split(",").filter(Boolean),
+    onState: (st) => {
+      const u = new URL(location.href);
+      const set = (k, v) => (v ? u.searchParams.set(k, v) : u.searchParams.delete(k));
+      set("x", st.x === "step" ? "" : st.x);
+      set("smooth", st.smoothing ? String(st.smoothing) : "");
+      set("logy", [...st.logy].join(","));
+      history.replaceState(null, "", u);
+    },
+  });
+  window.studioRefresh = () => panels.refresh();  // for bench/bench_ui.py
+  let shownNames = "";
 
   async function loadMetrics() {
     const data = await api(`${base}/metrics`);
-    const box = $("metric-keys");
-    if (chosen === null) chosen = new Set(data.keys.slice(0, 4));
-    box.textContent = "";
-    if (!data.keys.length) box.append(el("span", { class: "muted", text: "no metrics logged" }));
-    for (const name of data.keys) {
-      const s = data.summaries[name];
-      const input = el("input", { type: "checkbox", value: name });
-      input.checked = chosen.has(name);
-      input.addEventListener("change", () => {
-        input.checked ? chosen.add(name) : chosen.delete(name);
-        chart.setSources([{ key, names: [...chosen] }]);
-      });
-      const title = s ? `last ${fmtValue(s.last)}, min ${fmtValue(s.min)}, max ${fmtValue(s.max)}, ${s.count} points` : "";
-      box.append(el("label", { class: "check", title }, input, ` ${name}`));
-    }
-    $("chart").hidden = !data.keys.length;
-    await chart.setSources([{ key, names: [...chosen] }]);
-    $("sys-chart").parentElement.querySelector("h3").hidden = !data.system.length;
-    $("sys-chart").hidden = !data.system.length;
-    if (data.system.length) await sysChart.setSources([{ key, names: data.system }]);
+    const names = [...data.keys, ...data.system];
+    shownNames = names.join(",");
+    const primary = detail.metric ? detail.metric.replace(/:(min|max)$/, "") : null;
+    await panels.show([{ key, label: detail.display_name || key, color: RunPanels.color(0) }], names, primary);
   }
 
   function liveCharts() {
     if (terminal) return;
-    if (!chart.range) chart.refresh();
-    if (!sysChart.range) sysChart.refresh();
     loadMetricsNames();
     setTimeout(liveCharts, 5000);
   }
 
   async function loadMetricsNames() {
     const data = await api(`${base}/metrics`);
-    const shown = new Set([...$("metric-keys").querySelectorAll("input")].map((i) => i.value));
-    if (data.keys.some((k) => !shown.has(k))) loadMetrics();
+    if ([...data.keys, ...data.system].join(",") !== shownNames) loadMetrics();
+    else panels.refresh();
   }
 
   /* -- artifacts --------------------------------------------------------------------- */
@@ -255,7 +336,7 @@
 
   loadDetail().then(() => {
     tail();
-    loadMetrics().then(liveCharts).catch((err) => { $("chart-info").textContent = err.message; });
+    loadMetrics().then(liveCharts).catch((err) => toast(err.message, "error"));
     loadArtifacts();
     if (!terminal) setTimeout(pollStatus, 2000);
   }).catch((err) => toast(err.message, "error"));

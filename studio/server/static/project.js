@@ -55,6 +55,32 @@
     }
   }
 
+  /* Optimisation history (every run's value, and the best so far) and parameter importance. */
+  api(`/api/projects/${encodeURIComponent(name)}/sweep`).then((s) => {
+    if (s.history.length < 2) return;
+    document.getElementById("sweep-plots").hidden = false;
+    const h = s.history;
+    const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    const base = { margin: { l: 55, r: 10, t: 10, b: 40 }, height: 300, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: { color: dark ? "#d7dbe3" : "#1d2330", size: 11 } };
+    Plotly.newPlot("opt-history", [
+      { x: h.map((r) => r.number), y: h.map((r) => r.value), text: h.map((r) => r.name), customdata: h.map((r) => r.key),
+        mode: "markers", type: "scatter", name: "run", hovertemplate: "%{text}<br>%{y}<extra></extra>" },
+      { x: h.map((r) => r.number), y: h.map((r) => r.best), mode: "lines", type: "scatter", name: `best (${s.maximize ? "max" : "min"})`, line: { shape: "hv" } },
+    ], { ...base, xaxis: { title: { text: "run (in order added)" } }, yaxis: { title: { text: s.metric || "value" } }, legend: { orientation: "h", y: -0.25 } },
+    { displaylogo: false, responsive: true }).then((div) => {
+      div.dataset.rendered = "1";
+      div.on("plotly_click", (ev) => { location.href = `/experiment/${encodeURIComponent(ev.points[0].customdata)}`; });
+    });
+    const note = document.getElementById("importance-note");
+    if (!s.importance) { note.textContent = s.importance_note; return; }
+    document.getElementById("importance-evaluator").textContent = `(${s.evaluator})`;
+    const names = Object.keys(s.importance).reverse();
+    Plotly.newPlot("importance", [{ type: "bar", orientation: "h", y: names, x: names.map((n) => s.importance[n]) }],
+      { ...base, xaxis: { title: { text: "importance" } }, margin: { l: 110, r: 10, t: 10, b: 40 } },
+      { displaylogo: false, responsive: true }).then((div) => { div.dataset.rendered = "1"; });
+  }).catch((err) => toast(err.message, "error"));
+
   api(`/api/projects/${encodeURIComponent(name)}/points`).then((d) => {
     data = d;
     select.textContent = "";
