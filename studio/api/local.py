@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from studio.api.context import Context
@@ -17,9 +23,13 @@ from studio.api.run import (
     write_mapping,
 )
 from studio.entities import Experiment, Status
+from studio.exceptions import ConflictError, NotFoundError
+from studio.keys import check_key, new_key
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Executor, Launch, Outcome
 from studio.runner.materialize import cached_tree
+
+log = logging.getLogger(__name__)
 
 
 def local_paths(ctx: Context, exp: Experiment) -> dict[str, Path]:
@@ -51,11 +61,26 @@ def start(ctx: Context, exp: Experiment, worker: str) -> Experiment:
 
 
 def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Experiment, Outcome]:
-    exp = prepare(ctx, opts)
-    if announce:
-        print(f"studio: experiment {exp.key} (project {exp.project})", file=sys.stderr, flush=True)
+    """Prepare and supervise the run here. The experiment is recorded `running` under this
+    process's lease (see `prepare`); a SIGINT/SIGTERM before the script starts records
+    `stopped`/`killed` (the executor takes over signals once it starts the script)."""
     wid = worker_id()
-    exp = start(ctx, exp, wid)
+    key = check_key(opts.key) if opts.key else new_key()
+    opts = replace(opts, key=key)
+    with startup_signals() as received:
+        try:
+            exp = prepare(ctx, opts, worker=wid)
+            if announce:
+                print(f"studio: experiment {exp.key} (project {exp.project})", file=sys.stderr, flush=True)
+            launch = _local_launch(ctx, exp, opts)
+            outcome = Executor(ctx, wid).run(exp, launch)
+        except BaseException as exc:
+            _record_not_started(ctx, key, wid, received[0] if received else None, exc)
+            raise
+    return ctx.meta.get_experiment(exp.key), outcome
+
+
+def _local_launch(ctx: Context, exp: Experiment, opts: RunOptions) -> Launch:
     paths = local_paths(ctx, exp)
     mapping = write_mapping(ctx, exp.key, paths)
     capture = {t: paths[t] for t, a in exp.artifacts.items() if a.mutable and t in paths}
@@ -63,7 +88,7 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
     argv = command_for(exp)
     if not exp.module:
         argv[1] = str(workspace / exp.script)
-    launch = Launch(
+    return Launch(
         argv=argv,
         cwd=opts.cwd,
         env=child_env(ctx, exp, mapping, paths),
@@ -72,5 +97,54 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
         ignore=capture_ignores(workspace),
         echo=opts.echo,
     )
-    outcome = Executor(ctx, wid).run(exp, launch)
-    return ctx.meta.get_experiment(exp.key), outcome
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM while a run was being prepared (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name} while starting")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def startup_signals() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM raise `Interrupted` until the executor installs its own handlers;
+    the list yielded holds the signal received. Installed even where SIGINT was ignored (a
+    background job of a shell): studio's stop request is a SIGINT and must never be lost."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _record_not_started(ctx: Context, key: str, worker: str, signum: int | None, exc: BaseException) -> None:
+    """Preparation ended early. If the run was recorded, record why: what a signal asked for
+    (`stopped` for SIGINT, `killed` for SIGTERM) or `failed` with the error. Recorded only
+    while still `running` under this supervisor: an outcome the executor recorded stands."""
+    if signum is not None:
+        status = Status.STOPPED if signum == signal.SIGINT else Status.KILLED
+        what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "studio received SIGTERM"
+        fields = {"reason": f"{what} while starting", "returncode": -signum}
+    else:
+        status = Status.FAILED
+        fields = {"reason": f"could not start: {str(exc)[:500] or type(exc).__name__}"}
+    try:
+        ctx.meta.set_status(key, status, expect=[Status.RUNNING], worker=worker, time_finished=time.time(),
+                            **fields)
+    except (NotFoundError, ConflictError):
+        pass  # nothing was recorded, or the outcome already was
+    except Exception:
+        log.warning("could not record how %s ended", key, exc_info=True)

@@ -118,8 +118,21 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
     }
 
 
-def prepare(ctx: Context, opts: RunOptions) -> Experiment:
-    """Validate every input, capture workspace and environment, record the experiment `queued`."""
+def running_fields(ctx: Context, worker: str) -> dict[str, Any]:
+    """The fields of an experiment that `worker` starts supervising now (one attempt, a lease)."""
+    now = time.time()
+    return dict(status=Status.RUNNING, worker=worker, time_started=now, heartbeat=now,
+                lease_expires=now + ctx.settings.lease_seconds, attempts=1)
+
+
+def prepare(ctx: Context, opts: RunOptions, worker: str | None = None) -> Experiment:
+    """Validate every input, capture workspace and environment, record the experiment.
+
+    Recording is the last step and one transaction: an interrupted preparation leaves no row.
+    With `worker` (a run supervised here) the row is born `running` under that worker's lease,
+    so if the supervisor dies before the script starts the lease lapses and the run becomes
+    `lost`; without, it is born `queued` and complete, ready for a worker to claim.
+    """
     from studio.capture import collect_environment_in_background, workspace_ignore
 
     target = resolve_target(opts)
@@ -135,6 +148,8 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     for spec in once:
         if not spec.path.exists():
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
+    for spec in captures:
+        _check_capture_path(spec)
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
     python_pkgs: list[str] = []
@@ -162,7 +177,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=False, local_path=str(spec.path), tree=res.tree,
                                            size=res.size, files=res.files, updated=time.time())
     for spec in captures:
-        artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
+        artifacts[spec.tag] = _capture_artifact(ctx, spec, stored=worker is None)
     artifacts.update(reused)
     environment = environment_future.result()
 
@@ -190,10 +205,35 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
         time_added=time.time(),
         artifacts=artifacts,
     )
-    exp = ctx.meta.create_experiment(exp)
-    for spec in captures:  # the seed's example captures ~/.weights before the script creates it
+    if worker is not None:
+        exp = exp.replace(**running_fields(ctx, worker))
+    return ctx.meta.create_experiment(exp)
+
+
+def _check_capture_path(spec: CaptureSpec) -> None:
+    """A `--capture` path is a file or a folder; a missing one becomes an empty folder (the
+    seed's example captures ~/.weights before the script creates it). Made before anything is
+    recorded, so a path that cannot be made leaves nothing behind."""
+    if spec.path.is_file() or spec.path.is_dir():
+        return
+    if spec.path.exists():
+        raise UsageError(f"--capture {spec.path}:{spec.tag}: {spec.path} is neither a file nor a folder")
+    try:
         spec.path.mkdir(parents=True, exist_ok=True)
-    return exp
+    except OSError as exc:
+        raise UsageError(f"--capture {spec.path}:{spec.tag}: cannot create the folder ({exc.strerror}); "
+                         "check the path") from None
+
+
+def _capture_artifact(ctx: Context, spec: CaptureSpec, stored: bool) -> ArtifactSpec:
+    """A `--capture` artifact. `stored`: what the path holds now is stored with the experiment,
+    so a worker starts from that data (seed 8.1.3) instead of an empty folder; a local run
+    captures it at its first checkpoint instead."""
+    art = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
+    if not stored or (spec.path.is_dir() and not any(spec.path.iterdir())):
+        return art
+    res = ctx.objects.put_tree(spec.path)
+    return art.replace(tree=res.tree, size=res.size, files=res.files, updated=time.time())
 
 
 def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reuses: list[ReuseSpec]) -> None:

@@ -23,7 +23,7 @@ from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
 from studio.runner.collectors import output_metrics_logger, start_sampler
 from studio.runner.lease import LeaseKeeper
-from studio.runner.process import ExitWaiter, Signals, die_with_parent_fn, signal_group
+from studio.runner.process import ExitWaiter, Signals, die_with_parent_fn, kill_tree, signal_group, with_reaper
 from studio.runner.tee import OutputTee
 
 log = logging.getLogger(__name__)
@@ -91,34 +91,16 @@ class Executor:
         child: subprocess.Popen[bytes] | None = None
         sampler = None
         stopping: dict[str, object] = {}
-        try:
-            child = subprocess.Popen(
-                launch.argv,
-                cwd=str(launch.cwd),
-                env=launch.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=die_with_parent_fn(),
-            )
-        except OSError as exc:
-            out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
-            out.close()
-            meta.set_status(
-                exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time()
-            )
-            return Outcome(Status.FAILED, None, f"could not start: {exc}")
-
-        proc = child
+        reaper_argv = with_reaper(launch.argv)
 
         def terminate(reason: Status, why: str) -> None:
             if "status" not in stopping:
                 stopping.update(status=reason, reason=why, since=time.monotonic(), step=0)
-                signal_group(
-                    proc,
-                    signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM,
-                )
+                if child is not None:
+                    signal_group(
+                        child,
+                        signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM,
+                    )
 
         def on_signal(signum: int) -> None:
             if signum == signal.SIGINT:
@@ -129,8 +111,32 @@ class Executor:
             else:
                 terminate(Status.KILLED, "studio received SIGTERM")
 
+        # Before the script starts: a signal meanwhile is recorded and passed on, never lost.
         signals.on_signal = on_signal
         signals.install()
+        try:
+            child = subprocess.Popen(
+                reaper_argv or launch.argv,
+                cwd=str(launch.cwd),
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=None if reaper_argv else die_with_parent_fn(),
+            )
+        except OSError as exc:
+            signals.restore()
+            out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
+            out.close()
+            meta.set_status(
+                exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time()
+            )
+            return Outcome(Status.FAILED, None, f"could not start: {exc}")
+
+        proc = child
+        if "status" in stopping:  # a signal came while it was being started
+            signal_group(proc, signal.SIGINT if stopping["status"] == Status.STOPPED else signal.SIGTERM)
         exited = ExitWaiter(proc)
         try:
             tee.start([(proc.stdout, _binary(sys.stdout)), (proc.stderr, _binary(sys.stderr))])  # type: ignore[list-item]
@@ -156,12 +162,12 @@ class Executor:
                     except Exception:
                         log.warning("heartbeat failed; will retry", exc_info=True)
                 if "since" in stopping:
-                    self._escalate(proc, stopping)
+                    self._escalate(proc, stopping, reaper_argv is not None)
         finally:
             signals.restore()
             exited.close()
             if proc.poll() is None:  # an exception in the loop: never leave the child behind
-                signal_group(proc, signal.SIGKILL)
+                kill_tree(proc, reaper_argv is not None, wait=5.0)
                 proc.wait()
             tee.join(timeout=10)
             for closer in (getattr(sampler, "stop", None), getattr(metric_logger, "close", None)):
@@ -205,7 +211,7 @@ class Executor:
         )
         return outcome
 
-    def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object]) -> None:
+    def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object], reaper: bool) -> None:
         """SIGINT/SIGTERM first; SIGTERM then SIGKILL if the script ignores it."""
         waited = time.monotonic() - float(stopping["since"])  # type: ignore[arg-type]
         step = int(stopping["step"])  # type: ignore[call-overload]
@@ -213,8 +219,11 @@ class Executor:
             signal_group(proc, signal.SIGTERM)
             stopping["step"] = 1
         elif step == 1 and waited > 2 * self.stop_grace:
-            signal_group(proc, signal.SIGKILL)
+            kill_tree(proc, reaper)
             stopping["step"] = 2
+        elif step == 2 and waited > 2 * self.stop_grace + 5:  # the reaper did not answer
+            signal_group(proc, signal.SIGKILL)
+            stopping["step"] = 3
 
     @staticmethod
     def _outcome(returncode: int, stopping: dict[str, object]) -> Outcome:
