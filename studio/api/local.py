@@ -46,20 +46,6 @@ def local_paths(ctx: Context, exp: Experiment) -> dict[str, Path]:
     return paths
 
 
-def start(ctx: Context, exp: Experiment, worker: str) -> Experiment:
-    now = time.time()
-    return ctx.meta.set_status(
-        exp.key,
-        Status.RUNNING,
-        expect=[Status.QUEUED],
-        worker=worker,
-        time_started=now,
-        heartbeat=now,
-        lease_expires=now + ctx.settings.lease_seconds,
-        attempts=exp.attempts + 1,
-    )
-
-
 def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Experiment, Outcome]:
     """Prepare and supervise the run here. The experiment is recorded `running` under this
     process's lease (see `prepare`); a SIGINT/SIGTERM before the script starts records

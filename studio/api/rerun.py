@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 
 from studio.api.context import Context
-from studio.api.local import start
-from studio.api.run import _check_key_free, redact_env, worker_id
+from studio.api.run import _check_key_free, redact_env, running_fields, worker_id
 from studio.entities import ArtifactSpec, Experiment, Status
 from studio.keys import check_key, new_key
 from studio.runner.executor import Executor, Outcome
 
 
-def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None) -> Experiment:
-    """A new queued experiment that will run exactly what `key` ran."""
+def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None = None,
+          worker: str | None = None) -> Experiment:
+    """A new experiment that will run exactly what `key` ran: queued, or (`worker`) born
+    running under that supervisor's lease."""
     old = ctx.meta.get_experiment(key)
     if "workspace" not in old.artifacts or not old.artifacts["workspace"].tree:
         from studio.exceptions import NotFoundError
@@ -33,6 +34,8 @@ def clone(ctx: Context, key: str, new_key_: str | None = None, queue: str | None
         time_last_checkpoint=None, time_finished=None, heartbeat=None, worker=None, lease_expires=None,
         attempts=0, stop_requested=False, stop_status=None, stop_reason=None, artifacts=artifacts, owner=ctx.settings.owner,
     )
+    if worker is not None:
+        exp = exp.replace(**running_fields(ctx, worker))
     return ctx.meta.create_experiment(exp)
 
 
@@ -40,11 +43,10 @@ def rerun(ctx: Context, key: str, new_key: str | None = None, queue: str | None 
           echo: bool = True) -> tuple[Experiment, Outcome | None]:
     from studio.runner.remote import stored_launch
 
-    exp = clone(ctx, key, new_key, queue)
-    if queue:
+    wid = None if queue else worker_id()
+    exp = clone(ctx, key, new_key, queue, worker=wid)
+    if wid is None:
         return exp, None
-    wid = worker_id()
-    exp = start(ctx, exp, wid)
     launch = stored_launch(ctx, exp, ctx.settings.experiment_dir(exp.key) / "run", echo=echo)
     outcome = Executor(ctx, wid).run(exp, launch)
     return ctx.meta.get_experiment(exp.key), outcome

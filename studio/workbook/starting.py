@@ -1,7 +1,7 @@
 """Creating (or joining) the experiment a `new_experiment()` call records into.
 
 Creating reuses `studio run`'s own path (`studio.api.run.prepare`: validation, capture of the
-workspace, git, Python environment and host) and `studio.api.local.start` (status `running`,
+workspace, git, Python environment and host; the row is born `running` under this process's
 lease), so a workbook experiment is recorded like any other. The process then points its own
 environment at the experiment (``STUDIOML_EXPERIMENT``, ``STUDIOML_METRICS_DIR``,
 ``STUDIOML_ARTIFACT_MAPPING``): `studio.log`, `fs_tracker` and child processes that call
@@ -62,10 +62,12 @@ def _script() -> Path | None:
 
 
 def _record(
-    ctx: Context, project: str | None, name: str | None, params: dict[str, Any], metric: str | None
+    ctx: Context, project: str | None, name: str | None, params: dict[str, Any], metric: str | None,
+    worker: str,
 ) -> Experiment:
-    """The experiment row, `queued`, with everything `studio run` records."""
-    from studio.api.run import RunOptions, experiment_paths, prepare
+    """The experiment row, born `running` under `worker`'s lease, with everything `studio run`
+    records."""
+    from studio.api.run import RunOptions, experiment_paths, prepare, running_fields
 
     script = _script()
     if script is not None:
@@ -78,7 +80,7 @@ def _record(
             metric=metric,
             cwd=Path.cwd(),
         )
-        return prepare(ctx, opts)
+        return prepare(ctx, opts, worker=worker)
     # An interactive session or `python -c`: no script, so no workspace to capture.
     from studio.capture import collect_environment
     from studio.keys import check_key, new_key
@@ -101,6 +103,7 @@ def _record(
         artifacts={
             t: ArtifactSpec(tag=t, local_path=str(p)) for t, p in experiment_paths(ctx, key).items()
         },
+        **running_fields(ctx, worker),
     )
     return ctx.meta.create_experiment(exp)
 
@@ -114,13 +117,11 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.local import start
     from studio.api.run import experiment_paths, worker_id, write_mapping
     from studio.tracking import metrics
 
-    exp = _record(ctx, project, name, dict(params or {}), metric)
     worker = "workbook:" + worker_id()
-    exp = start(ctx, exp, worker)
+    exp = _record(ctx, project, name, dict(params or {}), metric, worker)
     directory = _workbook_dir(ctx, exp.key)
     workbook = ArtifactSpec(tag=WORKBOOK_TAG, mutable=True, local_path=str(directory))
     ctx.meta.put_artifact(exp.key, workbook)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -109,3 +106,100 @@ def test_leftovers_of_a_finished_script_are_ended_and_the_exit_status_passes_thr
     assert proc.returncode == 128 + 9
     data = studio_json("runs", "show", "leave2")
     assert data["status"] == "killed" and data["returncode"] == -9 and "SIGKILL" in data["status_reason"]
+
+
+# -- item 7, 8: preparation is complete or leaves nothing; --capture of files and of data -------
+
+
+def test_capture_of_a_file_runs_locally_and_on_a_worker_with_its_data(studio_home: Path, tmp_path: Path) -> None:
+    data_file = write(tmp_path / "data" / "settings.txt", "lr=0.5\n")
+    data_dir = tmp_path / "weights"
+    write(data_dir / "w0.bin", "existing weights")
+    script = write(
+        tmp_path / "ws" / "read.py",
+        """
+        from studio import fs_tracker
+        import os
+        f = fs_tracker.get_artifact("cfg")
+        print("file:", open(f).read().strip(), flush=True)
+        d = fs_tracker.get_artifact("w")
+        print("dir:", sorted(os.listdir(d)), open(os.path.join(d, "w0.bin")).read(), flush=True)
+        """,
+    )
+    args = ("--capture", f"{data_file}:cfg", "--capture", f"{data_dir}:w", "read.py")
+    proc = studio("run", "-e", "file1", *args, cwd=script.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "file: lr=0.5" in proc.stdout and "existing weights" in proc.stdout
+    shown = studio_json("runs", "show", "file1")
+    assert shown["status"] == "finished" and shown["artifacts"]["cfg"]["files"] == 1
+    # Queued: the data is stored with the experiment and arrives on the worker, a file as a file.
+    studio("run", "--queue", "fq", "-e", "file2", *args, cwd=script.parent, check=True)
+    studio("worker", "--queue", "fq", "--single-run", cwd=tmp_path, check=True, timeout=180)
+    shown = studio_json("runs", "show", "file2")
+    assert shown["status"] == "finished", shown
+    output = studio("runs", "logs", "file2", check=True).stdout
+    assert "file: lr=0.5" in output and "existing weights" in output
+
+
+def test_a_capture_that_cannot_be_made_leaves_no_experiment(studio_home: Path, tmp_path: Path) -> None:
+    script = write(tmp_path / "ws" / "ok.py", "print('ok')\n")
+    blocker = write(tmp_path / "blocker", "a file where a folder would have to be")
+    for extra in ((), ("--queue", "bq")):
+        proc = studio("run", *extra, "--capture", f"{blocker}/sub:x", "ok.py", cwd=script.parent)
+        assert proc.returncode != 0 and "--capture" in proc.stderr and "Traceback" not in proc.stderr
+    assert studio_json("runs", "list", "all") == []
+
+
+def test_a_supervisor_killed_while_starting_leaves_a_lost_run_not_a_queued_one(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n")
+    script = write(tmp_path / "ws" / "ok.py", "import time\ntime.sleep(5)\n")
+    for i in range(3):
+        proc = popen_studio("run", "-e", f"k{i}", "ok.py", cwd=script.parent)
+        assert proc.stderr is not None and "studio: experiment" in proc.stderr.readline()
+        proc.kill()
+        proc.wait()
+    time.sleep(1.5)
+    statuses = {r["key"]: r["status"] for r in studio_json("runs", "list", "all")}
+    assert statuses == {"k0": "lost", "k1": "lost", "k2": "lost"}
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, "killed"), (signal.SIGINT, "stopped")])
+def test_a_signal_while_starting_records_what_it_asked_for(
+    studio_home: Path, tmp_path: Path, sig: int, status: str
+) -> None:
+    script = write(tmp_path / "ws" / "ok.py", "import time\ntime.sleep(30)\n")
+    proc = popen_studio("run", "-e", "sig1", "ok.py", cwd=script.parent)
+    assert proc.stderr is not None and "studio: experiment" in proc.stderr.readline()
+    proc.send_signal(sig)
+    assert proc.wait(30) == 128 + sig
+    data = studio_json("runs", "show", "sig1")
+    assert data["status"] == status, data
+
+
+def test_stop_works_where_sigint_was_ignored_as_in_a_background_job(studio_home: Path, tmp_path: Path) -> None:
+    """A shell's background job (`studio run ... &`, nohup) starts with SIGINT ignored; the
+    script must still get studio's stop request (a SIGINT), not finish and exit 0."""
+    write(studio_home / "config.yaml", "worker:\n  heartbeat: 0.3\n")
+    script = write(
+        tmp_path / "ws" / "loop.py",
+        """
+        import time
+        print("up", flush=True)
+        for _ in range(80):
+            time.sleep(0.1)
+        print("ran to the end", flush=True)
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio", "run", "-e", "bg1", "loop.py"], cwd=script.parent,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.stdout is not None and "up" in proc.stdout.readline()
+    studio("runs", "stop", "bg1", check=True)
+    out, _ = proc.communicate(timeout=60)
+    assert "ran to the end" not in out
+    data = studio_json("runs", "show", "bg1")
+    assert data["status"] == "stopped" and data["returncode"] != 0, data

@@ -22,6 +22,9 @@ from studio.meta.sql.rows import change_status, entity, load, not_found, update_
 from studio.meta.sql.tables import RESOURCE_NAMES
 
 
+ABANDONED_AFTER = 60.0  # seconds a queued experiment without a queue may take to start
+
+
 def _skip_locked(s: Connection, stmt: Select[Any]) -> Select[Any]:
     # SQLite has no row locks (and no FOR UPDATE): its IMMEDIATE transaction serialises writers.
     if s.dialect.name == "postgresql":
@@ -130,6 +133,17 @@ def requeue_expired(s: Connection, now: float, max_attempts: int) -> list[str]:
             change_status(
                 s, row, Status.LOST, now=now, reason=reason, worker=row["worker"], fields=end
             )
+        changed.append(row["key"])
+    # Queued with no queue: no worker serves it, and nothing studio writes now is born so
+    # (local runs are born `running`): a preparation an older client abandoned.
+    abandoned = select(E).where(
+        E.c.status == Status.QUEUED.value,
+        E.c.queue.is_(None),
+        E.c.time_added < now - ABANDONED_AFTER,
+    )
+    for row in s.execute(_skip_locked(s, abandoned)).mappings().all():
+        reason = "abandoned while being prepared (its supervisor never started it)"
+        change_status(s, row, Status.LOST, now=now, reason=reason)
         changed.append(row["key"])
     stale = select(E).where(
         E.c.status == Status.QUEUED.value,
