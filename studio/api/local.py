@@ -53,6 +53,7 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
     wid = worker_id()
     key = check_key(opts.key) if opts.key else new_key()
     opts = replace(opts, key=key)
+    exp: Experiment | None = None
     with startup_signals() as received:
         try:
             exp = prepare(ctx, opts, worker=wid)
@@ -61,7 +62,9 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
             launch = _local_launch(ctx, exp, opts)
             outcome = Executor(ctx, wid).run(exp, launch)
         except BaseException as exc:
-            _record_not_started(ctx, key, wid, received[0] if received else None, exc)
+            # A signal may have cut `prepare` short after it recorded the run: look it up.
+            if received or exp is not None:
+                _record_not_started(ctx, key, wid, received[0] if received else None, exc)
             raise
     return ctx.meta.get_experiment(exp.key), outcome
 
@@ -132,5 +135,5 @@ def _record_not_started(ctx: Context, key: str, worker: str, signum: int | None,
                             **fields)
     except (NotFoundError, ConflictError):
         pass  # nothing was recorded, or the outcome already was
-    except Exception:
-        log.warning("could not record how %s ended", key, exc_info=True)
+    except Exception as store_exc:  # the store itself may be what failed
+        log.warning("could not record how %s ended: %s", key, store_exc)

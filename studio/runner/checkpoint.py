@@ -16,10 +16,15 @@ from pathlib import Path
 
 from studio.api.context import Context
 from studio.entities import ArtifactSpec, MetricSummary
+from studio.exceptions import StoreError
 
 log = logging.getLogger(__name__)
 
 IgnoreFn = Callable[[str, bool], bool]
+
+
+class CheckpointError(StoreError):
+    """Some artifacts of a checkpoint could not be stored (the others were)."""
 
 
 def capture_ignores(workspace: Path) -> dict[str, IgnoreFn]:
@@ -78,8 +83,9 @@ class Checkpointer:
         while not self._stop.wait(interval):
             try:
                 self.checkpoint()
-            except Exception:
-                log.exception("checkpoint of %s failed; will retry", self.key)
+            except Exception as exc:
+                log.warning("checkpoint of %s failed; will retry: %s", self.key, exc,
+                            exc_info=not isinstance(exc, StoreError))
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,9 +99,15 @@ class Checkpointer:
                 self._metrics()
             except Exception:  # metrics must never cost the artifacts their checkpoint
                 log.warning("metrics of %s could not be summarized", self.key, exc_info=True)
+            failed: list[str] = []
             for tag, path in self.paths.items():
-                self._capture(tag, path)
+                try:  # one artifact that cannot be stored must not cost the others theirs
+                    self._capture(tag, path)
+                except Exception as exc:
+                    failed.append(f"{tag}: {exc}")
             self.ctx.meta.update_experiment(self.key, time_last_checkpoint=time.time())
+            if failed:
+                raise CheckpointError("could not save " + "; ".join(failed))
 
     def _capture(self, tag: str, path: Path) -> None:
         if not path.exists():

@@ -54,6 +54,8 @@ class Outcome:
         """What `studio run` exits with: the script's code, or 128+N for signal N."""
         if self.returncode is None:
             return 1
+        if self.returncode == 0 and self.status == Status.FAILED:  # results not saved
+            return 1
         return 128 - self.returncode if self.returncode < 0 else self.returncode
 
 
@@ -175,25 +177,32 @@ class Executor:
                     continue
                 try:  # metrics are a by-product: they must never cost the run its outcome
                     closer()
-                except Exception:
-                    log.warning("closing the metric collectors failed", exc_info=True)
+                except Exception as exc:
+                    log.warning("closing the metric collectors failed: %s", exc)
             checkpointer.stop()
-            out.close()
+            try:
+                out.close()
+            except OSError as exc:  # buffered output that a full disk refused
+                tee.error = tee.error or exc
 
         returncode = proc.returncode
         if stopping.get("lost"):
             return Outcome(Status.LOST, returncode, "lease lost")
         # The final checkpoint can outlast a short lease: keep it alive meanwhile. Whoever lost
         # the lease must not record an outcome: another worker may be running the experiment.
+        unsaved = [f"output file: {_short(tee.error)}"] if tee.error is not None else []
         with LeaseKeeper(self.ctx, exp.key, self.worker) as keeper:
             try:
                 checkpointer.checkpoint()
             except Exception as exc:  # the run's outcome still gets recorded
                 log.error("final checkpoint of %s failed: %s", exp.key, exc)
+                unsaved.append(f"final checkpoint: {_short(exc)}")
         if keeper.lost or not keeper.renew():
             log.warning("lost the lease on %s before recording its outcome", exp.key)
             return Outcome(Status.LOST, returncode, "lease lost")
         outcome = self._outcome(returncode, stopping)
+        if unsaved and outcome.status != Status.QUEUED:
+            outcome = _not_saved(outcome, "; ".join(unsaved))
         # Back to `queued` (a hand-back), set_status clears worker and lease in the same
         # transaction; a final status also records the exit code and the finish time.
         final = (
@@ -238,6 +247,20 @@ class Executor:
         except ValueError:
             name = f"signal {-returncode}"
         return Outcome(Status.KILLED, returncode, f"killed by {name}")
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:300]
+
+
+def _not_saved(outcome: Outcome, what: str) -> Outcome:
+    """What a run whose results were not all stored records: a script that succeeded is
+    `failed` (its results are incomplete), any other outcome keeps its status; the reason
+    says what was not saved."""
+    if outcome.status == Status.FINISHED:
+        return Outcome(Status.FAILED, outcome.returncode, f"the script finished but not all was saved: {what}")
+    reason = f"{outcome.reason}; " if outcome.reason else ""
+    return Outcome(outcome.status, outcome.returncode, f"{reason}not all was saved: {what}")
 
 
 def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -203,3 +204,41 @@ def test_stop_works_where_sigint_was_ignored_as_in_a_background_job(studio_home:
     assert "ran to the end" not in out
     data = studio_json("runs", "show", "bg1")
     assert data["status"] == "stopped" and data["returncode"] != 0, data
+
+
+# -- item 9: a full disk --------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 2 MiB filesystem (tmpfs), mounted for the test."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a filesystem needs root")
+def test_a_full_disk_is_survived_and_recorded(studio_home: Path, tmp_path: Path, full_disk: Path) -> None:
+    script = write(
+        tmp_path / "ws" / "big.py",
+        """
+        for i in range(60000):
+            print("x" * 100, i)
+        print("the end", flush=True)
+        """,
+    )
+    env = {"STUDIOML_HOME": str(full_disk / "home"),
+           "STUDIOML_DATABASE_URL": f"sqlite:///{tmp_path / 'studio.db'}"}
+    t0 = time.monotonic()
+    proc = studio("run", "-e", "full1", "big.py", cwd=script.parent, env=env, timeout=120)
+    assert time.monotonic() - t0 < 90  # the script was never left blocked on a full pipe
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    data = studio_json("runs", "show", "full1", env=env)
+    assert data["status"] == "failed" and data["returncode"] == 0
+    assert "No space left on device" in data["status_reason"] and "not all was saved" in data["status_reason"]
+    assert "the end" in studio("runs", "logs", "full1", env=env, check=True).stdout  # the store has it all
