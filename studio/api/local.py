@@ -123,16 +123,17 @@ def _record_not_started(ctx: Context, key: str, worker: str, signum: int | None,
     """Preparation ended early. If the run was recorded, record why: what a signal asked for
     (`stopped` for SIGINT, `killed` for SIGTERM) or `failed` with the error. Recorded only
     while still `running` under this supervisor: an outcome the executor recorded stands."""
+    returncode: int | None = None
     if signum is not None:
         status = Status.STOPPED if signum == signal.SIGINT else Status.KILLED
         what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "studio received SIGTERM"
-        fields = {"reason": f"{what} while starting", "returncode": -signum}
+        reason, returncode = f"{what} while starting", -signum
     else:
         status = Status.FAILED
-        fields = {"reason": f"could not start: {str(exc)[:500] or type(exc).__name__}"}
+        reason = f"could not start: {str(exc)[:500] or type(exc).__name__}"
     try:
-        ctx.meta.set_status(key, status, expect=[Status.RUNNING], worker=worker, time_finished=time.time(),
-                            **fields)
+        ctx.meta.set_status(key, status, expect=[Status.RUNNING], worker=worker, reason=reason,
+                            returncode=returncode, time_finished=time.time())
     except (NotFoundError, ConflictError):
         pass  # nothing was recorded, or the outcome already was
     except Exception as store_exc:  # the store itself may be what failed

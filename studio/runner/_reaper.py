@@ -22,10 +22,13 @@ SIGINT at its default even where the supervisor inherited it ignored (a shell's 
 job): SIGINT is studio's stop request.
 """
 
+from __future__ import annotations
+
 import os
 import signal
 import sys
 import time
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -36,16 +39,16 @@ class Doomed(Exception):
     pass
 
 
-def _prctl(option, value):
+def _prctl(option: int, value: int) -> int:
     try:
         import ctypes
 
-        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0))
     except (OSError, AttributeError):
         return -1
 
 
-def children():
+def children() -> list[int]:
     """Our live children (direct: orphans of the tree are reparented to us)."""
     me = os.getpid()
     try:
@@ -68,10 +71,10 @@ def children():
     return found
 
 
-def reap(state, script, status):
+def reap(state: dict[str, bool], script: int, status: int | None) -> int | None:
     """Kill and reap every descendant; returns the script's wait status if seen here."""
     deadline = time.monotonic() + (0.0 if state["hard"] else GRACE)
-    signalled = {}
+    signalled: dict[int, int] = {}
     while True:
         while True:
             try:
@@ -93,13 +96,17 @@ def reap(state, script, status):
         time.sleep(0.01)
 
 
-def main(argv):
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
+def main(argv: list[str]) -> int:
     supervisor = int(argv[1])
     command = argv[2:]
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     state = {"hard": False, "waiting": True}
 
-    def doom(signum, frame):
+    def doom(signum: int, frame: Any) -> None:
         state["hard"] = True
         if state["waiting"]:
             raise Doomed()
@@ -110,7 +117,7 @@ def main(argv):
     inherited_hup = signal.getsignal(signal.SIGHUP)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if sig != signal.SIGHUP or inherited_hup != signal.SIG_IGN:  # nohup: the script keeps ignoring it
-            signal.signal(sig, lambda signum, frame: None)
+            signal.signal(sig, _ignore)
     if os.getppid() != supervisor:  # the supervisor died before the parent-death signal was set
         return 128 + signal.SIGKILL
     script = os.fork()
@@ -138,12 +145,12 @@ def main(argv):
     if status is None:
         return 128 + signal.SIGKILL
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(sig, signal.SIG_DFL)
+        signum = os.WTERMSIG(status)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.kill(os.getpid(), sig)
-        return 128 + sig
+        os.kill(os.getpid(), signum)
+        return 128 + signum
     return os.waitstatus_to_exitcode(status)
 
 

@@ -23,7 +23,14 @@ from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
 from studio.runner.collectors import output_metrics_logger, start_sampler
 from studio.runner.lease import LeaseKeeper
-from studio.runner.process import ExitWaiter, Signals, die_with_parent_fn, kill_tree, signal_group, with_reaper
+from studio.runner.process import (
+    ExitWaiter,
+    Signals,
+    die_with_parent_fn,
+    kill_tree,
+    signal_group,
+    with_reaper,
+)
 from studio.runner.tee import OutputTee
 
 log = logging.getLogger(__name__)

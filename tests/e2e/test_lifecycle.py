@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,89 @@ def test_a_full_disk_is_survived_and_recorded(studio_home: Path, tmp_path: Path,
     assert data["status"] == "failed" and data["returncode"] == 0
     assert "No space left on device" in data["status_reason"] and "not all was saved" in data["status_reason"]
     assert "the end" in studio("runs", "logs", "full1", env=env, check=True).stdout  # the store has it all
+
+
+# -- items 11, 14: a lost run keeps what it logged, and shows `lost` without anyone asking ---------
+
+LOGS_THEN_HANGS = """
+    import time
+    import studio
+    from studio.tracking import metrics
+    for step, loss in enumerate([3.0, 0.5, 2.0]):
+        studio.log(step=step, loss=loss)
+    metrics.flush()
+    print("logged", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_lost_local_run_keeps_its_metrics(studio_home: Path, tmp_path: Path) -> None:
+    write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n")
+    script = write(tmp_path / "ws" / "logs.py", LOGS_THEN_HANGS)
+    proc = popen_studio("run", "-e", "lost1", "--metric", "loss:min", "logs.py", cwd=script.parent)
+    assert proc.stdout is not None and "logged" in proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    time.sleep(1.5)
+    data = studio_json("runs", "show", "lost1")
+    assert data["status"] == "lost"
+    assert data["metrics"]["loss"]["count"] == 3 and data["metrics"]["loss"]["min"] == 0.5
+    assert data["metric_value"] == 0.5
+    assert data["artifacts"]["metrics"]["files"] >= 1  # and a stored copy
+    rows = studio_json("runs", "list", "all")
+    assert rows[0]["metric_value"] == 0.5
+    dest = tmp_path / "got"
+    studio("artifacts", "get", "lost1", "metrics", str(dest), check=True)
+    assert any(dest.iterdir())
+
+
+def test_a_dashboard_that_is_up_notices_a_lost_run_and_keeps_its_metrics(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n")
+    script = write(tmp_path / "ws" / "logs.py", LOGS_THEN_HANGS)
+    db = studio_home / "studio.db"
+    ui = popen_studio("ui", "--port", "0", cwd=tmp_path)
+    try:
+        proc = popen_studio("run", "-e", "lost2", "logs.py", cwd=script.parent)
+        assert proc.stdout is not None and "logged" in proc.stdout.readline()
+        proc.kill()
+        proc.wait()
+
+        def status() -> str:
+            with sqlite3.connect(db) as conn:  # read the database itself: no studio command runs
+                return str(conn.execute("select status from experiments where key='lost2'").fetchone()[0])
+
+        def summarized() -> bool:
+            with sqlite3.connect(db) as conn:
+                return conn.execute("select name from metric_summaries where experiment_key='lost2'").fetchall() \
+                    == [("loss",)]
+
+        assert wait_until(lambda: status() == "lost", 20)
+        assert wait_until(summarized, 10)
+    finally:
+        ui.terminate()
+        ui.wait(30)
+
+
+def test_a_busy_worker_notices_a_lost_run(studio_home: Path, tmp_path: Path) -> None:
+    write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n")
+    script = write(tmp_path / "ws" / "logs.py", LOGS_THEN_HANGS)
+    db = studio_home / "studio.db"
+    studio("run", "--queue", "busy", "-e", "longrun", "logs.py", cwd=script.parent, check=True)
+    worker = popen_studio("worker", "--queue", "busy", "--single-run", cwd=tmp_path)
+    try:
+        def status(key: str) -> str | None:
+            with sqlite3.connect(db) as conn:
+                row = conn.execute("select status from experiments where key=?", (key,)).fetchone()
+                return None if row is None else str(row[0])
+
+        assert wait_until(lambda: status("longrun") == "running", 60)
+        proc = popen_studio("run", "-e", "lost3", "logs.py", cwd=script.parent)
+        assert proc.stdout is not None and "logged" in proc.stdout.readline()
+        proc.kill()
+        proc.wait()
+        assert wait_until(lambda: status("lost3") == "lost", 20)
+    finally:
+        worker.terminate()
+        worker.wait(60)

@@ -21,7 +21,6 @@ from studio.meta.sql.rows import EXPERIMENTS as E
 from studio.meta.sql.rows import change_status, entity, load, not_found, update_row
 from studio.meta.sql.tables import RESOURCE_NAMES
 
-
 ABANDONED_AFTER = 60.0  # seconds a queued experiment without a queue may take to start
 
 
