@@ -28,6 +28,7 @@ from studio.keys import check_key, new_key
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Executor, Launch, Outcome
 from studio.runner.materialize import cached_tree
+from studio.runner.process import stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class Interrupted(BaseException):
 
 @contextlib.contextmanager
 def startup_signals() -> Iterator[list[int]]:
-    """SIGINT and SIGTERM raise `Interrupted` until the executor installs its own handlers;
-    the list yielded holds the signal received. Installed even where SIGINT was ignored (a
+    """SIGINT, SIGTERM and SIGHUP (see `stop_signals`) raise `Interrupted` until the executor
+    installs its own handlers; the list yielded holds the signal received. Installed even where SIGINT was ignored (a
     background job of a shell): studio's stop request is a SIGINT and must never be lost."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -111,7 +112,7 @@ def startup_signals() -> Iterator[list[int]]:
             received.append(signum)
             raise Interrupted(signum)
 
-    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handle) for sig in stop_signals()}
     try:
         yield received
     finally:
@@ -126,7 +127,7 @@ def _record_not_started(ctx: Context, key: str, worker: str, signum: int | None,
     returncode: int | None = None
     if signum is not None:
         status = Status.STOPPED if signum == signal.SIGINT else Status.KILLED
-        what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "studio received SIGTERM"
+        what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"studio received {signal.Signals(signum).name}"
         reason, returncode = f"{what} while starting", -signum
     else:
         status = Status.FAILED

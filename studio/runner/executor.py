@@ -118,7 +118,7 @@ class Executor:
                 stopping["handback"] = True
                 terminate(Status.QUEUED, "worker shutting down: experiment handed back")
             else:
-                terminate(Status.KILLED, "studio received SIGTERM")
+                terminate(Status.KILLED, f"studio received {signal.Signals(signum).name}")
 
         # Before the script starts: a signal meanwhile is recorded and passed on, never lost.
         signals.on_signal = on_signal

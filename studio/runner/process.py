@@ -17,8 +17,17 @@ from pathlib import Path
 REAPER = Path(__file__).with_name("_reaper.py")
 
 
+def stop_signals() -> list[signal.Signals]:
+    """The signals a supervisor acts on: SIGINT (stop), SIGTERM, and SIGHUP (the terminal
+    went away) unless it is ignored (`nohup`), so a run is recorded, not left to go `lost`."""
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
+    return sigs
+
+
 class Signals:
-    """SIGINT/SIGTERM to the supervisor are recorded and forwarded to the child's group."""
+    """SIGINT/SIGTERM/SIGHUP to the supervisor are recorded and forwarded to the child's group."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -28,7 +37,7 @@ class Signals:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stop_signals():
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:

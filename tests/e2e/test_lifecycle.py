@@ -167,7 +167,9 @@ def test_a_supervisor_killed_while_starting_leaves_a_lost_run_not_a_queued_one(
     assert statuses == {"k0": "lost", "k1": "lost", "k2": "lost"}
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, "killed"), (signal.SIGINT, "stopped")])
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGTERM, "killed"), (signal.SIGINT, "stopped"), (signal.SIGHUP, "killed")]
+)
 def test_a_signal_while_starting_records_what_it_asked_for(
     studio_home: Path, tmp_path: Path, sig: int, status: str
 ) -> None:
@@ -329,3 +331,14 @@ def test_a_busy_worker_notices_a_lost_run(studio_home: Path, tmp_path: Path) -> 
     finally:
         worker.terminate()
         worker.wait(60)
+
+
+def test_a_hangup_while_running_is_recorded_killed(studio_home: Path, tmp_path: Path) -> None:
+    """The terminal of `studio run ... &` closing (SIGHUP): recorded, not left to go `lost`."""
+    script = write(tmp_path / "ws" / "loop.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    proc = popen_studio("run", "-e", "hup1", "loop.py", cwd=script.parent)
+    assert proc.stdout is not None and "up" in proc.stdout.readline()
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(60) == 128 + signal.SIGTERM  # the script is asked to end as by SIGTERM
+    data = studio_json("runs", "show", "hup1")
+    assert data["status"] == "killed" and "SIGHUP" in data["status_reason"], data
