@@ -342,3 +342,23 @@ def test_a_hangup_while_running_is_recorded_killed(studio_home: Path, tmp_path: 
     assert proc.wait(60) == 128 + signal.SIGTERM  # the script is asked to end as by SIGTERM
     data = studio_json("runs", "show", "hup1")
     assert data["status"] == "killed" and "SIGHUP" in data["status_reason"], data
+
+
+def test_a_lost_worker_run_keeps_its_metrics(studio_home: Path, tmp_path: Path) -> None:
+    write(studio_home / "config.yaml", "worker:\n  lease: 1\n  heartbeat: 0.3\n  max_attempts: 1\n")
+    script = write(tmp_path / "ws" / "logs.py", LOGS_THEN_HANGS)
+    studio("run", "--queue", "wq", "-e", "wlost", "--metric", "loss:min", "logs.py", cwd=script.parent,
+           check=True)
+    worker = popen_studio("worker", "--queue", "wq", "--single-run", cwd=tmp_path)
+    try:
+        assert wait_until(lambda: any((studio_home / "workers").glob("*/wlost/metrics/*")), 60)
+        time.sleep(0.5)  # the script flushes, then prints: let it get there
+    finally:
+        worker.kill()
+        worker.wait()
+    time.sleep(1.5)
+    data = studio_json("runs", "show", "wlost")
+    assert data["status"] == "lost"
+    assert data["metrics"]["loss"]["count"] == 3 and data["metric_value"] == 0.5
+    assert data["artifacts"]["metrics"]["files"] >= 1
+    assert not list((studio_home / "workers").glob("*/wlost"))  # stored, then removed
