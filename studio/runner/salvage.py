@@ -19,7 +19,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from studio.api.context import Context
@@ -106,9 +106,11 @@ def salvage_one(ctx: Context, exp: Experiment) -> bool:
 class LapseWatcher:
     """Calls `retire_lapsed` every `interval` seconds from a daemon thread until closed."""
 
-    def __init__(self, ctx: Context, interval: float) -> None:
+    def __init__(self, ctx: Context, interval: float, after: Callable[[], object] | None = None) -> None:
+        """`after()`: called after each look (workers tidy up run directories of dead ones)."""
         self.ctx = ctx
         self.interval = interval
+        self.after = after
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="studio-lapse-watcher", daemon=True)
 
@@ -122,8 +124,13 @@ class LapseWatcher:
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        warned = False
         while not self._stop.wait(self.interval):
             try:
                 retire_lapsed(self.ctx)
-            except Exception as exc:  # a store blip: try again next time
-                log.warning("could not look for lapsed experiments: %s", exc)
+                if self.after is not None:
+                    self.after()
+                warned = False
+            except Exception as exc:  # a store blip (or a read-only store): try again next time
+                (log.debug if warned else log.warning)("could not look for lapsed experiments: %s", exc)
+                warned = True

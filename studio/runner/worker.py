@@ -64,7 +64,7 @@ class Worker:
         self.resources: WorkerResources = with_overrides(detect(ctx.settings.home), opts.resources)
         self.root = ctx.settings.home / "workers" / _safe(self.id)
         self.claimer = Claimer(ctx.meta, ctx.settings, opts.queue, self.id, self.resources.as_claim(),
-                               on_retired=lambda keys: salvage(ctx, keys))
+                               on_retired=self._retired)
         self.on_event = on_event or (lambda text: log.info("%s", text))
         self.stopping = False
         self.done: list[tuple[str, Outcome]] = []
@@ -85,7 +85,8 @@ class Worker:
         self._remove_stale_dirs()
         # While this worker runs an experiment its claimer does not sweep: this does, so a
         # lost run anywhere shows `lost` within a fraction of the lease.
-        watcher = LapseWatcher(self.ctx, requeue_interval(self.ctx.settings)).start()
+        watcher = LapseWatcher(self.ctx, requeue_interval(self.ctx.settings), after=self._remove_stale_dirs)
+        watcher.start()
         try:
             while not self.stopping:
                 exp = self.claimer.wait_claim(self.opts.idle_timeout, lambda: self.stopping)
@@ -102,6 +103,10 @@ class Worker:
                 signal.signal(sig, handler)  # type: ignore[arg-type]
         self.on_event(f"worker {self.id} exiting after {len(self.done)} experiment(s)")
         return 0
+
+    def _retired(self, keys: list[str]) -> None:
+        salvage(self.ctx, keys)
+        self._remove_stale_dirs()
 
     def _remove_stale_dirs(self) -> None:
         """Run directories left by workers of this host that died (kill -9, power loss). What
@@ -124,11 +129,11 @@ class Worker:
                 continue
             try:
                 keys = [d.name for d in entry.iterdir() if d.is_dir()]
-                running = [e.key for e in self.ctx.meta.get_experiments(keys) if e.status == Status.RUNNING]
+                mine = [e for e in self.ctx.meta.get_experiments(keys) if _safe(e.worker or "") == entry.name]
             except (OSError, StudioError):
                 continue
-            if running:
-                continue
+            if any(e.status == Status.RUNNING for e in mine):
+                continue  # its lease has not lapsed yet: salvaged and removed once it has
             salvage(self.ctx, keys)
             shutil.rmtree(entry, ignore_errors=True)
 
