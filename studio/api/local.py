@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from studio.api.context import Context
@@ -24,7 +23,6 @@ from studio.api.run import (
 )
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError
-from studio.keys import check_key, new_key
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Executor, Launch, Outcome
 from studio.runner.materialize import cached_tree
@@ -52,20 +50,19 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
     process's lease (see `prepare`); a SIGINT/SIGTERM before the script starts records
     `stopped`/`killed` (the executor takes over signals once it starts the script)."""
     wid = worker_id()
-    key = check_key(opts.key) if opts.key else new_key()
-    opts = replace(opts, key=key)
+    recording: list[str] = []
     exp: Experiment | None = None
     with startup_signals() as received:
         try:
-            exp = prepare(ctx, opts, worker=wid)
+            exp = prepare(ctx, opts, worker=wid, recording=recording)
             if announce:
                 print(f"studio: experiment {exp.key} (project {exp.project})", file=sys.stderr, flush=True)
             launch = _local_launch(ctx, exp, opts)
             outcome = Executor(ctx, wid).run(exp, launch)
         except BaseException as exc:
             # A signal may have cut `prepare` short after it recorded the run: look it up.
-            if received or exp is not None:
-                _record_not_started(ctx, key, wid, received[0] if received else None, exc)
+            if recording and (received or exp is not None):
+                _record_not_started(ctx, recording[-1], wid, received[0] if received else None, exc)
             raise
     return ctx.meta.get_experiment(exp.key), outcome
 
@@ -90,7 +87,7 @@ def _local_launch(ctx: Context, exp: Experiment, opts: RunOptions) -> Launch:
 
 
 class Interrupted(BaseException):
-    """SIGINT/SIGTERM while a run was being prepared (a BaseException, like KeyboardInterrupt)."""
+    """SIGINT/SIGTERM/SIGHUP while a run was being prepared (a BaseException, like KeyboardInterrupt)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name} while starting")
@@ -100,8 +97,9 @@ class Interrupted(BaseException):
 @contextlib.contextmanager
 def startup_signals() -> Iterator[list[int]]:
     """SIGINT, SIGTERM and SIGHUP (see `stop_signals`) raise `Interrupted` until the executor
-    installs its own handlers; the list yielded holds the signal received. Installed even where SIGINT was ignored (a
-    background job of a shell): studio's stop request is a SIGINT and must never be lost."""
+    installs its own handlers; the list yielded holds the signal received. Installed even
+    where SIGINT was ignored (a background job of a shell): studio's stop request is a SIGINT
+    and must never be lost."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received

@@ -125,13 +125,16 @@ def running_fields(ctx: Context, worker: str) -> dict[str, Any]:
                 lease_expires=now + ctx.settings.lease_seconds, attempts=1)
 
 
-def prepare(ctx: Context, opts: RunOptions, worker: str | None = None) -> Experiment:
+def prepare(ctx: Context, opts: RunOptions, worker: str | None = None,
+            recording: list[str] | None = None) -> Experiment:
     """Validate every input, capture workspace and environment, record the experiment.
 
     Recording is the last step and one transaction: an interrupted preparation leaves no row.
     With `worker` (a run supervised here) the row is born `running` under that worker's lease,
     so if the supervisor dies before the script starts the lease lapses and the run becomes
     `lost`; without, it is born `queued` and complete, ready for a worker to claim.
+    `recording`: the key is appended just before the row is created, so a caller that a
+    signal interrupts can find the row it may have left.
     """
     from studio.capture import collect_environment_in_background, workspace_ignore
 
@@ -207,6 +210,8 @@ def prepare(ctx: Context, opts: RunOptions, worker: str | None = None) -> Experi
     )
     if worker is not None:
         exp = exp.replace(**running_fields(ctx, worker))
+    if recording is not None:
+        recording.append(exp.key)
     return ctx.meta.create_experiment(exp)
 
 
