@@ -17,8 +17,11 @@ from studio.meta.base import Page
 
 
 def refresh_lost(ctx: Context) -> None:
-    """Experiments whose supervisor stopped heartbeating are requeued or marked lost."""
-    ctx.meta.requeue_expired(ctx.settings.max_attempts)
+    """Experiments whose supervisor stopped heartbeating are requeued or marked lost; what a
+    lost one left on this machine is stored (see `runner.salvage`)."""
+    from studio.runner.salvage import retire_lapsed
+
+    retire_lapsed(ctx)
 
 
 def list_experiments(ctx: Context, query: ExperimentQuery) -> Page:

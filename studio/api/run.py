@@ -144,13 +144,33 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
     }
 
 
-def prepare(ctx: Context, opts: RunOptions) -> Experiment:
-    """Validate every input, capture workspace and environment, record the experiment `queued`."""
-    exp = build(ctx, opts)
+def running_fields(ctx: Context, worker: str) -> dict[str, Any]:
+    """The fields of an experiment that `worker` starts supervising now (one attempt, a lease)."""
+    now = time.time()
+    return dict(status=Status.RUNNING, worker=worker, time_started=now, heartbeat=now,
+                lease_expires=now + ctx.settings.lease_seconds, attempts=1)
+
+
+def prepare(ctx: Context, opts: RunOptions, worker: str | None = None,
+            recording: list[str] | None = None) -> Experiment:
+    """Validate every input, capture workspace and environment, record the experiment.
+
+    Recording is the last step and one transaction: an interrupted preparation leaves no row.
+    With `worker` (a run supervised here) the row is born `running` under that worker's lease,
+    so if the supervisor dies before the script starts the lease lapses and the run becomes
+    `lost`; without, it is born `queued` and complete, ready for a worker to claim.
+    `recording`: the key is appended just before the row is created, so a caller that a
+    signal interrupts can find the row it may have left. A named run whose key another run of
+    the same name takes meanwhile becomes the next free `NAME.N`.
+    """
+    exp = build(ctx, opts, local=worker is not None)
+    if worker is not None:
+        exp = exp.replace(**running_fields(ctx, worker))
     while True:
+        if recording is not None:
+            recording.append(exp.key)
         try:
-            exp = ctx.meta.create_experiment(exp)
-            break
+            return ctx.meta.create_experiment(exp)
         except ConflictError:  # another run of the same name took the key meanwhile
             if not opts.key:
                 raise
@@ -159,15 +179,13 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
             artifacts.update({tag: dataclasses.replace(artifacts[tag], local_path=str(path))
                               for tag, path in experiment_paths(ctx, key).items()})
             exp = dataclasses.replace(exp, key=key, artifacts=artifacts)
-    for spec in [parse_capture(s, "--capture") for s in opts.capture]:
-        # the seed's example captures ~/.weights before the script creates it
-        spec.path.mkdir(parents=True, exist_ok=True)
-    return exp
 
 
-def build(ctx: Context, opts: RunOptions) -> Experiment:
+def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     """`prepare` up to the record: every input validated, workspace and environment captured,
-    the experiment (`queued`) not yet created."""
+    the experiment (`queued`) not yet created. `local`: it runs here, so `--capture` paths are
+    captured at its first checkpoint instead of now (a queued run stores them now: a worker
+    starts from that data, seed 8.1.3)."""
     from studio.capture import start_environment, workspace_ignore
 
     target = resolve_target(opts)
@@ -187,6 +205,8 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} does not exist; check the path")
         if not (spec.path.is_file() or spec.path.is_dir()):  # a FIFO or a device: reading it could hang
             raise UsageError(f"--capture-once {spec.path}:{spec.tag}: {spec.path} is not a file or folder")
+    for spec in captures:
+        _check_capture_path(spec)
     max_duration = parse_duration(opts.max_duration) if opts.max_duration else None
     lifetime = parse_duration(opts.lifetime) if opts.lifetime else None
     python_pkgs: list[str] = []
@@ -227,7 +247,7 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=False, local_path=str(spec.path), tree=res.tree,
                                            size=res.size, files=res.files, updated=time.time())
     for spec in captures:
-        artifacts[spec.tag] = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
+        artifacts[spec.tag] = _capture_artifact(ctx, spec, stored=not local)
     artifacts.update(reused)
     artifacts.update(opts.extra_artifacts)
     environment = environment_future.result(ws.tree)
@@ -259,6 +279,32 @@ def build(ctx: Context, opts: RunOptions) -> Experiment:
         artifacts=artifacts,
     )
     return exp
+
+
+def _check_capture_path(spec: CaptureSpec) -> None:
+    """A `--capture` path is a file or a folder; a missing one becomes an empty folder (the
+    seed's example captures ~/.weights before the script creates it). Made before anything is
+    recorded, so a path that cannot be made leaves nothing behind."""
+    if spec.path.is_file() or spec.path.is_dir():
+        return
+    if spec.path.exists():
+        raise UsageError(f"--capture {spec.path}:{spec.tag}: {spec.path} is neither a file nor a folder")
+    try:
+        spec.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--capture {spec.path}:{spec.tag}: cannot create the folder ({exc.strerror}); "
+                         "check the path") from None
+
+
+def _capture_artifact(ctx: Context, spec: CaptureSpec, stored: bool) -> ArtifactSpec:
+    """A `--capture` artifact. `stored`: what the path holds now is stored with the experiment,
+    so a worker starts from that data (seed 8.1.3) instead of an empty folder; a local run
+    captures it at its first checkpoint instead."""
+    art = ArtifactSpec(tag=spec.tag, mutable=True, local_path=str(spec.path))
+    if not stored or (spec.path.is_dir() and not any(spec.path.iterdir())):
+        return art
+    res = ctx.objects.put_tree(spec.path)
+    return art.replace(tree=res.tree, size=res.size, files=res.files, updated=time.time())
 
 
 def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> int:

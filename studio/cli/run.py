@@ -103,9 +103,13 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
         from studio.api.submit import submit_and_maybe_work
 
         sys.exit(submit_and_maybe_work(ctx, opts, num_workers=flags["num_workers"]))
-    from studio.api.local import run_local
+    from studio.api.local import Interrupted, run_local
 
-    _exp, outcome = run_local(ctx, opts)
+    try:
+        _exp, outcome = run_local(ctx, opts)
+    except Interrupted as exc:
+        click.echo(f"studio: {exc}", err=True)
+        sys.exit(128 + exc.signum)
     if outcome.status.value != "finished":
         click.echo(f"studio: experiment {_exp.key} {outcome.status.value}"
                    + (f" ({outcome.reason})" if outcome.reason else ""), err=True)

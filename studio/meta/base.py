@@ -153,7 +153,9 @@ class MetaStore(abc.ABC):
         reason. Returns the keys changed.
 
         A lapsed experiment without a queue (a local run whose supervisor died) becomes `lost`
-        at once; one whose stop was requested becomes `stopped` instead of running again."""
+        at once; one whose stop was requested becomes `stopped` instead of running again.
+        A queued experiment without a queue older than a minute (a preparation its supervisor
+        abandoned: no worker would ever claim it) becomes `lost` too."""
 
     @abc.abstractmethod
     def queue_counts(self) -> dict[str, dict[str, int]]:

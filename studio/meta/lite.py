@@ -103,7 +103,8 @@ _INSERT_OUTPUT = (
 _INSERT_EVENT = "INSERT INTO status_events (experiment_key, status, time, reason, worker) VALUES (?, ?, ?, ?, ?)"
 _ANY_LAPSED = (
     "SELECT 1 FROM experiments WHERE (status = 'running' AND lease_expires < ?)"
-    " OR (status = 'queued' AND lifetime IS NOT NULL AND time_added + lifetime < ?) LIMIT 1"
+    " OR (status = 'queued' AND lifetime IS NOT NULL AND time_added + lifetime < ?)"
+    " OR (status = 'queued' AND queue IS NULL AND time_added < ?) LIMIT 1"
 )
 _SELECT_ROW = 'SELECT * FROM experiments WHERE "key" = ?'
 _SELECT_ARTIFACTS = "SELECT * FROM artifacts WHERE experiment_key = ? ORDER BY tag"
@@ -424,7 +425,10 @@ class LiteSqliteStore(MetaStore):
         # `studio.meta.sql.leases.requeue_expired`, which does the work when one matches; the
         # clock is this process's, as there.
         now = time.time()
-        if not self._read(lambda c: c.execute(_ANY_LAPSED, (now, now)).fetchone() is not None):
+        from studio.meta.records import ABANDONED_AFTER
+
+        args = (now, now, now - ABANDONED_AFTER)
+        if not self._read(lambda c: c.execute(_ANY_LAPSED, args).fetchone() is not None):
             return []
         return self._full_store().requeue_expired(max_attempts)
 

@@ -26,6 +26,8 @@ from studio.exceptions import ConflictError, NotFoundError, UsageError
 #: the schema these records describe.
 HEAD_REVISION = "0008"
 
+ABANDONED_AFTER = 60.0  # seconds a queued experiment without a queue may take to start
+
 #: Resource needs copied out of `resources` into plain columns so `claim` can test the fit in SQL.
 RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")
 

@@ -44,7 +44,11 @@ class Claimer:
         queue: str,
         worker: str,
         resources: dict[str, Any] | None = None,
+        on_retired: Callable[[list[str]], object] | None = None,
     ) -> None:
+        """`on_retired(keys)`: called with what a sweep requeued or marked lost (the worker
+        stores what lost runs left on its machine)."""
+        self.on_retired = on_retired
         self.meta = meta
         self.settings = settings
         self.queue = queue
@@ -63,6 +67,8 @@ class Claimer:
         if changed:
             log.info("requeued or retired after a lapsed lease or lifetime: %s", ", ".join(changed))
             self.requeued.extend(changed)
+            if self.on_retired is not None:
+                self.on_retired(changed)
         return changed
 
     def try_claim(self) -> Experiment | None:

@@ -16,10 +16,15 @@ from pathlib import Path
 
 from studio.context import Context
 from studio.entities import ArtifactSpec, MetricSummary
+from studio.exceptions import StoreError
 
 log = logging.getLogger(__name__)
 
 IgnoreFn = Callable[[str, bool], bool]
+
+
+class CheckpointError(StoreError):
+    """Some artifacts of a checkpoint could not be stored (the others were)."""
 
 
 def capture_ignores(workspace: Path) -> dict[str, IgnoreFn]:
@@ -78,8 +83,9 @@ class Checkpointer:
         while not self._stop.wait(interval):
             try:
                 self.checkpoint()
-            except Exception:
-                log.exception("checkpoint of %s failed; will retry", self.key)
+            except Exception as exc:
+                log.warning("checkpoint of %s failed; will retry: %s", self.key, exc,
+                            exc_info=not isinstance(exc, StoreError))
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,22 +99,28 @@ class Checkpointer:
                 self._metrics()
             except Exception:  # metrics must never cost the artifacts their checkpoint
                 log.warning("metrics of %s could not be summarized", self.key, exc_info=True)
+            failed: list[str] = []
             changed: list[ArtifactSpec] = []
             try:
                 for tag, path in self.paths.items():
-                    artifact = self._capture(tag, path)
+                    try:  # one artifact that cannot be stored must not cost the others theirs
+                        artifact = self._capture(tag, path)
+                    except Exception as exc:
+                        failed.append(f"{tag}: {exc}")
+                        continue
                     if artifact is not None:
                         changed.append(artifact)
             except BaseException:
-                if changed:  # what was captured before the failure is still recorded
-                    for artifact in changed:
-                        self.ctx.meta.put_artifact(self.key, artifact)
-                        self.artifacts[artifact.tag] = artifact
+                for artifact in changed:  # what was captured before an interrupt is still recorded
+                    self.ctx.meta.put_artifact(self.key, artifact)
+                    self.artifacts[artifact.tag] = artifact
                 raise
             # One transaction for the changed artifacts and the checkpoint time.
             self.ctx.meta.put_checkpoint(self.key, changed, time.time())
             for artifact in changed:
                 self.artifacts[artifact.tag] = artifact
+            if failed:
+                raise CheckpointError("could not save " + "; ".join(failed))
 
     def _capture(self, tag: str, path: Path) -> ArtifactSpec | None:
         """The artifact's new version when its tree changed (stored, not yet recorded)."""

@@ -23,7 +23,14 @@ from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
 from studio.runner.collectors import output_metrics_logger, start_sampler
 from studio.runner.lease import LeaseKeeper
-from studio.runner.process import ExitWaiter, Signals, die_with_parent_fn, signal_group
+from studio.runner.process import (
+    ExitWaiter,
+    Signals,
+    die_with_parent_fn,
+    kill_tree,
+    signal_group,
+    with_reaper,
+)
 from studio.runner.tee import OutputTee
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ class Outcome:
     def exit_code(self) -> int:
         """What `studio run` exits with: the script's code, or 128+N for signal N."""
         if self.returncode is None:
+            return 1
+        if self.returncode == 0 and self.status == Status.FAILED:  # results not saved
             return 1
         return 128 - self.returncode if self.returncode < 0 else self.returncode
 
@@ -91,34 +100,16 @@ class Executor:
         child: subprocess.Popen[bytes] | None = None
         sampler = None
         stopping: dict[str, object] = {}
-        try:
-            child = subprocess.Popen(
-                launch.argv,
-                cwd=str(launch.cwd),
-                env=launch.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=die_with_parent_fn(),
-            )
-        except OSError as exc:
-            out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
-            out.close()
-            meta.set_status(
-                exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time()
-            )
-            return Outcome(Status.FAILED, None, f"could not start: {exc}")
-
-        proc = child
+        reaper_argv = with_reaper(launch.argv)
 
         def terminate(reason: Status, why: str) -> None:
             if "status" not in stopping:
                 stopping.update(status=reason, reason=why, since=time.monotonic(), step=0)
-                signal_group(
-                    proc,
-                    signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM,
-                )
+                if child is not None:
+                    signal_group(
+                        child,
+                        signal.SIGINT if reason in (Status.STOPPED, Status.PRUNED) else signal.SIGTERM,
+                    )
 
         def on_signal(signum: int) -> None:
             if signum == signal.SIGINT:
@@ -127,10 +118,34 @@ class Executor:
                 stopping["handback"] = True
                 terminate(Status.QUEUED, "worker shutting down: experiment handed back")
             else:
-                terminate(Status.KILLED, "studio received SIGTERM")
+                terminate(Status.KILLED, f"studio received {signal.Signals(signum).name}")
 
+        # Before the script starts: a signal meanwhile is recorded and passed on, never lost.
         signals.on_signal = on_signal
         signals.install()
+        try:
+            child = subprocess.Popen(
+                reaper_argv or launch.argv,
+                cwd=str(launch.cwd),
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=None if reaper_argv else die_with_parent_fn(),
+            )
+        except OSError as exc:
+            signals.restore()
+            out.write(f"studio: could not start {launch.argv[0]}: {exc}\n".encode())
+            out.close()
+            meta.set_status(
+                exp.key, Status.FAILED, reason=f"could not start: {exc}", time_finished=time.time()
+            )
+            return Outcome(Status.FAILED, None, f"could not start: {exc}")
+
+        proc = child
+        if "status" in stopping:  # a signal came while it was being started
+            signal_group(proc, signal.SIGINT if stopping["status"] == Status.STOPPED else signal.SIGTERM)
         exited = ExitWaiter(proc)
         try:
             tee.start([(proc.stdout, _binary(sys.stdout)), (proc.stderr, _binary(sys.stderr))])  # type: ignore[list-item]
@@ -156,12 +171,12 @@ class Executor:
                     except Exception:
                         log.warning("heartbeat failed; will retry", exc_info=True)
                 if "since" in stopping:
-                    self._escalate(proc, stopping)
+                    self._escalate(proc, stopping, reaper_argv is not None)
         finally:
             signals.restore()
             exited.close()
             if proc.poll() is None:  # an exception in the loop: never leave the child behind
-                signal_group(proc, signal.SIGKILL)
+                kill_tree(proc, reaper_argv is not None, wait=5.0)
                 proc.wait()
             tee.join(timeout=10)
             for closer in (getattr(sampler, "stop", None), getattr(metric_logger, "close", None)):
@@ -169,25 +184,32 @@ class Executor:
                     continue
                 try:  # metrics are a by-product: they must never cost the run its outcome
                     closer()
-                except Exception:
-                    log.warning("closing the metric collectors failed", exc_info=True)
+                except Exception as exc:
+                    log.warning("closing the metric collectors failed: %s", exc)
             checkpointer.stop()
-            out.close()
+            try:
+                out.close()
+            except OSError as exc:  # buffered output that a full disk refused
+                tee.error = tee.error or exc
 
         returncode = proc.returncode
         if stopping.get("lost"):
             return Outcome(Status.LOST, returncode, "lease lost")
         # The final checkpoint can outlast a short lease: keep it alive meanwhile. Whoever lost
         # the lease must not record an outcome: another worker may be running the experiment.
+        unsaved = [f"output file: {_short(tee.error)}"] if tee.error is not None else []
         with LeaseKeeper(self.ctx, exp.key, self.worker) as keeper:
             try:
                 checkpointer.checkpoint()
             except Exception as exc:  # the run's outcome still gets recorded
                 log.error("final checkpoint of %s failed: %s", exp.key, exc)
+                unsaved.append(f"final checkpoint: {_short(exc)}")
         if keeper.lost or not keeper.renew():
             log.warning("lost the lease on %s before recording its outcome", exp.key)
             return Outcome(Status.LOST, returncode, "lease lost")
         outcome = self._outcome(returncode, stopping)
+        if unsaved and outcome.status != Status.QUEUED:
+            outcome = _not_saved(outcome, "; ".join(unsaved))
         # Back to `queued` (a hand-back), set_status clears worker and lease in the same
         # transaction; a final status also records the exit code and the finish time.
         final = (
@@ -205,7 +227,7 @@ class Executor:
         )
         return outcome
 
-    def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object]) -> None:
+    def _escalate(self, proc: subprocess.Popen[bytes], stopping: dict[str, object], reaper: bool) -> None:
         """SIGINT/SIGTERM first; SIGTERM then SIGKILL if the script ignores it."""
         waited = time.monotonic() - float(stopping["since"])  # type: ignore[arg-type]
         step = int(stopping["step"])  # type: ignore[call-overload]
@@ -213,8 +235,11 @@ class Executor:
             signal_group(proc, signal.SIGTERM)
             stopping["step"] = 1
         elif step == 1 and waited > 2 * self.stop_grace:
-            signal_group(proc, signal.SIGKILL)
+            kill_tree(proc, reaper)
             stopping["step"] = 2
+        elif step == 2 and waited > 2 * self.stop_grace + 5:  # the reaper did not answer
+            signal_group(proc, signal.SIGKILL)
+            stopping["step"] = 3
 
     @staticmethod
     def _outcome(returncode: int, stopping: dict[str, object]) -> Outcome:
@@ -229,6 +254,20 @@ class Executor:
         except ValueError:
             name = f"signal {-returncode}"
         return Outcome(Status.KILLED, returncode, f"killed by {name}")
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:300]
+
+
+def _not_saved(outcome: Outcome, what: str) -> Outcome:
+    """What a run whose results were not all stored records: a script that succeeded is
+    `failed` (its results are incomplete), any other outcome keeps its status; the reason
+    says what was not saved."""
+    if outcome.status == Status.FINISHED:
+        return Outcome(Status.FAILED, outcome.returncode, f"the script finished but not all was saved: {what}")
+    reason = f"{outcome.reason}; " if outcome.reason else ""
+    return Outcome(outcome.status, outcome.returncode, f"{reason}not all was saved: {what}")
 
 
 def _requested_stop(ctx: Context, key: str) -> tuple[Status, str]:

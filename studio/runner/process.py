@@ -10,11 +10,24 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
+
+REAPER = Path(__file__).with_name("_reaper.py")
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals a supervisor acts on: SIGINT (stop), SIGTERM, and SIGHUP (the terminal
+    went away) unless it is ignored (`nohup`), so a run is recorded, not left to go `lost`."""
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
+    return sigs
 
 
 class Signals:
-    """SIGINT/SIGTERM to the supervisor are recorded and forwarded to the child's group."""
+    """SIGINT/SIGTERM/SIGHUP to the supervisor are recorded and forwarded to the child's group."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -24,7 +37,7 @@ class Signals:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stop_signals():
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -92,3 +105,30 @@ def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def with_reaper(argv: list[str]) -> list[str] | None:
+    """`argv` run under the run's reaper (see `_reaper.py`), or None where there is none (not
+    Linux): then the parent-death signal covers the script itself, not its children."""
+    if not sys.platform.startswith("linux") or not REAPER.is_file():
+        return None
+    return [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()), *argv]
+
+
+def kill_tree(proc: subprocess.Popen[bytes], reaper: bool, wait: float = 0.0) -> None:
+    """SIGKILL everything the run started. The reaper does it on SIGUSR1 (it alone sees
+    descendants that left the process group); its group gets SIGKILL if it has not exited
+    within `wait` seconds (or at once without a reaper)."""
+    if reaper and proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return
+            time.sleep(0.01)
+        if wait <= 0:
+            return
+    signal_group(proc, signal.SIGKILL)

@@ -39,6 +39,7 @@ class OutputTee:
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="studio-output-flush", daemon=True)
         self.listeners: list[Callable[[str], None]] = []
+        self.error: OSError | None = None  # the first failure to write the output file
 
     def start(self, streams: list[tuple[IO[bytes], BinaryIO | None]]) -> None:
         """streams: (pipe from the child, terminal stream to echo to or None)."""
@@ -64,9 +65,21 @@ class OutputTee:
                 except (OSError, ValueError):
                     pass
             with self._lock:
-                self._file.write(data)
+                self._write(data)
                 self._pending.append(data)
         pipe.close()
+
+    def _write(self, data: bytes) -> None:
+        """A full disk must not stop the pipes being drained (the script would block on its
+        next print): the file stops growing, the error is kept for the run's outcome, and
+        the metadata store still receives every chunk."""
+        if self.error is not None:
+            return
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.error = exc
+            log.error("could not write the output file: %s", exc)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self._flush_interval):
@@ -77,9 +90,13 @@ class OutputTee:
             data = b"".join(self._pending)
             self._pending.clear()
             try:
-                self._file.flush()
+                if self.error is None:
+                    self._file.flush()
             except ValueError:
                 return
+            except OSError as exc:
+                self.error = exc
+                log.error("could not write the output file: %s", exc)
         if not data:
             return
         text = data.decode("utf-8", errors="replace")

@@ -33,10 +33,11 @@ from typing import Any
 from studio.context import Context
 from studio.entities import Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, StudioError
-from studio.queue.claimer import Claimer
+from studio.queue.claimer import Claimer, requeue_interval
 from studio.runner.executor import Executor, Outcome
 from studio.runner.lease import LeaseKeeper
 from studio.runner.resources import WorkerResources, detect, with_overrides
+from studio.runner.salvage import LapseWatcher, salvage
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class Worker:
         self.id = opts.worker_id or worker_id()
         self.resources: WorkerResources = with_overrides(detect(ctx.settings.home), opts.resources)
         self.root = ctx.settings.home / "workers" / _safe(self.id)
-        self.claimer = Claimer(ctx.meta, ctx.settings, opts.queue, self.id, self.resources.as_claim())
+        self.claimer = Claimer(ctx.meta, ctx.settings, opts.queue, self.id, self.resources.as_claim(),
+                               on_retired=self._retired)
         self.on_event = on_event or (lambda text: log.info("%s", text))
         self.stopping = False
         self.done: list[tuple[str, Outcome]] = []
@@ -76,12 +78,16 @@ class Worker:
             f"worker {self.id} on queue {self.opts.queue}: {r.cpus} cpus, {r.gpus} gpus, "
             f"{r.ram / 2**30:.1f} GiB ram, {r.hdd / 2**30:.1f} GiB free disk"
         )
-        self._remove_stale_dirs()
         try:
             self.claimer.sweep(force=True)
         except StudioError as exc:
             log.warning("could not check for lapsed leases: %s", exc)
         self._presence("idle", force=True)
+        self._remove_stale_dirs()
+        # While this worker runs an experiment its claimer does not sweep: this does, so a
+        # lost run anywhere shows `lost` within a fraction of the lease.
+        watcher = LapseWatcher(self.ctx, requeue_interval(self.ctx.settings), after=self._remove_stale_dirs)
+        watcher.start()
         try:
             while not self.stopping:
                 exp = self.claimer.wait_claim(self.opts.idle_timeout, self._idle_tick)
@@ -95,6 +101,7 @@ class Worker:
                 if self.opts.single_run:
                     break
         finally:
+            watcher.close()
             for sig, handler in old.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
             try:
@@ -124,8 +131,14 @@ class Worker:
         self._presence("idle")
         return self.stopping
 
+    def _retired(self, keys: list[str]) -> None:
+        salvage(self.ctx, keys)
+        self._remove_stale_dirs()
+
     def _remove_stale_dirs(self) -> None:
-        """Run directories left by workers of this host that died (kill -9, power loss)."""
+        """Run directories left by workers of this host that died (kill -9, power loss). What
+        a run that is now `lost` left is stored first (runner.salvage); the directory of a run
+        whose lease has not lapsed yet is kept until it has (the watcher salvages it then)."""
         import socket
 
         import psutil
@@ -139,8 +152,17 @@ class Worker:
             pid = entry.name[len(prefix):].split("_", 1)[0]
             if entry == self.root or not entry.name.startswith(prefix) or not pid.isdigit():
                 continue
-            if not psutil.pid_exists(int(pid)):
-                shutil.rmtree(entry, ignore_errors=True)
+            if psutil.pid_exists(int(pid)):
+                continue
+            try:
+                keys = [d.name for d in entry.iterdir() if d.is_dir()]
+                mine = [e for e in self.ctx.meta.get_experiments(keys) if _safe(e.worker or "") == entry.name]
+            except (OSError, StudioError):
+                continue
+            if any(e.status == Status.RUNNING for e in mine):
+                continue  # its lease has not lapsed yet: salvaged and removed once it has
+            salvage(self.ctx, keys)
+            shutil.rmtree(entry, ignore_errors=True)
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

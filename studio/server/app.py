@@ -126,12 +126,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from studio.queue.claimer import requeue_interval
+        from studio.runner.salvage import LapseWatcher
         from studio.server.series import warm_up
 
         threading.Thread(target=warm_up, name="studio-warm-up", daemon=True).start()
+        # A dashboard that is up shows a dead run `lost` within a fraction of its lease.
+        watcher = LapseWatcher(ctx, requeue_interval(ctx.settings)).start()
         try:
             yield
         finally:
+            watcher.close()
             boards.stop_all()
 
     app = FastAPI(

@@ -62,7 +62,9 @@ class ExperimentRepository:
         if force or now - self._last_refresh >= REFRESH_SECONDS:
             self._last_refresh = now
             try:
-                self.ctx.meta.requeue_expired(self.ctx.settings.max_attempts)
+                from studio.runner.salvage import retire_lapsed
+
+                retire_lapsed(self.ctx)
             except StudioError as exc:  # a read-only store: statuses are only read
                 log.debug("could not mark lapsed experiments lost: %s", exc)
 

@@ -8,7 +8,7 @@ Two modes:
 
       normal exit, sys.exit(0), exp.close()      finished
       uncaught exception (sys.excepthook)        failed   (reason: the exception)
-      sys.exit(n), n != 0                        failed   (exit code n)
+      sys.exit(n), raise SystemExit(n), n != 0   failed   (exit code n)
       KeyboardInterrupt, `studio runs stop KEY`  stopped
       SIGTERM                                    killed   (after flushing and capturing)
       SIGKILL, power loss, a wedged machine      lost     (its lease lapses: nothing to record)
@@ -280,6 +280,7 @@ class _Hooks:
         self._lock = threading.Lock()
         self._previous_excepthook: Any = None
         self._original_exit: Any = None
+        self.final_exit: tuple[Any] | None = None  # (code,) of the SystemExit that ended the process
 
     def add(self, session: Session) -> None:
         with self._lock:
@@ -310,6 +311,7 @@ class _Hooks:
         if owned:
             self._original_exit = sys.exit
             sys.exit = self._exit  # type: ignore[assignment]
+            _watch_system_exit(self._original_exit, self._exit)
         if threading.current_thread() is threading.main_thread():
             self._install_sigterm()
 
@@ -330,7 +332,7 @@ class _Hooks:
 
     def _exit(self, status: Any = None) -> None:
         self.exit_called, self.exit_status = True, status
-        self._original_exit(status)
+        raise _RecordedExit(status)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.signal = signum
@@ -356,6 +358,8 @@ class _Hooks:
 
     # -- the end ---------------------------------------------------------------------------
     def outcome(self) -> tuple[Status, str | None, int | None]:
+        if self.final_exit is not None and self.uncaught is None and self.signal is None:
+            return _exit_outcome(self.final_exit[0])
         if self.signal is not None:
             name = signal.Signals(self.signal).name
             return Status.KILLED, f"received {name}", -self.signal
@@ -366,11 +370,7 @@ class _Hooks:
             text = f"{exc_type.__name__}: {exc}".strip().rstrip(":")
             return Status.FAILED, f"uncaught {text[:500]}", 1
         if self.exit_called:
-            code = self.exit_status
-            if code is None or code == 0:
-                return Status.FINISHED, None, 0
-            number = code if isinstance(code, int) else 1
-            return Status.FAILED, f"exit code {number}", number
+            return _exit_outcome(self.exit_status)
         return Status.FINISHED, None, 0
 
     def _at_exit(self) -> None:
@@ -381,6 +381,47 @@ class _Hooks:
             # Die of the signal, as the process would have without us.
             signal.signal(self.signal, signal.SIG_DFL)
             os.kill(os.getpid(), self.signal)
+
+
+def _exit_outcome(code: Any) -> tuple[Status, str | None, int | None]:
+    """What the interpreter's exit code is for a SystemExit with this `code`."""
+    if code is None or code == 0:
+        return Status.FINISHED, None, 0
+    number = code if isinstance(code, int) and not isinstance(code, bool) else 1
+    return Status.FAILED, f"exit code {number}", number
+
+
+class _RecordedExit(SystemExit):
+    """SystemExit, noticed when it ends the process. The interpreter handles a SystemExit that
+    reaches the top in C and calls no hook with its code; but it frees the exception there,
+    with no Python frame running, which `__del__` can tell from one caught and dropped by code.
+    Owned sessions make this the builtin `SystemExit` (see `_watch_system_exit`), so
+    ``raise SystemExit(3)`` records exit code 3 like ``sys.exit(3)``."""
+
+    def __del__(self) -> None:
+        try:
+            sys._getframe(1)
+        except ValueError:  # freed by the interpreter's top level: this is the exit code
+            HOOKS.final_exit = (self.code,)
+
+
+_RecordedExit.__name__ = _RecordedExit.__qualname__ = "SystemExit"
+_RecordedExit.__module__ = "builtins"
+
+
+def _watch_system_exit(original_exit: Any, patched_exit: Any) -> None:
+    """`raise SystemExit(n)` and `from sys import exit` (bound before `sys.exit` was patched)
+    record their exit code: the builtin name now makes a `_RecordedExit` (a subclass, so
+    every ``except SystemExit`` still catches it), and the main script's own name `exit`
+    for the original `sys.exit` is pointed at the patched one."""
+    import builtins
+
+    builtins.SystemExit = _RecordedExit  # type: ignore[misc]
+    main = sys.modules.get("__main__")
+    names = vars(main) if main is not None else {}
+    for name, value in list(names.items()):
+        if value is original_exit:
+            names[name] = patched_exit
 
 
 HOOKS = _Hooks()

@@ -1,7 +1,7 @@
 """Creating (or joining) the experiment a `new_experiment()` call records into.
 
 Creating reuses `studio run`'s own path (`studio.api.run.prepare`: validation, capture of the
-workspace, git, Python environment and host) and `studio.api.local.start` (status `running`,
+workspace, git, Python environment and host; the row is born `running` under this process's
 lease), so a workbook experiment is recorded like any other. The process then points its own
 environment at the experiment (``STUDIOML_EXPERIMENT``, ``STUDIOML_METRICS_DIR``,
 ``STUDIOML_ARTIFACT_MAPPING``): `studio.log`, `fs_tracker` and child processes that call
@@ -122,7 +122,7 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.run import experiment_paths, worker_id, write_mapping
+    from studio.api.run import experiment_paths, running_fields, worker_id, write_mapping
     from studio.keys import check_key, new_key
     from studio.tracking import metrics
 
@@ -131,15 +131,8 @@ def _create(
     workbook = ArtifactSpec(tag=WORKBOOK_TAG, mutable=True, local_path=str(directory))
     draft = _record(ctx, project, key, not name, dict(params or {}), metric, workbook)
     worker = "workbook:" + worker_id()
-    now = time.time()
-    # Created `running` under this process's lease (what `studio.api.local.start` sets on a
-    # queued one), in one transaction.
-    exp = ctx.meta.create_experiment(
-        draft.replace(
-            status=Status.RUNNING, worker=worker, time_started=now, heartbeat=now,
-            lease_expires=now + ctx.settings.lease_seconds, attempts=draft.attempts + 1,
-        )
-    )  # fmt: skip
+    # Created `running` under this process's lease, in one transaction.
+    exp = ctx.meta.create_experiment(draft.replace(**running_fields(ctx, worker)))
     directory.mkdir(parents=True, exist_ok=True)
     paths = experiment_paths(ctx, exp.key)
     paths.pop("output")  # nothing tees this process's output

@@ -702,6 +702,19 @@ def test_lifetime_expiry(store: MetaStore) -> None:
     assert stale.status is Status.LOST and "lifetime" in (stale.status_reason or "")
 
 
+def test_an_abandoned_preparation_is_lost_not_queued_forever(store: MetaStore) -> None:
+    """A queued experiment with no queue is one no worker will ever claim (issue 13 item 7)."""
+    now = time.time()
+    store.create_experiment(exp("abandoned", time_added=now - 120))
+    store.create_experiment(exp("young", time_added=now - 1))
+    store.create_experiment(exp("waiting", queue="q", time_added=now - 10**6))
+    assert store.requeue_expired(max_attempts=3) == ["abandoned"]
+    gone = store.get_experiment("abandoned")
+    assert gone.status is Status.LOST and "abandoned" in (gone.status_reason or "")
+    assert store.get_experiment("young").status is Status.QUEUED
+    assert store.get_experiment("waiting").status is Status.QUEUED
+
+
 def _claim_all(url: str, worker: str) -> list[str]:
     store = open_meta_store(url)
     got: list[str] = []

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Select, func, or_, select, update
 
 from studio.entities import Experiment, Status
 from studio.exceptions import UsageError
-from studio.meta.records import lease_lost
+from studio.meta.records import ABANDONED_AFTER, lease_lost
 from studio.meta.sql.rows import EXPERIMENTS as E
 from studio.meta.sql.rows import change_status, entity, load, not_found, update_row
 from studio.meta.sql.tables import RESOURCE_NAMES
@@ -131,6 +131,17 @@ def requeue_expired(s: Connection, max_attempts: int) -> list[str]:
             change_status(
                 s, row, Status.LOST, now=now, reason=reason, worker=row["worker"], fields=end
             )
+        changed.append(row["key"])
+    # Queued with no queue: no worker serves it, and nothing studio writes now is born so
+    # (local runs are born `running`): a preparation an older client abandoned.
+    abandoned = select(E).where(
+        E.c.status == Status.QUEUED.value,
+        E.c.queue.is_(None),
+        E.c.time_added < now - ABANDONED_AFTER,
+    )
+    for row in s.execute(_skip_locked(s, abandoned)).mappings().all():
+        reason = "abandoned while being prepared (its supervisor never started it)"
+        change_status(s, row, Status.LOST, now=now, reason=reason)
         changed.append(row["key"])
     stale = select(E).where(
         E.c.status == Status.QUEUED.value,

@@ -1,0 +1,158 @@
+"""The run's reaper: a tiny process between the supervisor and the script (Linux).
+
+    supervisor -> reaper (child subreaper, own session) -> script -> its children, daemons ...
+
+Run as `python -I -S _reaper.py SUPERVISOR_PID ARGV...`: a standalone program (standard
+library only, no `studio` import, no site) so it starts in a few milliseconds. It exists so
+that nothing a run starts outlives the run, even when the supervisor is SIGKILLed:
+
+- it is a child subreaper (PR_SET_CHILD_SUBREAPER): every descendant of the script whose
+  parent dies, double-forked daemons included, is reparented to it rather than to init, so
+  it can always find and kill what is left;
+- its parent-death signal (PR_SET_PDEATHSIG, SIGUSR2) tells it when the supervisor dies,
+  however it dies: it then kills the whole tree with SIGKILL and exits;
+- SIGUSR1 from the supervisor (stop escalation) kills the whole tree with SIGKILL;
+- when the script exits on its own, what it left running gets SIGTERM, then SIGKILL after
+  a short grace, and the reaper exits with the script's status (dying of the same signal if
+  the script was killed by one), so the supervisor sees exactly what the script did.
+
+SIGINT/SIGTERM/SIGHUP reach the script from the supervisor through the process group that
+the reaper and the script share; the reaper itself ignores them. The script starts with
+SIGINT at its default even where the supervisor inherited it ignored (a shell's background
+job): SIGINT is studio's stop request.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+GRACE = 1.0  # seconds leftovers get between SIGTERM and SIGKILL after the script exited
+
+
+class Doomed(Exception):
+    pass
+
+
+def _prctl(option: int, value: int) -> int:
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0))
+    except (OSError, AttributeError):
+        return -1
+
+
+def children() -> list[int]:
+    """Our live children (direct: orphans of the tree are reparented to us)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        pass
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(name))
+    return found
+
+
+def reap(state: dict[str, bool], script: int, status: int | None) -> int | None:
+    """Kill and reap every descendant; returns the script's wait status if seen here."""
+    deadline = time.monotonic() + (0.0 if state["hard"] else GRACE)
+    signalled: dict[int, int] = {}
+    while True:
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return status
+            if pid == 0:
+                break
+            if pid == script and status is None:
+                status = st
+        sig = signal.SIGKILL if state["hard"] or time.monotonic() >= deadline else signal.SIGTERM
+        for pid in children():
+            if signalled.get(pid) != sig:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                signalled[pid] = sig
+        time.sleep(0.01)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
+def main(argv: list[str]) -> int:
+    supervisor = int(argv[1])
+    command = argv[2:]
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    state = {"hard": False, "waiting": True}
+
+    def doom(signum: int, frame: Any) -> None:
+        state["hard"] = True
+        if state["waiting"]:
+            raise Doomed()
+
+    signal.signal(signal.SIGUSR1, doom)
+    signal.signal(signal.SIGUSR2, doom)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
+    inherited_hup = signal.getsignal(signal.SIGHUP)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig != signal.SIGHUP or inherited_hup != signal.SIG_IGN:  # nohup: the script keeps ignoring it
+            signal.signal(sig, _ignore)
+    if os.getppid() != supervisor:  # the supervisor died before the parent-death signal was set
+        return 128 + signal.SIGKILL
+    script = os.fork()
+    if script == 0:
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.execvp(command[0], command)
+        except BaseException as exc:  # noqa: BLE001 - the child must never return into main()
+            os.write(2, f"studio: could not start {command[0]}: {exc}\n".encode())
+        os._exit(127)
+    status = None
+    try:
+        while status is None:
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == script:
+                status = st
+    except Doomed:
+        pass
+    state["waiting"] = False
+    status = reap(state, script, status)
+    if status is None:
+        return 128 + signal.SIGKILL
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.kill(os.getpid(), signum)
+        return 128 + signum
+    return os.waitstatus_to_exitcode(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
