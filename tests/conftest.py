@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 # One line per fixture plugin module in tests/fixtures/.
-pytest_plugins: list[str] = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.store_server"]
+pytest_plugins: list[str] = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.store_server",
+                             "tests.fixtures.slurm"]
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "queue": "studio.cli.queue:queue",
     "sweep": "studio.cli.sweep:sweep",
     "ui": "studio.cli.ui:ui",
+    "workers": "studio.cli.workers:workers",
 }
 
 
