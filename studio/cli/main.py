@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "studio.cli.sweep:sweep",
     "ui": "studio.cli.ui:ui",
     "workers": "studio.cli.workers:workers",
+    "cloud": "studio.cli.cloud:cloud",
 }
 
 

@@ -67,8 +67,13 @@ class Provisioner(abc.ABC):
         self.kind = kind
         self.options = options
 
+    def prepare(self, request: WorkerRequest) -> dict[str, Any]:
+        """Every check and read-only lookup for `request`, nothing created (bad input and
+        missing credentials fail here, before anything is queued). Passed to ensure_workers."""
+        return {}
+
     @abc.abstractmethod
-    def ensure_workers(self, request: WorkerRequest) -> Fleet:
+    def ensure_workers(self, request: WorkerRequest, prepared: dict[str, Any] | None = None) -> Fleet:
         """Make sure at least `request.count` workers exist (or are starting) for the queue."""
 
     @abc.abstractmethod

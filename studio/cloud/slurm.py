@@ -86,7 +86,7 @@ class SlurmProvisioner(Provisioner):
         argv.append("--wrap=exec " + shell_line(worker))
         return argv
 
-    def ensure_workers(self, request: WorkerRequest) -> Fleet:
+    def ensure_workers(self, request: WorkerRequest, prepared: dict[str, Any] | None = None) -> Fleet:
         argv = self.sbatch_argv(request)
         (self.settings.home / "workers" / "logs").mkdir(parents=True, exist_ok=True)
         job = self._call(argv).strip().split(";")[0]
