@@ -206,7 +206,8 @@ class Ec2Provisioner(Provisioner):
         needs = self.needs(request)
         fitting = [i["InstanceType"] for i in self.instance_types() if fits(i, needs)]
         if not fitting:
-            raise UsageError(f"no instance type has {describe_needs(needs)}: ask for less with --cpus/--gpus/--ram")
+            asked = {k: v for k, v in needs.items() if request.resources.get(k)} or needs
+            raise UsageError(f"no instance type has {describe_needs(asked)}: ask for less with --cpus/--gpus/--ram")
         prices, source = self.on_demand_prices(fitting)
         ranked = sorted(((t, prices[t]) for t in fitting if t in prices), key=lambda tp: (tp[1], tp[0]))
         if not ranked:

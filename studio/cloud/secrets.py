@@ -4,6 +4,7 @@
     --token-from file:/run/secrets/token  a mounted secret (Docker, Kubernetes)
     --token-from ssm:/studio/worker-token AWS SSM Parameter Store (SecureString, decrypted)
     --token-from secretsmanager:NAME      AWS Secrets Manager (SecretString)
+    --token-from gcpsecret:projects/P/secrets/S[/versions/V]   GCP Secret Manager (REST, ADC)
 
 Nothing is baked into images, user data or launch templates: on a cloud instance the
 instance role (AWS) grants read access to exactly that parameter, and the worker reads it at
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from studio.exceptions import MissingDependencyError, StudioError, UsageError
 
-SCHEMES = ("env", "file", "ssm", "secretsmanager")
+SCHEMES = ("env", "file", "ssm", "secretsmanager", "gcpsecret")
 
 
 def resolve_token(source: str) -> str:
@@ -35,6 +36,8 @@ def resolve_token(source: str) -> str:
             return Path(name).read_text().strip()
         except OSError as exc:
             raise UsageError(f"--token-from {source}: cannot read {name}: {exc.strerror}") from None
+    if scheme == "gcpsecret":
+        return _gcp_secret(source, name)
     try:
         import boto3
         import botocore.exceptions
@@ -51,3 +54,26 @@ def resolve_token(source: str) -> str:
                           "check that the instance role may read it") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise StudioError(f"--token-from {source}: {exc}") from None
+
+
+def _gcp_secret(source: str, name: str) -> str:
+    """Secret Manager's `versions/V:access` over REST with Application Default Credentials
+    (on GCE: the instance's service account through the metadata server)."""
+    import base64
+
+    try:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+    except ImportError:
+        raise MissingDependencyError("--token-from gcpsecret: needs google-auth: pip install 'studio[gcp]'") from None
+    if "/versions/" not in name:
+        name += "/versions/latest"
+    try:
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        reply = AuthorizedSession(credentials).get(f"https://secretmanager.googleapis.com/v1/{name}:access", timeout=30)
+    except Exception as exc:
+        raise StudioError(f"--token-from {source}: {exc}") from None
+    if reply.status_code != 200:
+        raise StudioError(f"--token-from {source}: Secret Manager answered {reply.status_code}; check that the "
+                          "instance's service account may access it")
+    return base64.b64decode(reply.json()["payload"]["data"]).decode().strip()
