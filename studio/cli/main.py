@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "ui": "studio.cli.ui:ui",
     "workers": "studio.cli.workers:workers",
     "cloud": "studio.cli.cloud:cloud",
+    "start": "studio.cli.start:start",
 }
 
 
