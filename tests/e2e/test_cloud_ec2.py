@@ -183,3 +183,72 @@ def test_simulated_cloud_drains_a_sweep_scales_out_and_deletes_the_group(
     assert len(workers) >= 2
     assert "deleted the group" in consoles and "left the group" in consoles
     print("simcloud marks", json.dumps({k: round(v, 2) for k, v in marks.items()}))
+
+
+RESUMABLE = """\
+import os, time
+from studio import fs_tracker
+path = os.path.join(fs_tracker.get_artifact("ckpt"), "step")
+start = int(open(path).read()) if os.path.exists(path) else 0
+print("resumed at", start, flush=True)
+for i in range(start, 24):
+    with open(path, "w") as fh:
+        fh.write(str(i + 1))
+    time.sleep(0.5)
+print("done after", 24 - start, "steps", flush=True)
+"""
+
+
+def test_spot_interruption_hands_back_and_another_instance_resumes(
+        tmp_path: Path, postgres_url: str, s3_storage: S3Storage) -> None:
+    env = submitter(tmp_path, postgres_url, s3_storage,
+                    "  region: us-east-1\n  max_workers: 1\n  idleTimeout: 5s\n  scaleInterval: 1s\n")
+    write(Path(env["STUDIOML_HOME"]) / "config.yaml",
+          Path(env["STUDIOML_HOME"], "config.yaml").read_text() + "saveWorkspaceFrequency: 1\n")
+    studio("db", "upgrade", env=env, check=True)
+    work = tmp_path / "w"
+    write(work / "train.py", RESUMABLE)
+    queue = f"pre-{uuid.uuid4().hex[:6]}"
+    sim = SimCloud(s3_storage.env, tmp_path / "cloud", {}, queue)
+    asg = aws(s3_storage, "autoscaling")
+    try:
+        proc = studio("run", "--cloud=ec2spot", "--queue", queue, "--capture", "ckpt:ckpt", "train.py",
+                      cwd=work, env=env)
+        assert proc.returncode == 0, proc.stderr
+        key = proc.stdout.strip().splitlines()[-1]
+        first = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # running, and a few checkpoints stored
+            started = sim.poll()
+            first = first or (started[0] if started else None)
+            logs = studio("runs", "logs", key, env=env).stdout
+            if "resumed at 0" in logs and studio_json("runs", "show", key, env=env)["status"] == "running":
+                time.sleep(4)
+                break
+            time.sleep(0.5)
+        assert first is not None
+        sim.interrupt(first)  # EC2 announces the interruption in the instance metadata
+        sim.procs[first].wait(timeout=60)  # the agent handed the experiment back and exited
+        assert "interruption notice" in sim.console(first)
+        shown = studio_json("runs", "show", key, env=env)
+        assert shown["status"] in ("queued", "running"), shown["status"]
+        # AWS reclaims the instance; the group replaces it.
+        asg.terminate_instance_in_auto_scaling_group(InstanceId=first, ShouldDecrementDesiredCapacity=False)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and studio_json("runs", "show", key, env=env)["status"] != "finished":
+            sim.poll()
+            time.sleep(0.5)
+        assert studio_json("runs", "show", key, env=env)["status"] == "finished"
+        assert len(sim.procs) == 2
+        logs = studio("runs", "logs", key, env=env).stdout
+        resumed = [int(line.split()[-1]) for line in logs.splitlines() if line.startswith("resumed at")]
+        # The second attempt's output: it started from the stored checkpoint, not from scratch.
+        assert len(resumed) == 1 and resumed[0] > 0, logs
+        assert logs.count("done after") == 1
+        assert studio_json("runs", "show", key, env=env)["attempts"] == 2
+        deadline = time.monotonic() + 60
+        while group_of(s3_storage, queue) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert group_of(s3_storage, queue) is None
+    finally:
+        sim.stop()
