@@ -252,3 +252,76 @@ def test_spot_interruption_hands_back_and_another_instance_resumes(
         assert group_of(s3_storage, queue) is None
     finally:
         sim.stop()
+
+
+def _serve(home: Path, port: int, token: str):  # type: ignore[no-untyped-def]
+    from tests.e2e.helpers import popen_studio
+
+    proc = popen_studio("ui", "--port", str(port), env={"STUDIOML_HOME": str(home), "STUDIOML_SERVER_TOKEN": token})
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("studio ui did not start")
+
+
+def test_workers_reach_a_studio_server_with_the_token_from_ssm(tmp_path: Path, s3_storage: S3Storage) -> None:
+    """Cloud workers hold no database or storage secret: the server URL, and a token they read
+    from SSM Parameter Store through the instance role (here: the moto credentials)."""
+    from tests.fixtures.s3 import _free_port
+
+    port, token = _free_port(), f"tok-server-{uuid.uuid4().hex[:10]}"
+    server = _serve(tmp_path / "server", port, token)
+    try:
+        env = machine(tmp_path / "laptop", f"http://127.0.0.1:{port}", s3_storage,
+                      "cloud:\n  region: us-east-1\n  max_workers: 2\n  idleTimeout: 3s\n  scaleInterval: 1s\n")
+        env["STUDIOML_API_TOKEN"] = token
+        work = tmp_path / "w"
+        write(work / "train.py", "x = 0\nprint('loss: {}'.format(x * x))\n")
+        queue = f"tok-{uuid.uuid4().hex[:6]}"
+        param = f"/studio/{queue}/worker-token"
+        write(Path(env["STUDIOML_HOME"]) / "config.yaml", Path(env["STUDIOML_HOME"], "config.yaml").read_text()
+              + f"  tokenParameter: {param}\n")
+        # No parameter yet: a one-line error, nothing queued, nothing created.
+        proc = studio("run", "--cloud=ec2", "--queue", queue, "train.py", cwd=work, env=env)
+        assert proc.returncode == 2 and f"no worker token in the SSM parameter {param}" in proc.stderr
+        assert proc.stderr.count("\n") == 1 and group_of(s3_storage, queue) is None
+        assert studio_json("queue", "list", env=env) == []
+        aws(s3_storage, "ssm").put_parameter(Name=param, Value=token, Type="SecureString")
+
+        sim = SimCloud(s3_storage.env, tmp_path / "cloud", {}, queue)
+        from tests.e2e.helpers import popen_studio
+
+        sweep = popen_studio("run", "--cloud=ec2", "--queue", queue, "-hp", "x=1:4", "--metric", "loss:min",
+                             "train.py", cwd=work, env=env)
+        try:
+            deadline = time.monotonic() + 180
+            while sweep.poll() is None and time.monotonic() < deadline:
+                sim.poll()
+                time.sleep(0.3)
+            out, err = sweep.communicate(timeout=10)
+            assert sweep.returncode == 0, err + "\n".join(sim.console(i) for i in sim.procs)
+            deadline = time.monotonic() + 60
+            while group_of(s3_storage, queue) is not None and time.monotonic() < deadline:
+                sim.poll()
+                time.sleep(0.3)
+            assert group_of(s3_storage, queue) is None
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+            sim.stop()
+        rows = studio_json("queue", "show", queue, env=env)
+        assert [r["status"] for r in rows] == ["finished"] * 4
+        for instance in sim.procs:
+            script = (tmp_path / "cloud" / instance / "user-data.sh").read_text()
+            assert f"--token-from ssm:{param}" in script and token not in script
+            assert "STUDIOML_API_TOKEN" not in sim.console(instance)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
