@@ -85,7 +85,16 @@ def run_agent(ctx: Any, opts: AgentOptions, say: Any = print) -> int:
     code = worker.wait()
     if preempted:
         return code  # the cloud takes the instance; the group replaces it
-    queued, running = queue_load(ctx, opts.queue)
-    outcome = backend.leave(opts.group, me, queue_drained=(queued + running == 0))
+    for attempt in range(5):  # a lingering instance is billed: try hard to leave
+        try:
+            queued, running = queue_load(ctx, opts.queue)
+            outcome = backend.leave(opts.group, me, queue_drained=(queued + running == 0))
+            break
+        except Exception as exc:
+            log.warning("could not leave %s (attempt %d): %s", opts.group, attempt + 1, exc)
+            time.sleep(2 ** attempt)
+    else:
+        say(f"agent on {me}: could not leave the group {opts.group}; the start-up script shuts the instance down")
+        return 1
     say(f"agent on {me}: worker exited ({code}); instance {outcome} the group {opts.group}")
     return code

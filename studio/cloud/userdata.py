@@ -69,5 +69,9 @@ if [ ! -x "$STUDIO_PREFIX/bin/studio" ]; then
   "$STUDIO_PREFIX/bin/pip" install --quiet {shlex.quote(install)}
 fi
 export PATH="$STUDIO_PREFIX/bin:$PATH"
-{shlex.join(agent).replace("studio ", '"$STUDIO_PREFIX/bin/studio" ', 1)}
+{shlex.join(agent).replace("studio ", '"$STUDIO_PREFIX/bin/studio" ', 1)} || status=$?
+# The agent normally removes this instance from its group. If it could not (it crashed, the
+# API failed), power off: the instance shuts down and terminates rather than idle and bill.
+if [ "${{status:-0}}" != 0 ] && [ -z "${{STUDIO_NO_SHUTDOWN:-}}" ]; then shutdown -h now; fi
+exit "${{status:-0}}"
 """
