@@ -49,8 +49,15 @@ def provisioner(kind: str, settings: Any, **options: Any) -> Provisioner:
         target, extra, sdk = BACKENDS[kind]
     except KeyError:
         raise UsageError(f"unknown worker backend {kind!r}: use one of {', '.join(BACKENDS)}") from None
-    if sdk is not None and importlib.util.find_spec(sdk.split(".")[0]) is None:
+    if sdk is not None and not _importable(sdk):
         raise MissingDependencyError(f"--cloud {kind} needs {sdk}: install it with `pip install 'studio[{extra}]'`")
     module, cls = target.split(":")
     backend: Provisioner = getattr(importlib.import_module(module), cls)(settings, kind=kind, **options)
     return backend
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False

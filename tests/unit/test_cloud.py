@@ -119,3 +119,20 @@ def test_token_from_ssm_and_secrets_manager(s3_server, monkeypatch: pytest.Monke
 
     with pytest.raises(StudioError, match="check that the instance role may read it"):
         resolve_token("ssm:/unit/missing")
+
+
+def test_missing_sdk_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import studio.cloud as cloud
+    from studio.exceptions import MissingDependencyError
+
+    monkeypatch.setattr(cloud, "_importable", lambda module: False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'studio\[gcp\]'"):
+        provisioner("gcspot", settings(tmp_path))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'studio\[aws\]'"):
+        provisioner("ec2", settings(tmp_path))
+
+
+def test_importable() -> None:
+    from studio.cloud import _importable
+
+    assert _importable("json") and not _importable("no_such_pkg.sub") and not _importable("no_such_pkg_x")
