@@ -10,7 +10,8 @@ experiment back to the queue, so cancelling loses nothing but time; Slurm's time
 (`--time`) does the same.
 
 Only Slurm's own commands (sbatch, squeue, scancel) are used, so this works from any login
-node, with whatever authentication the cluster has.
+node, with whatever authentication the cluster has; `list` and `stop` see only the calling
+user's jobs (`squeue --me`), so one user never cancels another's workers.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class SlurmProvisioner(Provisioner):
                      detail={"job_name": job_name(request.queue)})
 
     def _jobs(self) -> list[dict[str, str]]:
-        out = self._call([self._tool("squeue"), "--noheader", "--array", "--format=%F|%K|%j|%T|%N"])
+        out = self._call([self._tool("squeue"), "--me", "--noheader", "--array", "--format=%F|%K|%j|%T|%N"])
         rows = []
         for line in out.splitlines():
             parts = line.strip().split("|")

@@ -71,11 +71,11 @@ def test_stop_cancels_and_hands_back(studio_home: Path, tmp_path: Path, slurm_cl
     key = studio("run", "--queue", "stopq", "slow.py", cwd=work, env=env, check=True).stdout.strip()
     launched = studio_json("workers", "launch", "--slurm", "--queue", "stopq", "--single-run", env=env)
     assert launched["desired"] == 1
-    _wait(lambda: studio_json("runs", "show", key, env=env)["status"] == "running", 60, "running")
+    _wait(lambda: studio_json("runs", "show", key, env=env)["status"] == "running", 120, "running")
     proc = studio("workers", "stop", "--queue", "stopq", env=env, check=True)
     assert launched["name"] in proc.stderr
     # scancel sends SIGTERM: the worker stops the script and hands the experiment back.
-    _wait(lambda: studio_json("runs", "show", key, env=env)["status"] == "queued", 60, "handed back")
+    _wait(lambda: studio_json("runs", "show", key, env=env)["status"] == "queued", 120, "handed back")
     _wait(lambda: studio_json("workers", "list", env=env) == [], 60, "job gone")
     assert studio("workers", "stop", "--queue", "stopq", env=env, check=True).stderr.startswith(
         "studio: no studio workers")
@@ -92,3 +92,24 @@ def test_bad_input(studio_home: Path, slurm_cluster: SlurmCluster) -> None:
     proc = studio("workers", "list", env={"PATH": "/nonexistent"})
     assert proc.returncode == 2 and "squeue not found" in proc.stderr
     assert json.loads(studio("queue", "list", "--json", env=env).stdout) == []
+
+
+def test_another_users_worker_jobs_are_neither_listed_nor_cancelled(studio_home: Path, tmp_path: Path,
+                                                                    slurm_cluster: SlurmCluster) -> None:
+    import os
+    import subprocess
+
+    env = slurm_cluster.env
+    other = subprocess.run(["sbatch", "--parsable", "--uid=nobody", "--gid=nogroup", "--job-name=studio-worker.theirs",
+                            "--output=/dev/null", "--chdir=/tmp", "--wrap=sleep 120"],
+                           env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        _wait(lambda: any(line.startswith(other) for line in slurm_cluster.squeue()), 30, "the other job")
+        assert studio_json("workers", "list", env=env) == []
+        proc = studio("workers", "stop", "--all", env=env, check=True)
+        assert "no studio workers to stop" in proc.stderr
+        state = subprocess.run(["scontrol", "show", "job", other], env={**os.environ, **env}, capture_output=True,
+                               text=True).stdout
+        assert "JobState=CANCELLED" not in state, state
+    finally:
+        subprocess.run(["scancel", other], env={**os.environ, **env}, check=False)
