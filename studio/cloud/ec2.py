@@ -410,6 +410,14 @@ class Ec2Provisioner(Provisioner):
         self._call("TerminateInstanceInAutoScalingGroup",
                    self.client("autoscaling").terminate_instance_in_auto_scaling_group,
                    InstanceId=instance, ShouldDecrementDesiredCapacity=True)
+        # Two instances leaving at once each see the other: the decrements are serialized, so
+        # whoever brought the desired capacity to 0 on a drained queue removes the group.
+        after = self._group(group) if queue_drained else None
+        if after is not None and int(after["DesiredCapacity"]) == 0:
+            self._call("DeleteAutoScalingGroup", self.client("autoscaling").delete_auto_scaling_group,
+                       AutoScalingGroupName=group, ForceDelete=True)
+            self._delete_template(group)
+            return "deleted"
         return "left"
 
 

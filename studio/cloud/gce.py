@@ -271,6 +271,13 @@ class GceProvisioner(Provisioner):
                    instance_group_manager=group,
                    instance_group_managers_delete_instances_request_resource=(
                        compute_v1.InstanceGroupManagersDeleteInstancesRequest(instances=[url])))
+        if queue_drained:  # the last of several leaving at once removes the group
+            after = migs.get(project=self.project, zone=self.zone, instance_group_manager=group)
+            if after.target_size == 0:
+                self._call("instanceGroupManagers.delete", migs.delete, project=self.project, zone=self.zone,
+                           instance_group_manager=group)
+                self._delete_template(group)
+                return "deleted"
         return "left"
 
 

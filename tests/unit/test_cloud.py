@@ -136,3 +136,31 @@ def test_importable() -> None:
     from studio.cloud import _importable
 
     assert _importable("json") and not _importable("no_such_pkg.sub") and not _importable("no_such_pkg_x")
+
+
+def test_two_instances_leaving_at_once_still_delete_the_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A and B leave together; each sees the other still in service, so neither takes the
+    last-one path; B's decrement brings the desired capacity to 0, so B deletes the group."""
+    from studio.cloud.ec2 import Ec2Provisioner
+
+    backend = Ec2Provisioner(settings(tmp_path, "cloud:\n  region: us-east-1\n"), kind="ec2")
+    group = {"DesiredCapacity": 2, "Instances": [{"InstanceId": "i-a", "LifecycleState": "InService"},
+                                                {"InstanceId": "i-b", "LifecycleState": "InService"}]}
+    calls: list[str] = []
+
+    def call(what: str, fn, **kw):  # type: ignore[no-untyped-def]
+        calls.append(what)
+        if what == "TerminateInstanceInAutoScalingGroup":
+            group["DesiredCapacity"] -= 1  # type: ignore[operator]
+
+    class Client:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return lambda **kw: None
+
+    monkeypatch.setattr(backend, "_group", lambda name: dict(group))
+    monkeypatch.setattr(backend, "_call", call)
+    monkeypatch.setattr(backend, "client", lambda service: Client())
+    assert backend.leave("studio-q", "i-a", queue_drained=True) == "left"
+    assert backend.leave("studio-q", "i-b", queue_drained=True) == "deleted"
+    assert calls == ["TerminateInstanceInAutoScalingGroup", "TerminateInstanceInAutoScalingGroup",
+                     "DeleteAutoScalingGroup"]
