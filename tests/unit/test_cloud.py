@@ -164,3 +164,36 @@ def test_two_instances_leaving_at_once_still_delete_the_group(tmp_path: Path, mo
     assert backend.leave("studio-q", "i-b", queue_drained=True) == "deleted"
     assert calls == ["TerminateInstanceInAutoScalingGroup", "TerminateInstanceInAutoScalingGroup",
                      "DeleteAutoScalingGroup"]
+
+
+def test_pricing_api_answer_is_parsed_and_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Pricing API's GetProducts answer (botocore's Stubber checks the request against the
+    service model), parsed into USD per hour; `cloud.prices` still wins over it."""
+    import json
+
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from studio.cloud.ec2 import Ec2Provisioner
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    backend = Ec2Provisioner(settings(tmp_path, "cloud:\n  region: eu-west-1\n  prices: {m5.large: 0.01}\n"),
+                             kind="ec2")
+    pricing = boto3.client("pricing", region_name="us-east-1")
+
+    def product(itype: str, usd: str) -> str:
+        return json.dumps({"product": {"attributes": {"instanceType": itype}}, "terms": {"OnDemand": {"t": {
+            "priceDimensions": {"d": {"pricePerUnit": {"USD": usd}}}}}}})
+
+    stub = Stubber(pricing)
+    stub.add_response("get_products", {"PriceList": [product("t3.large", "0.0912"), product("c5.large", "0.0960"),
+                                                     product("m5.large", "0.1070"), product("x1.huge", "9")],
+                                       "FormatVersion": "aws_v1"},
+                      {"ServiceCode": "AmazonEC2", "Filters": ANY})
+    stub.activate()
+    monkeypatch.setattr(backend.session(), "client", lambda service, **kw: pricing)
+    prices, source = backend.on_demand_prices(["t3.large", "c5.large", "m5.large"])
+    assert source == "pricing-api"
+    assert prices == {"t3.large": 0.0912, "c5.large": 0.096, "m5.large": 0.01}
+    stub.assert_no_pending_responses()
