@@ -23,7 +23,7 @@ RUN apt-get update \
       $(command -v python3 >/dev/null 2>&1 || echo python3 python3-venv python3-pip) \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/studio
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE* /src/
 COPY studio /src/studio
 RUN pip install --no-cache-dir "/src[${STUDIO_EXTRAS}]" && rm -rf /src
 WORKDIR /root

@@ -50,7 +50,9 @@ def provisioner(kind: str, settings: Any, **options: Any) -> Provisioner:
     except KeyError:
         raise UsageError(f"unknown worker backend {kind!r}: use one of {', '.join(BACKENDS)}") from None
     if sdk is not None and not _importable(sdk):
-        raise MissingDependencyError(f"--cloud {kind} needs {sdk}: install it with `pip install 'studio[{extra}]'`")
+        from studio.cloud.config import install_hint
+
+        raise MissingDependencyError(f"--cloud {kind} needs {sdk}: install it with `{install_hint(extra or '')}`")
     module, cls = target.split(":")
     backend: Provisioner = getattr(importlib.import_module(module), cls)(settings, kind=kind, **options)
     return backend

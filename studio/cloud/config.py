@@ -27,6 +27,20 @@ from typing import Any
 from studio import __version__
 from studio.exceptions import ConfigError, UsageError
 
+
+def distribution() -> str:
+    """The name studio is installed under from the package index."""
+    try:
+        from studio._version import DISTRIBUTION  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return "studio"
+    return str(DISTRIBUTION)
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install '{distribution()}[{extra}]'"
+
+
 KNOWN = {"region", "projectId", "zone", "image", "max_workers", "idleTimeout", "install", "tokenParameter",
          "tokenSecret", "instanceProfile", "serviceAccount", "subnets", "securityGroups", "cpus", "ram", "hdd",
          "gpus", "prices", "slurm", "keyName", "network", "scaleInterval", "machinePrefix"}
@@ -58,7 +72,7 @@ class CloudConfig:
         if self.install:
             return self.install
         extras = "aws,postgres,s3,remote" if backend.startswith("ec2") else "gcp,postgres,gcs,remote"
-        return f"studio[{extras}]=={__version__}"
+        return f"{distribution()}[{extras}]=={__version__}"
 
     @classmethod
     def from_settings(cls, settings: Any) -> CloudConfig:

@@ -42,7 +42,9 @@ def resolve_token(source: str) -> str:
         import boto3
         import botocore.exceptions
     except ImportError:
-        raise MissingDependencyError(f"--token-from {scheme}: needs boto3: pip install 'studio[aws]'") from None
+        from studio.cloud.config import install_hint
+
+        raise MissingDependencyError(f"--token-from {scheme}: needs boto3: {install_hint('aws')}") from None
     try:
         if scheme == "ssm":
             reply = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
@@ -65,7 +67,9 @@ def _gcp_secret(source: str, name: str) -> str:
         import google.auth
         from google.auth.transport.requests import AuthorizedSession
     except ImportError:
-        raise MissingDependencyError("--token-from gcpsecret: needs google-auth: pip install 'studio[gcp]'") from None
+        from studio.cloud.config import install_hint
+
+        raise MissingDependencyError(f"--token-from gcpsecret: needs google-auth: {install_hint('gcp')}") from None
     if "/versions/" not in name:
         name += "/versions/latest"
     try:

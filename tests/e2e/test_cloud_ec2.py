@@ -13,6 +13,9 @@ from typing import Any
 
 import boto3
 
+from studio import __version__ as VERSION
+from studio.cloud.config import distribution
+from studio.exceptions import UsageError
 from tests.e2e.helpers import studio, studio_json
 from tests.e2e.test_worker import write
 from tests.e2e.test_worker_two_machines import machine, with_password_role
@@ -20,6 +23,8 @@ from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, S3Storage
 from tests.fixtures.simcloud import SimCloud
 
 TOKEN = "tok-cloud-submitter-7f2a9c"
+
+DIST = distribution()
 
 
 def aws(storage: S3Storage, service: str) -> Any:
@@ -80,7 +85,7 @@ def test_on_demand_cheapest_type_and_clean_user_data(tmp_path: Path, postgres_ur
     script = base64.b64decode(data["UserData"]).decode()
     assert f"cloud agent --backend ec2 --group studio-{queue} --queue {queue} --timeout 90s --max-workers 3" \
         in script
-    assert "/bin/pip\" install --quiet 'studio[aws,postgres,s3,remote]==0.1.0'" in script
+    assert f"/bin/pip\" install --quiet '{DIST}[aws,postgres,s3,remote]=={VERSION}'" in script
     assert f"url: {db_url.replace(':' + db_password, '')}" in script and s3_storage.url in script
     assert_no_secret(script, db_password)
     assert_no_secret(json.dumps(data, default=str), db_password)
@@ -290,7 +295,7 @@ def test_workers_reach_a_studio_server_with_the_token_from_ssm(tmp_path: Path, s
               + f"  tokenParameter: {param}\n")
         # No parameter yet: a one-line error, nothing queued, nothing created.
         proc = studio("run", "--cloud=ec2", "--queue", queue, "train.py", cwd=work, env=env)
-        assert proc.returncode == 2 and f"no worker token in the SSM parameter {param}" in proc.stderr
+        assert proc.returncode == UsageError.exit_code and f"no worker token in the SSM parameter {param}" in proc.stderr
         assert proc.stderr.count("\n") == 1 and group_of(s3_storage, queue) is None
         assert studio_json("queue", "list", env=env) == []
         aws(s3_storage, "ssm").put_parameter(Name=param, Value=token, Type="SecureString")

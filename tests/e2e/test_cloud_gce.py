@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from studio import __version__ as VERSION
 from studio.cloud import provisioner
+from studio.cloud.config import distribution
 from studio.config import load_settings
 from tests.e2e.helpers import studio, studio_json
 from tests.e2e.test_worker import write
 from tests.e2e.test_worker_two_machines import machine
 from tests.fixtures.gce import FakeCompute
 from tests.fixtures.s3 import S3Storage
+
+DIST = distribution()
 
 
 def setup(tmp_path: Path, postgres_url: str, s3_storage: S3Storage, gce_api: FakeCompute) -> tuple[Path, dict]:
@@ -41,7 +45,7 @@ def test_gcspot_template_group_and_down(tmp_path: Path, postgres_url: str, s3_st
     assert props["metadata"]["items"][0]["key"] == "startup-script"
     assert "cloud agent --backend gcspot --group studio-exp-q1 --queue Exp_Q1 --timeout 120s --max-workers 5" \
         in script
-    assert "'studio[gcp,postgres,gcs,remote]==0.1.0'" in script
+    assert f"'{DIST}[gcp,postgres,gcs,remote]=={VERSION}'" in script
     group = gce_api.groups["studio-exp-q1"]
     assert group["targetSize"] == 3 and group["zone"] == "europe-west4-a"
     assert group["instanceTemplate"] == "projects/my-project/global/instanceTemplates/studio-exp-q1"

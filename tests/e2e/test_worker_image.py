@@ -9,8 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from studio import __version__
 from studio.cloud.container import docker_argv
 from studio.config import load_settings
+from studio.exceptions import UsageError
 from tests.e2e.helpers import studio
 from tests.e2e.test_worker import write
 
@@ -38,7 +40,7 @@ def test_docker_command_line(tmp_path: Path) -> None:
     assert f"-v {home}/blobcache:/root/.studioml/blobcache" in line
     assert f"-v {home}/experiments:/root/.studioml/experiments" in line
     assert f"-v {home}/config.yaml:/root/.studioml/config.yaml:ro" in line
-    assert line.endswith("studioml/studio-worker:0.1.0-cuda worker --queue gpu --timeout 10m")
+    assert line.endswith(f"studioml/studio-worker:{__version__}-cuda worker --queue gpu --timeout 10m")
     cpu = docker_argv(settings, "q", image="me/my-worker:1", environ={})
     assert "--gpus" not in cpu and cpu[-4:] == ["me/my-worker:1", "worker", "--queue", "q"]
 
@@ -75,7 +77,7 @@ def test_start_remote_worker_runs_docker_with_the_token_from_the_environment(stu
     dry = studio("start", "remote", "worker", "--queue", "q1", "--dry-run", env=env, check=True)
     assert dry.stdout.startswith("docker run ") and TOKEN not in dry.stdout
     missing = studio("start", "remote", "worker", "--queue", "q1", env={"PATH": "/nonexistent"})
-    assert missing.returncode == 2 and "docker not found" in missing.stderr
+    assert missing.returncode == UsageError.exit_code and "docker not found" in missing.stderr
 
 
 def test_dockerfile_bakes_in_no_credential() -> None:
@@ -84,10 +86,11 @@ def test_dockerfile_bakes_in_no_credential() -> None:
     secret = re.compile(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIAL", re.I)
     assert not [line for line in instructions if line.split()[0] in ("ENV", "ARG") and secret.search(line)]
     assert [line for line in instructions if line.startswith("COPY")] == [
-        "COPY pyproject.toml README.md /src/", "COPY studio /src/studio"]
+        "COPY pyproject.toml README.md LICENSE* /src/", "COPY studio /src/studio"]
     assert "ARG BASE=python:3.11-slim" in instructions and 'ENTRYPOINT ["studio"]' in instructions
     ignore = (ROOT / ".dockerignore").read_text().split()
-    assert ignore[ignore.index("*") + 1:ignore.index("*") + 4] == ["!pyproject.toml", "!README.md", "!studio/"]
+    assert ignore[ignore.index("*") + 1:ignore.index("*") + 5] == ["!pyproject.toml", "!README.md", "!LICENSE",
+                                                                   "!studio/"]
 
 
 def test_kubernetes_job_example_is_valid() -> None:

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from studio.exceptions import StudioError, UsageError
 from tests.e2e.helpers import popen_studio, studio, studio_json
 from tests.fixtures.slurm import SlurmCluster
 
@@ -84,13 +85,13 @@ def test_stop_cancels_and_hands_back(studio_home: Path, tmp_path: Path, slurm_cl
 def test_bad_input(studio_home: Path, slurm_cluster: SlurmCluster) -> None:
     env = slurm_cluster.env
     proc = studio("workers", "stop", env=env)
-    assert proc.returncode == 2 and "--queue Q, or --all" in proc.stderr
+    assert proc.returncode == UsageError.exit_code and "--queue Q, or --all" in proc.stderr
     proc = studio("workers", "launch", "--slurm", "--queue", "q", "--partition", "nosuch", env=env)
-    assert proc.returncode == 1
+    assert proc.returncode == StudioError.exit_code
     assert proc.stderr.count("\n") == 1 and "sbatch failed" in proc.stderr
     assert studio_json("workers", "list", env=env) == []
     proc = studio("workers", "list", env={"PATH": "/nonexistent"})
-    assert proc.returncode == 2 and "squeue not found" in proc.stderr
+    assert proc.returncode == UsageError.exit_code and "squeue not found" in proc.stderr
     assert json.loads(studio("queue", "list", "--json", env=env).stdout) == []
 
 
