@@ -39,6 +39,9 @@ COMMANDS: dict[str, str] = {
     "login": "studio.cli.team:login",
     "logout": "studio.cli.team:logout",
     "audit": "studio.cli.team:audit",
+    "workers": "studio.cli.workers:workers",
+    "cloud": "studio.cli.cloud:cloud",
+    "start": "studio.cli.start:start",
 }
 
 

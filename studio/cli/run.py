@@ -47,8 +47,9 @@ from studio.cli.main import setup_logging
 @click.option("--force", is_flag=True, help="Allow grids of more than 100,000 points.")
 @click.option("--module", "-m", "module", is_flag=True, help="Run SCRIPT as a module (like python -m); also pkg::mod.")
 @click.option("--guest", is_flag=True, hidden=True, help="Accepted for compatibility; local runs need no login.")
-@click.option("--cloud", default=None, hidden=True)
-@click.option("--bid", default=None, hidden=True)
+@click.option("--cloud", default=None, metavar="ec2|ec2spot|gcloud|gcspot",
+              help="Run on cloud workers started for the queue (see docs/cloud.md).")
+@click.option("--bid", default=None, metavar="USD|PERCENT%", help="ec2spot: max price per instance-hour.")
 @click.option("--verbose", default=None, metavar="LEVEL", help="Log level: debug, info, warning, error.")
 @click.option("--quiet", is_flag=True, help="No notices or closing line (they are shown only on a terminal anyway).")
 @click.argument("script")
@@ -65,8 +66,6 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     from studio.exceptions import UsageError
     from studio.runner.resources import parse_needs
 
-    if flags["cloud"]:
-        raise UsageError("--cloud workers are not available in this version; start `studio worker --queue Q` on the machine instead")
     resources: dict[str, Any] = parse_needs({name: flags[name] for name in ("cpus", "gpus", "ram", "hdd")})
     if flags["num_workers"] is not None and flags["num_workers"] < 1:
         raise UsageError("--num-workers must be at least 1")
@@ -92,7 +91,15 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
         opts.progress = capture_bar
     if flags["pruner"] and not (flags["hyperparams"] or flags["optimizer"]):
         raise UsageError("--pruner applies to sweeps only: add -hp NAME=SPEC")
+    if flags["bid"] is not None and not flags["cloud"]:
+        raise UsageError("--bid applies to cloud spot workers only: add --cloud=ec2spot")
     ctx = context(config)
+    if flags["cloud"]:
+        from studio.api.cloud import run_on_cloud
+
+        sys.exit(run_on_cloud(ctx, opts, flags["cloud"], bid=flags["bid"], num_workers=flags["num_workers"],
+                              hyperparams=list(flags["hyperparams"]), optimizer=flags["optimizer"],
+                              force=flags["force"], pruner=flags["pruner"]))
     if flags["hyperparams"] or flags["optimizer"]:
         from studio.api.sweep import run_sweep
 

@@ -23,9 +23,13 @@ from studio.cli.main import setup_logging
 @click.option("--echo", is_flag=True, help="Also print the experiments' output here.")
 @click.option("--quiet", is_flag=True, hidden=True, help="No progress lines (local pools use this).")
 @click.option("--keep-workdirs", is_flag=True, hidden=True, help="Keep each run's directory (debugging).")
+@click.option("--token-from", default=None, envvar="STUDIOML_TOKEN_FROM", metavar="SOURCE",
+              help="Read the server token from env:NAME, file:PATH, ssm:PARAM or secretsmanager:ID.")
+@click.option("--preemption", type=click.Choice(["ec2", "gce"]), default=None,
+              help="On a spot/preemptible instance: hand the running experiment back on the interruption notice.")
 @click.option("--verbose", default=None, metavar="LEVEL", help="Log level: debug, info, warning, error.")
 def worker(config: str | None, queue: str, single_run: bool, timeout: str | None, verbose: str | None,
-           echo: bool, quiet: bool, keep_workdirs: bool, **resources: Any) -> None:
+           echo: bool, quiet: bool, keep_workdirs: bool, token_from: str | None, preemption: str | None, **resources: Any) -> None:
     """Take experiments from QUEUE and run them, until idle for --timeout or sent SIGTERM.
 
     SIGTERM (or Ctrl-C) while an experiment runs hands it back to the queue (or stops it)
@@ -40,12 +44,24 @@ def worker(config: str | None, queue: str, single_run: bool, timeout: str | None
     idle = parse_duration(timeout) if timeout is not None else None
     overrides = parse_needs({k: v for k, v in resources.items() if v is not None})
     ctx = context(config)
+    if token_from:  # kept in the settings only: the experiments' environment never sees it
+        from studio.api.context import Context
+        from studio.cloud.secrets import resolve_token
+
+        ctx = Context(ctx.settings.replace(api_token=resolve_token(token_from)))
     opts = WorkerOptions(queue=queue, single_run=single_run, idle_timeout=idle, resources=overrides,
                          echo=echo, keep_workdirs=keep_workdirs)
     def say(text: str) -> None:
         if not quiet:
             click.echo(f"studio: {text}", err=True)
 
+    if preemption:  # the notice becomes a SIGTERM: stop the script, store artifacts, hand back, exit
+        import os
+        import signal
+
+        from studio.cloud.preemption import watch
+
+        watch(preemption, lambda: os.kill(os.getpid(), signal.SIGTERM))
     code = run_worker(ctx, opts, on_event=say)
     ctx.close()
     raise SystemExit(code)

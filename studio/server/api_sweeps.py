@@ -46,7 +46,7 @@ def importance(runs: list[Experiment], maximize: bool) -> tuple[dict[str, float]
         import optuna
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     except ImportError:
-        return None, "", "parameter importance needs Optuna: pip install 'studio[search]'"
+        return None, "", "parameter importance needs Optuna: pip install 'studio-experiments[search]'"
     names = sorted({p for e in runs for p, v in e.params.items() if isinstance(v, (int, float, str, bool))})
     dists: dict[str, Any] = {}
     for p in names:

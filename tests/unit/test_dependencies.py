@@ -40,10 +40,12 @@ EXTRA_MODULES = {
     "studio/api/import_mlflow.py": "mlflow",
 }
 
-#: Adapters for the frameworks users train with (docs/integrations.md): each extra names the
-#: framework, which a user has already; `all` leaves them out (lightning alone would pull a
-#: multi-GB build of torch into every `pip install studio-experiments[all]`).
-FRAMEWORK_EXTRAS = {"lightning", "keras", "transformers", "sklearn", "mlflow"}
+#: Extras `all` leaves out. The framework adapters (docs/integrations.md) name a framework the
+#: user has already (lightning alone would pull a multi-GB build of torch into every
+#: `pip install studio-experiments[all]`); the cloud provisioners (docs/cloud.md) are a
+#: submitter's choice of cloud, and boto3 beside s3fs's narrow aiobotocore pin sends pip 23
+#: backtracking.
+FRAMEWORK_EXTRAS = {"lightning", "keras", "transformers", "sklearn", "mlflow", "aws", "gcp"}
 
 #: Used when the user has them, never installed by studio; each import sits behind an
 #: ImportError fallback (checked below).
