@@ -63,6 +63,7 @@ class Settings:
     config_path: Path | None = None
     api_token: str | None = field(default=None, repr=False)  # for an http(s):// database URL
     server_token: str | None = field(default=None, repr=False)  # turns on a server's store API
+    signed_url_seconds: float = 900.0  # lifetime of the presigned storage URLs a server issues
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -147,11 +148,17 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     database_url = (
         env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or f"sqlite:///{home / 'studio.db'}"
     )
-    storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
+    # A client of a studio server keeps its objects there too (the seed: "remove the storage
+    # section"), so it needs no storage credentials.
+    served = database_url if database_url.split("://", 1)[0].lower() in ("http", "https") else None
+    storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or served or str(home / "objects")
 
     try:
         freq = parse_duration(env.get("STUDIOML_SAVE_FREQUENCY") or data.get("saveWorkspaceFrequency", 60))
         lease = parse_duration(worker.get("lease", 30))
+        signed = parse_duration(
+            env.get("STUDIOML_SIGNED_URL_SECONDS") or _server_section(data, path).get("signedUrlSeconds", 900)
+        )
         heartbeat = parse_duration(worker.get("heartbeat", min(5.0, lease / 3)))
         poll = parse_duration(worker.get("poll", 0.2))
     except UsageError as exc:
@@ -184,6 +191,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         config_path=path if path.exists() else None,
         api_token=env.get("STUDIOML_API_TOKEN") or db.get("token") or None,
         server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
+        signed_url_seconds=signed,
     )
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 # One line per fixture plugin module in tests/fixtures/.
-pytest_plugins: list[str] = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.store_server"]
+pytest_plugins: list[str] = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.s3",
+    "tests.fixtures.store_server",
+    "tests.fixtures.expiring_s3",
+]
 
 
 @pytest.fixture

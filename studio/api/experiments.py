@@ -85,10 +85,11 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None) -
         tags = ", ".join(sorted(t for t, a in exp.artifacts.items() if a.tree)) or "none"
         raise NotFoundError(f"experiment {key} has no stored artifact {tag!r} (stored: {tags})")
     target = dest if dest is not None else Path.cwd() / tag
-    tree = ctx.objects.get_tree(art.tree)
+    objects = ctx.objects_for(key)
+    tree = objects.get_tree(art.tree)
     if tree.kind == "file" and target.is_dir():
         target = target / tree.entries[0].path
-    return ctx.objects.materialize(art.tree, target)
+    return objects.materialize(art.tree, target)
 
 
 def gc(ctx: Context, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, int]:

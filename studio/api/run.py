@@ -148,7 +148,7 @@ def prepare(ctx: Context, opts: RunOptions) -> Experiment:
     _check_key_free(ctx, key)
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
-    objects = ctx.objects
+    objects = ctx.objects_for(key)
     artifacts: dict[str, ArtifactSpec] = {}
     ws = objects.put_tree(target.workspace, ignore=workspace_ignore(target.workspace))
     artifacts["workspace"] = ArtifactSpec(

@@ -70,6 +70,19 @@ class ObjectStore:
     def url(self) -> str:
         return self.backend.url
 
+    def for_experiment(self, key: str) -> ObjectStore:
+        """This store, acting for experiment `key`: a studio server (http backend) authorizes
+        each transfer for that experiment; other backends need no such scope (same store)."""
+        scoped = getattr(self.backend, "for_experiment", None)
+        if scoped is None:
+            return self
+        view = ObjectStore.__new__(ObjectStore)
+        view.__dict__.update(self.__dict__)
+        view.backend = scoped(key)
+        view._writer = BlobWriter(view.backend, self._writer.staging)
+        view._source = BlobSource(view.backend, self.cache)
+        return view
+
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.workers, thread_name_prefix="studio-objects")
 
@@ -176,10 +189,13 @@ class ObjectStore:
         return GcReport(removed_objects=removed, removed_bytes=removed_bytes, kept_objects=kept)
 
 
-def open_object_store(url: str, cache_dir: Path, stat_cache: Path | None = None) -> ObjectStore:
-    """The store at `url`: a path or file:// (local folder), or s3://, gs://, memory://, ...
-    (fsspec, imported lazily; a missing plugin raises MissingDependencyError with the extra
-    to install). `stat_cache` is the SQLite file of the stat cache (None: always hash)."""
-    backend = backend_for_url(str(url))
+def open_object_store(
+    url: str, cache_dir: Path, stat_cache: Path | None = None, *, token: str | None = None
+) -> ObjectStore:
+    """The store at `url`: a path or file:// (local folder), http(s):// (a studio server,
+    reached with `token`), or s3://, gs://, memory://, ... (fsspec, imported lazily; a missing
+    plugin raises MissingDependencyError with the extra to install). `stat_cache` is the
+    SQLite file of the stat cache (None: always hash)."""
+    backend = backend_for_url(str(url), token=token)
     cache = StatCache(Path(stat_cache)) if stat_cache is not None else None
     return ObjectStore(backend, Path(cache_dir), cache)

@@ -101,7 +101,7 @@ class Checkpointer:
         if not path.exists():
             return
         current = self.artifacts.get(tag) or ArtifactSpec(tag=tag, local_path=str(path))
-        result = self.ctx.objects.put_tree(path, ignore=self.ignore.get(tag), previous=current.tree)
+        result = self.ctx.objects_for(self.key).put_tree(path, ignore=self.ignore.get(tag), previous=current.tree)
         if result.tree == current.tree:
             return
         updated = current.replace(tree=result.tree, size=result.size, files=result.files, updated=time.time())

@@ -69,6 +69,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     """The application over `ctx`'s stores. `tensorboard_command` replaces
     `python -m tensorboard.main` (tests use a stand-in)."""
     from studio.server import (
+        api_blobs,
         api_files,
         api_lists,
         api_metrics,
@@ -188,6 +189,7 @@ def create_app(ctx: Context, *, tensorboard_command: list[str] | None = None) ->
     app.include_router(api_metrics.router)
     app.include_router(api_lists.router)
     app.include_router(api_store.router)
+    app.include_router(api_blobs.router)
     app.include_router(tensorboard.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
