@@ -9,8 +9,9 @@
   key. The staging key is a function of the hash, so an interrupted upload is found again by
   listing the multipart uploads under it: resuming needs no state on the client or here.
 - `StreamTransfers` (a local folder, or any store it cannot sign for, e.g. gs://): bytes go
-  through the server in chunks written at an offset to `<staging>/uploads/<hash>`; the
-  completed file is hashed and moved into the store only if it matches.
+  through the server in chunks written at an offset to `<staging>/upload-<hash>` (the store's
+  `tmp/`, whose leftovers `studio gc` purges); the completed file is hashed and moved into
+  the store only if it matches.
 
 Either way a client can name only content hashes: every key is built here from a checked hash
 (or a server-made id), never taken from the request, so no URL for another bucket path can be
@@ -69,15 +70,13 @@ class StreamTransfers(Transfers):
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
-        staging = store.backend.staging_dir or store.cache.staging_dir
-        self.uploads = Path(staging) / "uploads"
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(store.backend.staging_dir or store.cache.staging_dir)
 
     def sizes(self, hashes: list[str]) -> dict[str, int | None]:
         return {h: self.store.backend.size(object_key(h)) for h in hashes}
 
     def _staged(self, h: str) -> Path:
-        return self.uploads / check_hash(h)
+        return self.staging / f"upload-{check_hash(h)}"
 
     def start(self, h: str, size: int) -> dict[str, Any]:
         if self.store.backend.size(object_key(h)) == size:
@@ -189,12 +188,24 @@ class S3Transfers(Transfers):
             raise StoreError(f"storage s3://{self.bucket}: {exc}") from exc
 
     def sizes(self, hashes: list[str]) -> dict[str, int | None]:
-        return {h: self._head(self._key(object_key(h))) for h in hashes}
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(hashes) <= 1:
+            return {h: self._head(self._key(object_key(h))) for h in hashes}
+        with ThreadPoolExecutor(min(16, len(hashes))) as pool:  # S3 has no bulk HEAD
+            return dict(zip(hashes, pool.map(lambda h: self._head(self._key(object_key(h))), hashes), strict=True))
 
     def start(self, h: str, size: int) -> dict[str, Any]:
         if self._head(self._key(object_key(h))) == size:
             return {"present": True}
         part_size = part_size_for(size)
+        if size <= part_size:  # one part: a single presigned PUT, no multipart bookkeeping
+            upload_id = uuid.uuid4().hex
+            url = self.client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": self._staging_key(h, upload_id)},
+                ExpiresIn=self.expiry,
+            )  # fmt: skip
+            return {"present": False, "mode": self.mode, "upload": f"{upload_id}:", "url": url, "part_size": part_size}
         found = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self._staging_prefix(h))
         for upload in found.get("Uploads") or []:
             upload_id = str(upload["Key"]).rsplit("/", 1)[1]
@@ -244,11 +255,15 @@ class S3Transfers(Transfers):
         final = self._key(object_key(h))
         key, s3_upload = self._upload(h, upload)
         try:
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=s3_upload,
-                MultipartUpload={"Parts": [{"PartNumber": int(p["number"]), "ETag": str(p["etag"])}
-                                           for p in parts or []]},
-            )  # fmt: skip
+            if not s3_upload:  # a single PUT: nothing to assemble
+                if self._head(key) is None:
+                    raise ConflictError(f"no upload of {h[:12]} to complete: send it again")
+            else:
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=s3_upload,
+                    MultipartUpload={"Parts": [{"PartNumber": int(p["number"]), "ETag": str(p["etag"])}
+                                               for p in parts or []]},
+                )  # fmt: skip
         except ClientError as exc:
             if self._head(final) == size:  # a concurrent uploader of the same blob finished it
                 return

@@ -72,6 +72,7 @@ class _Bars:
         if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
             yield lambda n: None
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -85,7 +86,7 @@ class _Bars:
             if self._progress is None:
                 self._progress = Progress(
                     TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), transient=True,
+                    TimeRemainingColumn(), transient=True, console=Console(stderr=True),
                 )  # fmt: skip
                 self._progress.start()
             progress = self._progress
@@ -313,6 +314,13 @@ class HttpBackend(ObjectBackend):
     def _part_upload(self, h: str, size: int, path: Path, start: dict[str, Any]) -> None:
         """Send the parts the storage lacks with presigned URLs; record every part's ETag in
         `start["_etags"]` for the server to assemble."""
+        if start.get("url"):  # small enough for one PUT
+            with open(path, "rb") as src:
+                data = src.read()
+            with self._bars.bar(f"upload {h[:12]}", size) as advance:
+                self._put_part(str(start["url"]), data)
+                advance(len(data))
+            return
         part_size = int(start["part_size"])
         count = max(1, -(-size // part_size))
         etags: dict[int, str] = {int(p["number"]): str(p["etag"]) for p in start.get("parts_done") or []}
