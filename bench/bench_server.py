@@ -142,6 +142,22 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop a server and the processes it started (its own session)."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -187,7 +203,8 @@ def bench_studio(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if args.postgres:
         env["STUDIOML_DATABASE_URL"] = args.postgres
     server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)  # fmt: skip
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
     try:
         wait_http(f"{url}/api/health", server)
         client_home = tmp / "client"
@@ -219,8 +236,7 @@ def bench_studio(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "claim_p50_ms": pct(claims, 0.5) * 1e3, "claim_p99_ms": pct(claims, 0.99) * 1e3,
         }  # fmt: skip
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 def bench_mlflow(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
@@ -233,7 +249,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
     server = subprocess.Popen(
         [exe, "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--default-artifact-root", str(tmp / "mlruns")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         wait_http(f"{url}/health", server)
@@ -245,11 +261,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
         return {"points_on_server": points, "points_per_s": points / args.duration, "requests": len(lat),
                 "request_p50_ms": pct(lat, 0.5) * 1e3, "request_p99_ms": pct(lat, 0.99) * 1e3}  # fmt: skip
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def main() -> None:
