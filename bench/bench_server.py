@@ -48,7 +48,7 @@ def send(self, request, **kw):
 httpx.Client.send = send
 import studio
 from studio.workbook import new_experiment
-out, go, duration, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+out, go, duration, interval, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 exp = new_experiment("bench", params={"pid": os.getpid()}, capture_interval=interval, echo=False)
 open(out + ".ready", "w").close()
 while not os.path.exists(go):
@@ -58,10 +58,13 @@ end = start + duration
 lat.clear()  # setup (record, workspace capture) is not the workload
 n = 0
 while time.time() < end:
-    for _ in range(200):
+    for _ in range(100):
         studio.log(n, loss=1.0 / (n + 1))
         n += 1
-    time.sleep(0.002)
+    if rate:  # a training loop's pace: `rate` points a second
+        time.sleep(max(0.0, start + n / rate - time.time()))
+    else:
+        time.sleep(0.001)
 exp.close()
 json.dump({"key": exp.tag, "logged": n, "latencies": lat}, open(out, "w"))
 """
@@ -70,7 +73,7 @@ MLFLOW_CLIENT = r"""
 import json, os, sys, time, logging
 logging.getLogger("mlflow").setLevel(logging.ERROR)
 import mlflow
-out, go, duration, url = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+out, go, duration, url, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 mlflow.set_tracking_uri(url)
 mlflow.set_experiment("bench")
 run = mlflow.start_run()
@@ -85,6 +88,8 @@ while time.time() < end:
     mlflow.log_metric("loss", 1.0 / (n + 1), step=n)
     lat.append(time.perf_counter() - t)
     n += 1
+    if rate:
+        time.sleep(max(0.0, start + n / rate - time.time()))
 mlflow.end_run()
 json.dump({"logged": n, "latencies": lat}, open(out, "w"))
 """
@@ -175,7 +180,7 @@ def run_clients(code: str, n: int, argv: list[str], env: dict[str, str], work: P
         d.mkdir()
         out = d / "out.json"
         procs.append((subprocess.Popen([sys.executable, "-c", code, str(out), str(go), str(duration), *argv],
-                                       cwd=d, env=env, stdin=subprocess.DEVNULL), out))  # fmt: skip
+                                       cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL), out))  # fmt: skip
     wprocs: list[tuple[subprocess.Popen[bytes], Path]] = []
     if workers:
         wcode, count, wargv = workers
@@ -189,7 +194,9 @@ def run_clients(code: str, n: int, argv: list[str], env: dict[str, str], work: P
         if any(p.poll() not in (None, 0) for p, _ in everyone) or time.monotonic() > deadline:
             raise RuntimeError("a client failed to start")
         time.sleep(0.1)
-    go.write_text(str(time.time() + 0.5))
+    ready = go.with_suffix(".tmp")
+    ready.write_text(str(time.time() + 0.5))
+    ready.rename(go)  # atomically: a client must never read it half-written
     for p, _ in everyone:
         p.wait(timeout=duration + 600)
     return ([json.loads(out.read_text()) for _, out in procs], [json.loads(out.read_text()) for _, out in wprocs])
@@ -215,7 +222,7 @@ def bench_studio(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         work = tmp / "studio-clients"
         work.mkdir()
         started = time.time()
-        clients, workers = run_clients(STUDIO_CLIENT, args.clients, [str(args.capture_interval)], cenv, work,
+        clients, workers = run_clients(STUDIO_CLIENT, args.clients, [str(args.capture_interval), str(args.rate)], cenv, work,
                                        args.duration, (WORKER, args.workers, [url, TOKEN]))  # fmt: skip
         wall = time.time() - started
 
@@ -229,6 +236,7 @@ def bench_studio(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         claims = [x for w in workers for x in w["claims"]]
         return {
             "clients": args.clients, "workers": args.workers, "duration_s": args.duration, "wall_s": round(wall, 1),
+            "rate_per_client": args.rate,
             "points_logged": sum(c["logged"] for c in clients), "points_on_server": durable,
             "points_per_s": durable / args.duration, "requests": len(lat),
             "request_p50_ms": pct(lat, 0.5) * 1e3, "request_p99_ms": pct(lat, 0.99) * 1e3,
@@ -255,7 +263,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
         wait_http(f"{url}/health", server)
         work = tmp / "mlflow-clients"
         work.mkdir()
-        clients, _ = run_clients(MLFLOW_CLIENT, args.clients, [url], dict(os.environ), work, args.duration)
+        clients, _ = run_clients(MLFLOW_CLIENT, args.clients, [url, str(args.rate)], dict(os.environ), work, args.duration)
         lat = [x for c in clients for x in c["latencies"]]
         points = sum(c["logged"] for c in clients)
         return {"points_on_server": points, "points_per_s": points / args.duration, "requests": len(lat),
@@ -269,6 +277,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="points a second each client logs at most (0: as fast as it can)")
     parser.add_argument("--capture-interval", type=float, default=10.0, help="checkpoint interval of each client")
     parser.add_argument("--postgres", help="the studio server's database URL (default: SQLite in a temp home)")
     parser.add_argument("--no-mlflow", action="store_true")

@@ -32,7 +32,13 @@ from studio.exceptions import IntegrityError, UsageError
 from studio.keys import check_key
 from studio.objects.hashing import check_hash
 from studio.server.responses import SafeJSONResponse
-from studio.server.transfers import STREAM_CHUNK, S3Transfers, StreamTransfers, Transfers, transfers_for
+from studio.server.transfers import (
+    STREAM_CHUNK,
+    S3Transfers,
+    StreamTransfers,
+    Transfers,
+    transfers_for,
+)
 
 router = APIRouter(prefix="/api/blobs", tags=["blobs"])
 

@@ -108,7 +108,11 @@ class StreamTransfers(Transfers):
         from starlette.concurrency import run_in_threadpool
 
         buffered: list[bytes] = []
-        async for chunk in stream:  # a request chunk is at most STREAM_CHUNK (the client's)
+        total = 0
+        async for chunk in stream:  # a client sends STREAM_CHUNK at a time
+            total += len(chunk)
+            if total > 2 * STREAM_CHUNK:
+                raise UsageError(f"send chunks of at most {2 * STREAM_CHUNK} bytes")
             buffered.append(chunk)
         return cast(int, await run_in_threadpool(self.write, h, offset, buffered))
 

@@ -153,3 +153,28 @@ def test_wrong_token_and_unreachable_server_are_one_line(team_server: str, tmp_p
     failed = run("run", "train.py", env=down, cwd=proj)
     assert failed.returncode != 0
     assert len(failed.stderr.strip().splitlines()) == 1 and "cannot reach" in failed.stderr, failed.stderr
+
+
+SWEEP = """\
+import studio
+lr = 0.01
+loss = 1.0
+for epoch in range(5):
+    loss = loss * (1 - 10 * lr)
+    print("val_loss: {}".format(loss), flush=True)
+"""
+
+
+def test_a_sweep_through_the_server(team_server: str, tmp_path: Path, s3_storage: S3Storage) -> None:
+    laptop = client_machine(tmp_path / "laptop", team_server)
+    proj = tmp_path / "laptop" / "sweep"
+    write(proj / "train.py", SWEEP)
+    proc = run("run", "--hyperparam=lr=0.01:0.01:0.02", "--metric=val_loss:min", "--num-workers", "2", "train.py",
+               env=laptop, cwd=proj, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep train: 2/2 done" in proc.stderr, proc.stderr
+    show = json.loads(run("sweep", "show", "train", "--json", env=laptop, cwd=proj).stdout)
+    assert show["finished"] and [t["status"] for t in show["trials"]] == ["finished"] * 2
+    rows = json.loads(run("runs", "list", "project", "train", "--json", env=laptop, cwd=proj).stdout)
+    assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
+    assert all(k.startswith("studio/objects/") for k in s3_storage.keys())

@@ -44,6 +44,7 @@ from studio.objects.hashing import check_hash
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 120.0
+KEEPALIVE_S = 2.0
 CONNECT_RETRIES = 4  # a connection that failed before reaching anyone: wait and try again
 URL_RENEWALS = 3  # a presigned URL refused by the storage (expired): ask the server again
 PROGRESS_MIN_BYTES = 1 << 20
@@ -120,13 +121,16 @@ class HttpBackend(ObjectBackend):
         self._token = token
         if _shared is None:
             httpx = exceptions.require("httpx", "remote")
+            # Idle connections are dropped before the server drops them (see meta/http.py).
+            limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
             api = httpx.Client(
                 base_url=f"{self.url}/api/blobs/",
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=TIMEOUT_S,
+                limits=limits,
             )
             # Presigned URLs carry their own authority: this client never sends the token.
-            storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+            storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, limits=limits)
             _shared = (api, storage, _Bars())
         self._shared = _shared
         self._api, self._storage, self._bars = _shared
