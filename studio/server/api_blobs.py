@@ -28,9 +28,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from studio.exceptions import IntegrityError, UsageError
+from studio.exceptions import IntegrityError, NotFoundError, UsageError
 from studio.keys import check_key
-from studio.objects.hashing import check_hash
+from studio.objects.hashing import is_hash
 from studio.server.responses import SafeJSONResponse
 from studio.server.transfers import (
     STREAM_CHUNK,
@@ -77,8 +77,15 @@ def _experiment(value: str | None) -> str | None:
     return value or None
 
 
+def check_hash(value: str) -> str:
+    """A content hash, or a 400: clients name blobs by hash only, never by path."""
+    if not is_hash(value):
+        raise UsageError(f"{value[:80]!r} is not a sha256 hash (64 lowercase hex digits)")
+    return value
+
+
 class StatBody(BaseModel):
-    hashes: list[str] = Field(max_length=MAX_STAT)
+    hashes: list[str] = Field(max_length=MAX_STAT)  # up to 1,000 a request
     experiment: str | None = None
 
 
@@ -116,9 +123,12 @@ async def downloads(body: StatBody, request: Request) -> dict[str, Any]:
     """Read artifact of experiment K: a URL for each stored blob (short-lived if presigned)."""
     authorize_blob_access(request, "read", _experiment(body.experiment))
     transfers = _transfers(request)
-    urls = {}
+    urls: dict[str, Any] = {}
     for h in body.hashes:
-        urls[h] = await run_in_threadpool(transfers.download, check_hash(h))
+        try:
+            urls[h] = await run_in_threadpool(transfers.download, check_hash(h))
+        except NotFoundError:
+            urls[h] = None
     return {"urls": urls}
 
 
