@@ -260,7 +260,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_http(f"{url}/health", server)
+        wait_http(f"{url}/health", server, timeout=600)  # slow to start on a loaded machine
         work = tmp / "mlflow-clients"
         work.mkdir()
         clients, _ = run_clients(MLFLOW_CLIENT, args.clients, [url, str(args.rate)], dict(os.environ), work, args.duration)
@@ -287,6 +287,7 @@ def main() -> None:
         tmp = Path(t)
         load = os.getloadavg()
         studio_figures = bench_studio(args, tmp)
+        print(json.dumps({"studio": studio_figures}), file=sys.stderr, flush=True)
         mlflow_figures = None if args.no_mlflow else bench_mlflow(args, tmp)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
               "load_before": [round(x, 1) for x in load], "load_after": [round(x, 1) for x in os.getloadavg()],

@@ -149,7 +149,9 @@ class HttpBackend(ObjectBackend):
             try:
                 response = self._api.request(method, path, **kwargs)
                 break
-            except httpx.ConnectError as exc:  # nothing reached the server: safe to retry
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                # Every blob request is idempotent (content-addressed; uploads resume), so one
+                # that a closing or overloaded server dropped is simply sent again.
                 if attempt == CONNECT_RETRIES:
                     raise StoreError(
                         f"cannot reach the studio server at {self.url}: {exc}; check the URL and that it runs"
