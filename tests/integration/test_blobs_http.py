@@ -280,3 +280,33 @@ def test_an_expired_url_is_refused_by_the_storage_and_asked_again(
         out = client_store(url, tmp_path, "late-reader").materialize(tree, tmp_path / "out")
     same_files(src, out)
     assert len(asked) > len(set(asked))  # one URL was refused and renewed
+
+
+def test_a_broken_download_resumes_with_a_range(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    data = os.urandom(5 << 20)
+    h = client_store(url, tmp_path).put_bytes(data)
+
+    ranges: list[str | None] = []
+    original_send = httpx.Client.send
+    original_iter = httpx.Response.iter_bytes
+    broken: list[bool] = []
+
+    def send(self: httpx.Client, request: httpx.Request, **kw: Any) -> httpx.Response:
+        if request.method == "GET":
+            ranges.append(request.headers.get("range"))
+        return original_send(self, request, **kw)
+
+    def iter_bytes(self: httpx.Response, chunk_size: int | None = None) -> Iterator[bytes]:
+        for i, chunk in enumerate(original_iter(self, chunk_size)):
+            if i == 1 and not broken:  # the connection drops after the first MiB
+                broken.append(True)
+                raise httpx.ReadError("connection reset")
+            yield chunk
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(httpx.Client, "send", send)
+        mp.setattr(httpx.Response, "iter_bytes", iter_bytes)
+        got = client_store(url, tmp_path, "reader").read_blob(h)
+    assert got == data
+    assert ranges[0] is None and ranges[1] == f"bytes={1 << 20}-"
