@@ -80,7 +80,7 @@ class BlobWriter:
         server), else one check per blob on the pool."""
         sizes = getattr(self.backend, "sizes", None)
         if sizes is not None:
-            found = sizes([h for h, _ in blobs])
+            found = sizes([h for h, _ in blobs], freshen_after=getattr(self, "freshen_after", None))
             return [found.get(h) == size for h, size in blobs]
         return list(pool.map(lambda b: self.present(*b), blobs))
 

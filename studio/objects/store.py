@@ -7,6 +7,7 @@ concurrent writers of the same object race harmlessly.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
@@ -76,11 +77,12 @@ class ObjectStore:
         scoped = getattr(self.backend, "for_experiment", None)
         if scoped is None:
             return self
-        view = ObjectStore.__new__(ObjectStore)
-        view.__dict__.update(self.__dict__)
-        view.backend = scoped(key)
-        view._writer = BlobWriter(view.backend, self._writer.staging)
-        view._source = BlobSource(view.backend, self.cache)
+        view = copy.copy(self)  # the same caches and settings; copies, not new instances,
+        view.backend = scoped(key)  # of the writer and source, so only the backend differs
+        view._writer = copy.copy(self._writer)
+        view._writer.backend = view.backend
+        view._source = copy.copy(self._source)
+        view._source.backend = view.backend
         return view
 
     def _pool(self) -> ThreadPoolExecutor:

@@ -87,6 +87,7 @@ def check_hash(value: str) -> str:
 class StatBody(BaseModel):
     hashes: list[str] = Field(max_length=MAX_STAT)  # up to 1,000 a request
     experiment: str | None = None
+    freshen_after: float | None = Field(default=None, ge=0)
 
 
 class UploadBody(BaseModel):
@@ -112,10 +113,15 @@ class CompleteBody(BaseModel):
 
 @router.post("/stat")
 async def stat(body: StatBody, request: Request) -> dict[str, Any]:
-    """Read artifact of experiment K: the stored size of each blob, null if missing."""
+    """Read artifact of experiment K: the stored size of each blob, null if missing (and,
+    with `freshen_after`, their age for the collector restarted: see ObjectBackend.freshen)."""
     authorize_blob_access(request, "read", _experiment(body.experiment))
     hashes = [check_hash(h) for h in body.hashes]
-    return {"sizes": await run_in_threadpool(_transfers(request).sizes, hashes)}
+    transfers = _transfers(request)
+    sizes = await run_in_threadpool(transfers.sizes, hashes)
+    if body.freshen_after is not None:  # the client will rely on these instead of sending them
+        sizes = await run_in_threadpool(transfers.freshen, sizes, body.freshen_after)
+    return {"sizes": sizes}
 
 
 @router.post("/downloads")

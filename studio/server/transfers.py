@@ -48,9 +48,18 @@ def part_size_for(size: int) -> int:
 
 class Transfers:
     mode: str
+    store: ObjectStore
 
     def sizes(self, hashes: list[str]) -> dict[str, int | None]:
         raise NotImplementedError
+
+    def freshen(self, sizes: dict[str, int | None], older_than: float) -> dict[str, int | None]:
+        """Freshen the stored blobs among `sizes` (their age for `studio gc` restarts: a client
+        relies on them instead of sending them); one collected meanwhile becomes None."""
+        fresh = getattr(self.store.backend, "freshen", None)
+        if fresh is None:  # a backend without ages for the collector
+            return sizes
+        return {h: (s if s is not None and fresh(object_key(h), s, older_than) else None) for h, s in sizes.items()}
 
     def start(self, h: str, size: int) -> dict[str, Any]:
         """Begin or resume an upload of blob `h` of `size` bytes: `{"present": True}` if stored."""
@@ -157,13 +166,14 @@ class S3Transfers(Transfers):
 
     mode = "s3"
 
-    def __init__(self, url: str, expiry: float) -> None:
+    def __init__(self, store: ObjectStore, expiry: float) -> None:
         from studio.objects.backends.remote import storage_options_from_env
 
         boto3 = _require_boto3()
         from botocore.config import Config
 
-        rest = url.split("://", 1)[1]
+        self.store = store
+        rest = store.url.split("://", 1)[1]
         self.bucket, _, prefix = rest.partition("/")
         self.prefix = prefix.strip("/")
         endpoint = storage_options_from_env("s3").get("endpoint_url")
@@ -314,5 +324,5 @@ def _require_boto3() -> Any:
 def transfers_for(store: ObjectStore, settings: Settings) -> Transfers:
     url = store.url
     if url.split("://", 1)[0].lower() in ("s3", "s3a"):
-        return S3Transfers(url, settings.signed_url_seconds)
+        return S3Transfers(store, settings.signed_url_seconds)
     return StreamTransfers(store)

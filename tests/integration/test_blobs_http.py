@@ -310,3 +310,14 @@ def test_a_broken_download_resumes_with_a_range(serve: Serve, tmp_path: Path) ->
         got = client_store(url, tmp_path, "reader").read_blob(h)
     assert got == data
     assert ranges[0] is None and ranges[1] == f"bytes={1 << 20}-"
+
+
+def test_a_blob_relied_on_is_freshened_for_the_collector(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    h = client_store(url, tmp_path).put_bytes(b"kept by reuse")
+    answer = call(url, "POST", "stat", json={"hashes": [h], "freshen_after": 0, "experiment": KEY})
+    assert answer.json() == {"sizes": {h: 13}}
+    backend = HttpBackend(url, TOKEN, experiment=KEY)
+    assert backend.freshen(object_key(h), 13, 3600.0) and not backend.freshen(object_key(h), 12, 3600.0)
+    with pytest.raises(UsageError, match="studio gc"):
+        backend.delete_if_older(object_key(h), time.time())

@@ -182,12 +182,17 @@ class HttpBackend(ObjectBackend):
         return self._request("POST", path, json={**body, "experiment": self.experiment})
 
     # -- reading ---------------------------------------------------------------------------
-    def sizes(self, hashes: Sequence[str]) -> dict[str, int | None]:
+    def sizes(self, hashes: Sequence[str], freshen_after: float | None = None) -> dict[str, int | None]:
         """The stored size of each blob, None for those the server lacks: one request per
-        thousand hashes, so a capture asks once what it needs to send."""
+        thousand hashes, so a capture asks once what it needs to send. With `freshen_after`,
+        the server also freshens each stored blob older than that many seconds (the caller
+        relies on it instead of sending it, so a concurrent `studio gc` must spare it)."""
         found: dict[str, int | None] = {}
         for i in range(0, len(hashes), STAT_BATCH):
-            answer = self._post("stat", {"hashes": list(hashes[i : i + STAT_BATCH])})
+            body: dict[str, Any] = {"hashes": list(hashes[i : i + STAT_BATCH])}
+            if freshen_after is not None:
+                body["freshen_after"] = freshen_after
+            answer = self._post("stat", body)
             found.update({h: (None if s is None else int(s)) for h, s in answer["sizes"].items()})
         return found
 
@@ -197,6 +202,13 @@ class HttpBackend(ObjectBackend):
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
+
+    def freshen(self, key: str, size: int | None, older_than: float) -> bool:
+        """True if the server stores `key` (with `size` bytes, when given); the server
+        freshens it if it is older than `older_than` seconds."""
+        h = hash_of(key)
+        found = self.sizes([h], freshen_after=older_than).get(h)
+        return found is not None and (size is None or found == size)
 
     def get_file(self, key: str, local_path: Path) -> None:
         h = hash_of(key)
@@ -365,6 +377,9 @@ class HttpBackend(ObjectBackend):
 
     # -- the server's business -------------------------------------------------------------
     def delete(self, key: str) -> None:
+        raise UsageError(f"objects of {self.url} are deleted by the server: run `studio gc` on the server")
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
         raise UsageError(f"objects of {self.url} are deleted by the server: run `studio gc` on the server")
 
     def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
