@@ -68,6 +68,7 @@ class Settings:
     server_token: str | None = field(default=None, repr=False)  # turns on a server's store API
     cache_max_bytes: int | None = None  # `storage.cache`: size budget of `blob_cache` (None: default)
     verbose: str | None = None  # `verbose:` log level when a command gets no --verbose
+    signed_url_seconds: float = 900.0  # lifetime of the presigned storage URLs a server issues
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -183,7 +184,10 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     if database_url.lower().startswith(("http://", "https://")):
         kept_token, login_user = login_for(home, database_url)  # from `studio login`
         api_token = api_token or kept_token
-    storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or str(home / "objects")
+    # A client of a studio server keeps its objects there too (the seed: "remove the storage
+    # section"), so it needs no storage credentials.
+    served = database_url if database_url.split("://", 1)[0].lower() in ("http", "https") else None
+    storage_url = env.get("STUDIOML_STORAGE_URL") or storage.get("url") or served or str(home / "objects")
     _check_sqlite_folder(database_url, home)
 
     def duration(key: str, value: Any) -> float:
@@ -196,6 +200,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
     lease = duration("worker.lease", worker.get("lease", 30))
     heartbeat = duration("worker.heartbeat", worker.get("heartbeat", min(5.0, lease / 3)))
     poll = duration("worker.poll", worker.get("poll", 0.2))
+    signed = duration("server.signedUrlSeconds", env.get("STUDIOML_SIGNED_URL_SECONDS")
+                      or _server_section(data, path).get("signedUrlSeconds", 900))
     # A lease is how long a run may go unheard before it counts as lost: it must expire.
     if not MIN_LEASE <= lease <= MAX_LEASE:
         raise ConfigError(f"config {path}: `worker.lease` must be between {MIN_LEASE:g}s and {MAX_LEASE:g}s (1 day)")
@@ -246,6 +252,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         server_token=env.get("STUDIOML_SERVER_TOKEN") or _server_section(data, path).get("token") or None,
         cache_max_bytes=cache_max_bytes,
         verbose=verbose,
+        signed_url_seconds=signed,
     )
 
 

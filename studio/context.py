@@ -40,7 +40,12 @@ class Context:
             self.settings.storage_url,
             cache_dir=self.settings.blob_cache,
             stat_cache=self.settings.home / "statcache.db",
+            token=self.settings.api_token,
         )
+
+    def objects_for(self, key: str) -> ObjectStore:
+        """The object store acting for experiment `key` (a studio server authorizes by it)."""
+        return self.objects.for_experiment(key)
 
     def close(self) -> None:
         if "meta" in self.__dict__:

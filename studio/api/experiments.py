@@ -98,7 +98,8 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None,
         tags = ", ".join(sorted(t for t, a in exp.artifacts.items() if a.tree)) or "none"
         raise NotFoundError(f"experiment {key} has no stored artifact {tag!r} (stored: {tags})")
     target = Path(os.path.abspath(dest if dest is not None else Path.cwd() / tag))
-    tree = ctx.objects.get_tree(art.tree)
+    objects = ctx.objects_for(key)
+    tree = objects.get_tree(art.tree)
     if tree.kind == "file" and target.is_dir():
         target = target / tree.entries[0].path
     # Like cp: the destination's folder must exist (a typo must not create a tree of folders).
@@ -118,7 +119,7 @@ def fetch_artifact(ctx: Context, key: str, tag: str, dest: Path | None = None,
                 progress(done[0], total)
 
     try:
-        return ctx.objects.materialize(art.tree, target, on_file=on_file)
+        return objects.materialize(art.tree, target, on_file=on_file)
     except OSError as exc:
         raise UsageError(f"cannot write to {exc.filename or target}: {exc.strerror or exc}; choose a writable destination") from exc
 

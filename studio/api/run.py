@@ -223,7 +223,7 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
         ctx.meta  # noqa: B018 - before capturing: a store that cannot open fails first
     reused = {spec.newtag: _reused_artifact(ctx, spec) for spec in reuses}
 
-    objects = ctx.objects
+    objects = ctx.objects_for(key)
     artifacts: dict[str, ArtifactSpec] = {}
     secrets_left_out: list[str] = []
     ignore = workspace_ignore(target.workspace, secrets_left_out)

@@ -166,7 +166,7 @@ class SweepRunner:
             if tag in paths:
                 artifacts[tag] = ArtifactSpec(tag=tag, mutable=True, local_path=str(paths[tag]))
             elif tag in files:
-                stored = self.ctx.objects.put_tree(files[tag])
+                stored = self.ctx.objects_for(key).put_tree(files[tag])
                 artifacts[tag] = art.replace(tree=stored.tree, size=stored.size, files=stored.files,
                                              updated=time.time(), local_path=None)
             elif art.mutable and tag != "workspace":

@@ -32,6 +32,7 @@ from studio.meta.base import MetaStore, OutputChunk, Page
 
 TIMEOUT_S = 60.0
 RETRIES = 3  # connection failures only: a call that reached the server is never repeated
+KEEPALIVE_S = 2.0
 
 
 def open_http_store(url: str, *, create: bool = True, token: str | None = None) -> HttpMetaStore:
@@ -53,6 +54,9 @@ class HttpMetaStore(MetaStore):
             base_url=f"{self.url}/api/store/",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             timeout=TIMEOUT_S,
+            # Drop idle connections well before the server does (uvicorn: after 5 s), or a
+            # request may go out on a connection the server is closing and get no answer.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
         )
 
     def __repr__(self) -> str:

@@ -83,6 +83,15 @@ class BlobWriter:
         Comparing sizes also catches a truncated object left by a power loss."""
         return self.backend.freshen(object_key(h), size, self.freshen_after)
 
+    def present_many(self, blobs: list[tuple[str, int]], pool: ThreadPoolExecutor) -> list[bool]:
+        """`present` for many blobs: one question for backends that answer in bulk (a studio
+        server), else one check per blob on the pool."""
+        sizes = getattr(self.backend, "sizes", None)
+        if sizes is not None:
+            found = sizes([h for h, _ in blobs], freshen_after=getattr(self, "freshen_after", None))
+            return [found.get(h) == size for h, size in blobs]
+        return list(pool.map(lambda b: self.present(*b), blobs))
+
     def store_staged(self, tmp: str, h: str) -> None:
         self.backend.put_file(Path(tmp), object_key(h), move=True)
 
@@ -357,7 +366,7 @@ class TreeWriter:
             with self._claim_lock:
                 self._claimed |= known
         todo = [(i, path) for i, path in unverified if self.claim(self.entries[i].hash)]
-        checks = self.pool.map(lambda j: self.writer.present(self.entries[j[0]].hash, self.entries[j[0]].size), todo)
+        checks = self.writer.present_many([(self.entries[i].hash, self.entries[i].size) for i, _ in todo], self.pool)
         missing = [job for job, ok in zip(todo, checks, strict=True) if not ok]
         results = self.pool.map(lambda j: self._reingest(self.entries[j[0]].path, j[1]), missing)
         changed = False

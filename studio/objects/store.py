@@ -7,6 +7,7 @@ concurrent writers of the same object race harmlessly.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
@@ -75,6 +76,20 @@ class ObjectStore:
     @property
     def url(self) -> str:
         return self.backend.url
+
+    def for_experiment(self, key: str) -> ObjectStore:
+        """This store, acting for experiment `key`: a studio server (http backend) authorizes
+        each transfer for that experiment; other backends need no such scope (same store)."""
+        scoped = getattr(self.backend, "for_experiment", None)
+        if scoped is None:
+            return self
+        view = copy.copy(self)  # the same caches and settings; copies, not new instances,
+        view.backend = scoped(key)  # of the writer and source, so only the backend differs
+        view._writer = copy.copy(self._writer)
+        view._writer.backend = view.backend
+        view._source = copy.copy(self._source)
+        view._source.backend = view.backend
+        return view
 
     def _pool(self) -> ThreadPoolExecutor:
         # The same interface for what captures and materializing use (submit, map, with).
@@ -240,11 +255,14 @@ class ObjectStore:
         return True
 
 
-def open_object_store(url: str, cache_dir: Path, stat_cache: Path | None = None) -> ObjectStore:
-    """The store at `url`: a path or file:// (local folder), or s3://, gs://, memory://, ...
-    (fsspec, imported lazily; a missing plugin raises MissingDependencyError with the extra
-    to install). `stat_cache` is the SQLite file of the stat cache (None: always hash)."""
-    backend = backend_for_url(str(url))
+def open_object_store(
+    url: str, cache_dir: Path, stat_cache: Path | None = None, *, token: str | None = None
+) -> ObjectStore:
+    """The store at `url`: a path or file:// (local folder), http(s):// (a studio server,
+    reached with `token`), or s3://, gs://, memory://, ... (fsspec, imported lazily; a missing
+    plugin raises MissingDependencyError with the extra to install). `stat_cache` is the
+    SQLite file of the stat cache (None: always hash)."""
+    backend = backend_for_url(str(url), token=token)
     cache = StatCache(Path(stat_cache)) if stat_cache is not None else None
     return ObjectStore(backend, Path(cache_dir), cache)
 

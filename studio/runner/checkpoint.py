@@ -129,7 +129,7 @@ class Checkpointer:
         current = self.artifacts.get(tag) or ArtifactSpec(tag=tag, local_path=str(path))
         # Metric segments are written once (temp file, rename) and never changed in place:
         # a local store keeps them by hard link, so they are on disk once, not twice.
-        result = self.ctx.objects.put_tree(
+        result = self.ctx.objects_for(self.key).put_tree(
             path, ignore=self.ignore.get(tag), previous=current.tree, link=tag == "metrics"
         )
         if result.tree == current.tree:

@@ -34,7 +34,7 @@ def stored_launch(ctx: Context, exp: Experiment, workdir: Path, python: str | No
         if tag in _DEFAULT_FILES:
             dest = workdir / _DEFAULT_FILES[tag]
         if art.tree:
-            ctx.objects.materialize(art.tree, dest)
+            ctx.objects_for(exp.key).materialize(art.tree, dest)
         elif tag not in _DEFAULT_FILES:
             dest.mkdir(parents=True, exist_ok=True)
         paths[tag] = dest

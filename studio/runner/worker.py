@@ -244,7 +244,7 @@ class Worker:
             meta.append_output(exp.key, exp.attempts, 0, text)
             out = workdir / "output.log"
             _append_text(out, text)
-            stored = self.ctx.objects.put_tree(out)
+            stored = self.ctx.objects_for(exp.key).put_tree(out)
             current = exp.artifacts.get("output") or ArtifactSpec(tag="output")
             meta.put_artifact(exp.key, current.replace(tree=stored.tree, size=stored.size, files=stored.files,
                                                        updated=time.time()))

@@ -107,6 +107,7 @@ def create_app(
     TensorBoards running at once, in all and per user."""
     from studio.server import (
         api_auth,
+        api_blobs,
         api_files,
         api_lists,
         api_media,
@@ -247,6 +248,7 @@ def create_app(
     app.include_router(api_store.router)
     app.include_router(api_auth.router)
     app.include_router(api_sweeps.router)
+    app.include_router(api_blobs.router)
     app.include_router(tensorboard.router)
     app.include_router(tensorboard.runs_router)
     app.include_router(tensorboard.proxy)

@@ -147,6 +147,13 @@ ROUTES: dict[tuple[str, str], str] = {
     # TensorBoard's own data requests, forwarded: reads that TensorBoard's frontend makes as POSTs
     ("POST", "/tensorboard/{bid}/{path:path}"): "read",
     ("PATCH", "/api/experiments/{key}"): "change",
+    # blobs (api_blobs.py): each route's hook then judges the experiment it names
+    ("POST", "/api/blobs/stat"): "read",
+    ("POST", "/api/blobs/downloads"): "read",
+    ("POST", "/api/blobs/uploads"): "record",
+    ("POST", "/api/blobs/uploads/parts"): "record",
+    ("PUT", "/api/blobs/uploads/{blob_hash}"): "record",
+    ("POST", "/api/blobs/uploads/complete"): "record",
     ("POST", "/api/store/{method}"): "store",
 }
 

@@ -27,6 +27,10 @@ PACKAGE = ROOT / "studio"
 #: what those depend on) anywhere. Everything else reaches an extra only through `require()`
 #: or an `except ImportError` fallback.
 EXTRA_MODULES = {
+    "studio/cloud/ec2.py": "aws",
+    "studio/cli/cloud.py": "aws",
+    "studio/cloud/gce.py": "gcp",
+    "studio/objects/backends/http.py": "remote",
     "studio/server/": "ui",
     "studio/cli/ui.py": "ui",
     "studio/workbook/": "workbook",

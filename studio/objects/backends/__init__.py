@@ -30,11 +30,31 @@ def _fsspec(url: str) -> ObjectBackend:
     return FsspecBackend(url)
 
 
-# scheme -> factory. Anything else with a scheme goes to fsspec, which knows many more.
-_REGISTRY: dict[str, Callable[[str], ObjectBackend]] = {"": _local, "file": _local}
+def _local_any(url: str, token: str | None) -> ObjectBackend:
+    return _local(url)
 
 
-def backend_for_url(url: str) -> ObjectBackend:
-    """A plain path or file:// -> LocalBackend; s3://, gs://, memory://, ... -> FsspecBackend."""
+def _fsspec_any(url: str, token: str | None) -> ObjectBackend:
+    return _fsspec(url)
+
+
+def _studio_server(url: str, token: str | None) -> ObjectBackend:
+    from studio.objects.backends.http import HttpBackend
+
+    return HttpBackend(url, token)
+
+
+# scheme -> factory(url, token). Anything else with a scheme goes to fsspec, which knows many more.
+_REGISTRY: dict[str, Callable[[str, str | None], ObjectBackend]] = {
+    "": _local_any,
+    "file": _local_any,
+    "http": _studio_server,
+    "https": _studio_server,
+}
+
+
+def backend_for_url(url: str, *, token: str | None = None) -> ObjectBackend:
+    """A plain path or file:// -> LocalBackend; http(s):// -> a studio server (HttpBackend,
+    authenticated with `token`); s3://, gs://, memory://, ... -> FsspecBackend."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    return _REGISTRY.get(scheme, _fsspec)(url)
+    return _REGISTRY.get(scheme, _fsspec_any)(url, token)
