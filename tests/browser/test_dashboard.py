@@ -68,6 +68,11 @@ class Site:
     def api(self, path: str, **params: Any) -> Any:
         return httpx.get(self.base + path, params=params, timeout=10).json()
 
+    def delete(self, key: str) -> httpx.Response:
+        """DELETE as a script does: with the CSRF token from GET /api/session."""
+        token = httpx.get(self.base + "/api/session", timeout=10).json().get("csrf")
+        return httpx.delete(f"{self.base}/api/experiments/{key}", headers={"X-CSRF-Token": token or ""}, timeout=30)
+
 
 def studio(env: dict[str, str], cwd: Path, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "studio", *args], cwd=cwd, env=env, capture_output=True,
@@ -296,7 +301,7 @@ def test_finished_rows_stay_unstruck_while_something_runs(site: Site, page: Any)
         assert page.locator("#runs tbody tr.gone").count() == 0
         # A live row deleted elsewhere is still marked as gone.
         key = page.get_attribute("#runs tbody tr[data-status='running']", "data-key")
-        assert httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30).status_code == 200
+        assert site.delete(key).status_code == 200
         page.wait_for_selector(f"#runs tbody tr.gone[data-key='{key}']", timeout=15000)
         assert page.locator("#runs tbody tr.gone").count() == 1
     finally:
@@ -459,7 +464,7 @@ def test_queues_page_and_a_queued_run_says_nobody_serves_it(site: Site, page: An
     assert "Waiting on queue nobody-here" in page.inner_text("#status-title")
     page.wait_for_selector("#status-detail[data-served='0']")
     assert "No worker serves nobody-here" in page.inner_text("#status-detail")
-    httpx.delete(f"{site.base}/api/experiments/{key}", timeout=30)
+    site.delete(key)
 
 
 def test_delete_asks_for_confirmation(site: Site, page: Any) -> None:
