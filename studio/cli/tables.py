@@ -109,7 +109,9 @@ def emit(
 ) -> None:
     """Print `rows` in `fmt`; `json_rows` (default: `rows`) is what `--format json` prints."""
     if fmt == "json":
-        sys.stdout.write(json.dumps(list(json_rows if json_rows is not None else rows), indent=2, default=str) + "\n")
+        from studio.cli.common import print_json
+
+        print_json(list(json_rows if json_rows is not None else rows))
     elif fmt in ("tsv", "csv"):
         buf = io.StringIO()
         if fmt == "csv":

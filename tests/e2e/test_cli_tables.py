@@ -78,12 +78,12 @@ def test_formats_filter_sort_and_limit(keys: dict[str, str]) -> None:
 
 def test_bad_filter_and_sort_say_what_is_wrong(keys: dict[str, str]) -> None:
     proc = studio("runs", "list", "all", "--filter", "lr < ")
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 194 and proc.stdout == ""
     assert "position 6" in proc.stderr and "expected a value" in proc.stderr
     proc = studio("runs", "list", "all", "--sort", "drop table;")
-    assert proc.returncode == 2 and "cannot sort by" in proc.stderr
+    assert proc.returncode == 194 and "cannot sort by" in proc.stderr
     proc = studio("runs", "list", "all", "--format", "xml")
-    assert proc.returncode == 2 and "xml" in proc.stderr
+    assert proc.returncode == 194 and "xml" in proc.stderr
 
 
 def test_queue_show_keeps_full_keys(studio_home: Path) -> None:
@@ -98,10 +98,10 @@ def test_queue_show_keeps_full_keys(studio_home: Path) -> None:
 
 def test_kill_refuses_without_a_terminal_unless_yes(keys: dict[str, str]) -> None:
     proc = studio("runs", "kill", keys["second"])
-    assert proc.returncode == 2 and "--yes" in proc.stderr
+    assert proc.returncode == 194 and "--yes" in proc.stderr
     assert keys["second"] in {r["key"] for r in studio_json("runs", "list", "all")}
     proc = studio("runs", "kill", keys["second"], "no-such-key", "--yes")
-    assert proc.returncode == 3 and "no-such-key" in proc.stderr
+    assert proc.returncode == 195 and "no-such-key" in proc.stderr
     assert keys["second"] in {r["key"] for r in studio_json("runs", "list", "all")}  # nothing half-done
     studio("runs", "kill", "--yes", keys["second"], check=True)
     assert keys["second"] not in {r["key"] for r in studio_json("runs", "list", "all")}
@@ -177,9 +177,9 @@ def test_rename_tag_note_and_find_them(keys: dict[str, str]) -> None:
     best = studio_json("runs", "list", "all", "--filter", f"key = {keys['best']}")[0]
     assert best["name"] == "train.py layers=3 lr=0.001 opt=adam"
     proc = studio("runs", "tag", key, "two words")
-    assert proc.returncode == 2 and "bad tag" in proc.stderr
+    assert proc.returncode == 194 and "bad tag" in proc.stderr
     proc = studio("runs", "rename", "nope", "x")
-    assert proc.returncode == 3
+    assert proc.returncode == 195
     assert "(none)" in studio("runs", "tag", key, "baseline", "--remove", check=True).stdout
     assert studio("runs", "rename", key, "", check=True).stdout.strip() == f"{key}: train.py layers=3 lr=0.1 opt=sgd"
 

@@ -222,12 +222,12 @@ def test_bad_tokens_and_urls_are_one_line_errors(team: Server, tmp_path: Path) -
     proc = login(team, tmp_path / "other-laptop", brief)
     assert proc.returncode == 200 and "expired" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = studio("users", "add", "x", "--expires", "soon", env=team.env())
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 194 and len(proc.stderr.strip().splitlines()) == 1
     # Unknown user, and users commands on a client (an http database) say where to run them.
     proc = studio("users", "revoke", "nobody", env=team.env())
-    assert proc.returncode == 3 and "no user 'nobody'" in proc.stderr
+    assert proc.returncode == 195 and "no user 'nobody'" in proc.stderr
     proc = studio("users", "list", env={"STUDIOML_HOME": str(home)})
-    assert proc.returncode == 2 and "server's own database" in proc.stderr
+    assert proc.returncode == 194 and "server's own database" in proc.stderr
 
 
 def test_dashboard_defences(team: Server) -> None:
