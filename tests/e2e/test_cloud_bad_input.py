@@ -37,7 +37,7 @@ CASES = [
     (["--cloud=ec2", "--bid", "0.5"], USAGE, "--bid applies to spot instances only: use --cloud=ec2spot"),
     (["--bid", "0.5"], USAGE, "--bid applies to cloud spot workers only: add --cloud=ec2spot"),
     (["--cloud=ec2spot", "--bid", "cheap"], USAGE, "--bid 'cheap': give USD per hour (0.35) or a percentage"),
-    (["--cloud=ec2", "--gpus", "8", "--ram", "2g", "--cpus", "400"], 2,
+    (["--cloud=ec2", "--gpus", "8", "--ram", "2g", "--cpus", "400"], USAGE,
      "no instance type has 400 CPUs, 8 GPUs and 2 GB RAM: ask for less with --cpus/--gpus/--ram"),
     (["--cloud=ec2", "--gpus", "64"], USAGE, "no instance type has 64 GPUs: ask for less"),
     (["--cloud=ec2", "--num-workers", "0"], USAGE, "--num-workers must be at least 1"),
