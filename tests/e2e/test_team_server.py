@@ -165,10 +165,10 @@ def two_users_and_a_worker(team: Server, tmp_path: Path) -> None:
             assert key in listed.stdout
     # Neither can delete the other's; the worker cannot delete anyone's; each deletes their own.
     for name, other in (("alice", "bob"), ("bob", "alice"), ("gpu", "alice")):
-        proc = studio("runs", "kill", f"{other}-direct", env=env[name])
+        proc = studio("runs", "kill", "--yes", f"{other}-direct", env=env[name])
         assert proc.returncode == 200, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "may not delete" in proc.stderr
-    proc = studio("runs", "kill", "alice-direct", env=env["alice"])
+    proc = studio("runs", "kill", "--yes", "alice-direct", env=env["alice"])
     assert proc.returncode == 0, proc.stderr
     # ... and the admin reads who did it.
     with httpx.Client(base_url=team.url, headers={"Authorization": f"Bearer {team.tokens['root']}"}) as c:
