@@ -52,7 +52,24 @@ def _workbook_dir(ctx: Context, key: str) -> Path:
     return path
 
 
+def _in_ipython() -> bool:
+    import builtins
+
+    return bool(getattr(builtins, "__IPYTHON__", False))
+
+
+def _interactive_name() -> str:
+    if _in_ipython():
+        return "<notebook>"
+    return sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>"
+
+
 def _script() -> Path | None:
+    """The script this process runs, or None for an interactive session: `python -c`, a REPL,
+    or IPython/Jupyter (whose argv is the kernel launcher and its connection file, which holds
+    the kernel's signing key: never a script's command line to record)."""
+    if _in_ipython():
+        return None
     arg = sys.argv[0] if sys.argv else ""
     if arg and arg not in ("-c", "-m") and os.path.isfile(arg):
         return Path(arg).resolve()
@@ -96,8 +113,8 @@ def _record(
         key=key,
         project=project or "default",
         owner=ctx.settings.owner,
-        script=sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>",
-        args=tuple(sys.argv[1:]),
+        script=_interactive_name(),
+        args=() if _in_ipython() else tuple(sys.argv[1:]),
         params=dict(params),
         python_version=environment.get("python_version"),
         pythonenv=tuple(environment.get("pythonenv") or ()),

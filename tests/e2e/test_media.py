@@ -89,7 +89,7 @@ def test_rich_results_from_plain_python_and_the_dashboard_api(studio_home: Path,
     check(run["key"])
 
     ctx = Context(load_settings(environ={"STUDIOML_HOME": str(studio_home)}))
-    with TestClient(create_app(ctx)) as client:
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1") as client:
         base = f"/api/experiments/{run['key']}/media"
         listing = client.get(base).json()
         assert [i["step"] for i in listing["images"]["samples"]] == [0, 1, 2]

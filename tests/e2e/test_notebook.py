@@ -43,7 +43,10 @@ def test_notebook_cells_become_experiments(studio_home: Path, tmp_path: Path, mo
     good_key = text(2).split()[-1]
     assert text(2).startswith("after 42 ")
     good = studio_json("runs", "show", good_key)
+    # only the cell's params: never the kernel's command line (its connection file holds the
+    # kernel's signing key)
     assert (good["project"], good["status"], good["params"]) == ("nb", "finished", {"lr": 0.1, "opt": "adam"})
+    assert "key" not in json.dumps(good["params"]) and "ipykernel" not in good["script"]
     assert good["metric_value"] == pytest.approx(1 / 3)
     exp = ExperimentRepository()[good_key]
     assert "studio.log(i, loss=1 / (i + 1))" in exp["cell.py"]
