@@ -324,13 +324,23 @@ def _size_notice(root: Path, ignore: Any, notice: Callable[[str], None]) -> int:
 
 def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:
     """The script's own command line read as params (options, Hydra overrides, config files),
-    under the params studio was given (a sweep's point, `studio.params()`), which win."""
+    under the params studio was given (a sweep's point, `studio.params()`), which win. A param
+    whose name looks secret (`--api-key`, a config file's `password:`) is recorded as `***`,
+    and secret values inside others are masked, as for the config's `env:`."""
     from studio.capture.cli_params import params_from_args
+    from studio.capture.secrets import MASK, is_secret_name, mask_text, secret_values
 
     if not opts.args:
         return dict(opts.params)
     script = None if target.module else target.workspace / target.script
-    return {**params_from_args(opts.args, script=script, cwd=opts.cwd), **opts.params}
+    found = params_from_args(opts.args, script=script, cwd=opts.cwd)
+    secrets = secret_values()
+    for name, value in found.items():
+        if is_secret_name(name.rsplit(".", 1)[-1]):
+            found[name] = MASK
+        elif isinstance(value, str):
+            found[name] = mask_text(value, secrets)
+    return {**found, **opts.params}
 
 
 def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reuses: list[ReuseSpec]) -> None:

@@ -45,3 +45,14 @@ def test_sweep_params_win_over_the_command_line(studio_home: Path, tmp_path: Pat
            cwd=ws, check=True)
     (row,) = studio_json("runs", "list", "project", "sw")
     assert row["params"]["learning_rate"] == 0.2
+
+
+def test_secret_looking_params_are_masked(studio_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "t.py").write_text("print('ok')\n")
+    (ws / "conn.json").write_text('{"host": "db", "password": "hunter2-secret", "port": 5432}')
+    studio("run", "-e", "s1", "t.py", "--api-key", "sk-live-123456", "--lr", "0.1", "conn.json", cwd=ws, check=True)
+    params = studio_json("runs", "show", "s1")["params"]
+    assert params["api_key"] == "***" and params["password"] == "***"
+    assert params["lr"] == 0.1 and params["host"] == "db" and params["port"] == 5432
