@@ -57,7 +57,7 @@ METHODS = frozenset(
 #: Methods whose first argument is an experiment key (owner rules look at its owner).
 KEYED = frozenset({
     "update_experiment", "set_status", "delete_experiment", "put_artifact", "heartbeat",
-    "request_stop", "append_output", "put_metric_summaries", "put_checkpoint",
+    "request_stop", "append_output", "put_metric_summaries",
 })
 TIME_FIELDS = ("time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat", "lease_expires")
 CLOCK_HEADER = "x-studio-clock"

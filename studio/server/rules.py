@@ -110,7 +110,6 @@ STORE_METHODS: dict[str, str] = {
     "projects": "read",
     "metric_extremes": "read",
     "users": "read",
-    "put_checkpoint": "record",  # a checkpoint's artifacts and time in one transaction
     "worker_seen": "claim",  # a worker says it serves a queue (the queues page)
     "worker_gone": "claim",
     "workers": "read",

@@ -92,6 +92,9 @@ STORE_CASES: dict[str, tuple[set[str], Case, Status]] = {
     "projects": (READERS, lambda k: ((), {}), Status.QUEUED),
     "metric_extremes": (READERS, lambda k: ((), {}), Status.QUEUED),
     "users": (READERS, lambda k: ((), {}), Status.QUEUED),
+    "worker_seen": ({"admin", "worker"}, lambda k: ((f"w-{k}", "q", "idle"), {}), Status.QUEUED),
+    "worker_gone": ({"admin", "worker"}, lambda k: ((f"w-{k}",), {}), Status.QUEUED),
+    "workers": (READERS, lambda k: ((), {}), Status.QUEUED),
 }
 
 
