@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from studio.api.context import Context
 from studio.config import load_settings
 from studio.server.app import create_app
+from studio.server.auth import Auth
 
 TOKEN = "schema-token"
 MAX_EXAMPLES = 30
@@ -25,7 +26,8 @@ def blob_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     home.mkdir()
     ctx = Context(load_settings(environ={"STUDIOML_HOME": str(home), "STUDIOML_SERVER_TOKEN": TOKEN}))
     ctx.objects.put_bytes(b"a stored blob")
-    yield create_app(ctx)
+    # the in-process client calls the app "testserver": a name to allow besides loopback
+    yield create_app(ctx, auth=Auth.local(ctx.settings.owner, shared_token=TOKEN, hosts=["testserver"]))
     ctx.close()
 
 

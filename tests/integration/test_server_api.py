@@ -355,7 +355,7 @@ def test_sweep_history_and_importance(tmp_path: Path) -> None:
                                               params={"lr": lr, "layers": layers, "opt": "adam"}))
         ctx.meta.set_status(key, Status.RUNNING, worker="w")
         ctx.meta.set_status(key, Status.FINISHED, metric_value=lr * 10 + layers * 0.001)  # lr matters, layers barely
-    with TestClient(create_app(ctx)) as client:
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1") as client:
         data = client.get("/api/projects/sw/sweep").json()
         assert data["maximize"] is True and len(data["history"]) == 12
         assert [h["best"] for h in data["history"]][:3] == pytest.approx([0.012, 0.104, 1.002])
