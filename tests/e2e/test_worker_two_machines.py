@@ -95,7 +95,7 @@ def test_submit_on_one_machine_run_on_another(tmp_path: Path, postgres_url: str,
     for home in (submitter["STUDIOML_HOME"], worker["STUDIOML_HOME"]):
         assert not (Path(home) / "objects").exists() and not (Path(home) / "studio.db").exists()
     listed = json.loads(studio("queue", "list", "--json", env=worker, check=True).stdout)
-    assert listed == [{"name": "gpu-box", "total": 1, "counts": {"finished": 1}}]
+    assert listed == [{"name": "gpu-box", "total": 1, "counts": {"finished": 1}, "workers": []}]
 
     dump = dump_database(db_url)
     assert key in dump and "gpu-box" in dump  # the dump does see the records

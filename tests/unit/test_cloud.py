@@ -72,7 +72,10 @@ def test_shared_urls_drop_the_password(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot reach the database sqlite"):
         shared_urls(settings(tmp_path, STUDIOML_STORAGE_URL="s3://b/p"))
     with pytest.raises(UsageError, match="local object store"):
-        shared_urls(settings(tmp_path, STUDIOML_DATABASE_URL="https://studio.example.org"))
+        shared_urls(settings(tmp_path, STUDIOML_DATABASE_URL="postgresql+psycopg://me@db/studio"))
+    # A studio server is the object store of its clients too: workers need only its URL.
+    served = settings(tmp_path, STUDIOML_DATABASE_URL="https://studio.example.org")
+    assert shared_urls(served) == ("https://studio.example.org", "https://studio.example.org")
     script = startup_script(queue="q", backend="ec2", group="studio-q", settings=s, install="studio==1",
                             idle_timeout=60, token_from=None, max_workers=2)
     assert "pw" not in script.replace("python3", "") and "url: postgresql+psycopg://me@db:5432/studio" in script
