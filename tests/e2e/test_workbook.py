@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from studio.api.context import Context
+from studio.exceptions import NotFoundError
 from studio.workbook import ExperimentRepository
 from tests.e2e.helpers import studio, studio_json
 
@@ -274,7 +275,10 @@ def test_live_monitoring_then_killed_midwrite(
         seen = []
         deadline = time.monotonic() + 60
         while len(seen) < 3 and time.monotonic() < deadline:
-            n = len(e["log.csv"])
+            try:
+                n = len(e["log.csv"])
+            except NotFoundError:  # its first rows are not flushed yet
+                n = 0
             if n and (not seen or n > seen[-1]):
                 seen.append(n)
             time.sleep(0.15)
