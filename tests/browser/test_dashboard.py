@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tarfile
@@ -20,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.fixtures.ui import studio_ui
 
 pytestmark = pytest.mark.browser
 
@@ -50,12 +51,6 @@ for i in range(600):
     studio.log(progress=i)
     time.sleep(0.25)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Site:
@@ -101,25 +96,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert len(runs) == 4, out
     keys = {f"lr={r['params']['lr']}": k for k, r in runs.items() if r["params"]}
     keys["failed"] = next(k for k, r in runs.items() if r["status"] == "failed")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], cwd=ws, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"studio ui did not start: {server.stderr.read() if server.stderr else ''}")
-        time.sleep(0.2)
-    try:
+    with studio_ui(env, ws, timeout=30) as base:
         yield Site(base, env, ws, keys)
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def _list(env: dict[str, str], cwd: Path) -> list[dict[str, Any]]:

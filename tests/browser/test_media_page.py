@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.fixtures.ui import studio_ui
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +29,6 @@ for step in range(3):
 studio.log_table("scores", pd.DataFrame({"name": ["b", "c", "a"], "score": [2.0, 10.0, 1.5]}))
 studio.log_figure("bars", go.Figure(go.Bar(x=["x", "y"], y=[1, 2])))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +47,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[s
     listing = subprocess.run([sys.executable, "-m", "studio", "runs", "list", "all", "--json"], cwd=root, env=env,
                              capture_output=True, text=True, timeout=120)
     keys = [r["key"] for r in json.loads(listing.stdout)]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], cwd=root, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"studio ui did not start: {server.stderr.read() if server.stderr else ''}")
-        time.sleep(0.2)
     try:
-        yield base, keys
+        with studio_ui(env, root) as base:
+            yield base, keys
     finally:
-        server.terminate()
-        server.wait(10)
         shutil.rmtree(root, ignore_errors=True)
 
 
