@@ -179,11 +179,15 @@ def load_settings(config: str | os.PathLike[str] | None = None, environ: dict[st
         env.get("STUDIOML_DATABASE_URL") or db.get("url") or server_url or default_server(home)
         or f"sqlite:///{home / 'studio.db'}"
     )
-    api_token = env.get("STUDIOML_API_TOKEN") or db.get("token") or None
+    guest = db.get("guest", False)
+    if not isinstance(guest, bool):
+        raise ConfigError(f"config {path}: `database.guest` must be true or false")
+    # The seed's `guest: true`: talk to a server started with `--guest` as nobody (no token).
+    api_token = None if guest else (env.get("STUDIOML_API_TOKEN") or db.get("token") or None)
     login_user = None
     if database_url.lower().startswith(("http://", "https://")):
         kept_token, login_user = login_for(home, database_url)  # from `studio login`
-        api_token = api_token or kept_token
+        api_token = api_token or (None if guest else kept_token)
     # A client of a studio server keeps its objects there too (the seed: "remove the storage
     # section"), so it needs no storage credentials.
     served = database_url if database_url.split("://", 1)[0].lower() in ("http", "https") else None

@@ -8,12 +8,9 @@ and complete (temp-file-then-rename), so an interrupted capture leaves nothing h
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError, NotFoundError, UsageError
 from studio.keys import check_key, check_name, new_key
+from studio.runner.launch import child_env, command_for, worker_id, write_mapping  # noqa: F401 - re-exported
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
 
@@ -95,10 +93,6 @@ def check_names(**names: str | None) -> None:
              "owner": "the owner (config `owner` / STUDIOML_OWNER)"}
     for field_name, value in names.items():
         check_name(value, flags.get(field_name, field_name))
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
@@ -351,43 +345,6 @@ def _check_unique_tags(captures: list[CaptureSpec], once: list[CaptureSpec], reu
         if tag in ("output", "metrics"):
             raise UsageError(f"artifact tag {tag!r} is reserved for studio's own records; choose another tag")
         seen.add(tag)
-
-
-def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str, Path]) -> dict[str, str]:
-    env = dict(os.environ)
-    # The submitter's recorded `env:` values (secrets were redacted when recorded), under the
-    # running machine's own `env:` section, which holds its secrets.
-    env.update({k: v for k, v in exp.env.items() if REDACTED not in v})
-    env.update(ctx.settings.env)
-    env.update(
-        STUDIOML_EXPERIMENT=exp.key,
-        STUDIOML_HOME=str(ctx.settings.home),
-        STUDIOML_ARTIFACT_MAPPING=str(mapping_file),
-        STUDIOML_METRICS_DIR=str(paths["metrics"]),
-        STUDIOML_PARAMS=json.dumps(exp.params),
-        PYTHONUNBUFFERED="1",
-    )
-    if ctx.settings.config_path is not None:
-        env.setdefault("STUDIOML_CONFIG", str(ctx.settings.config_path))
-    return env
-
-
-def write_mapping(ctx: Context, key: str, paths: dict[str, Path], directory: Path | None = None) -> Path:
-    """Write `STUDIOML_ARTIFACT_MAPPING` (tag -> local path) into `directory` (default: the
-    experiment's own directory under STUDIOML_HOME; workers pass their run directory)."""
-    mapping_file = (directory or ctx.settings.experiment_dir(key)) / "artifacts.json"
-    mapping_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mapping_file.with_name(f".artifacts-{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps({tag: str(p) for tag, p in sorted(paths.items())}, indent=1))
-    os.replace(tmp, mapping_file)
-    return mapping_file
-
-
-def command_for(exp: Experiment, python: str | None = None) -> list[str]:
-    python = python or sys.executable
-    if exp.module:
-        return [python, "-m", exp.script, *exp.args]
-    return [python, exp.script, *exp.args]
 
 
 __all__ = ["RunOptions", "prepare", "resolve_target", "DEFAULT_ARTIFACTS", "Status"]

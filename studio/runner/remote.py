@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.api.run import child_env, command_for, write_mapping
 from studio.context import Context
 from studio.entities import Experiment
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Launch
+from studio.runner.launch import child_env, command_for, write_mapping
 from studio.runner.materialize import cached_tree
 
 _DEFAULT_FILES = {"output": "output.log"}

@@ -56,7 +56,7 @@ class WorkerOptions:
 class Worker:
     def __init__(self, ctx: Context, opts: WorkerOptions,
                  on_event: Callable[[str], None] | None = None) -> None:
-        from studio.api.run import worker_id
+        from studio.runner.launch import worker_id
 
         self.ctx = ctx
         self.opts = opts

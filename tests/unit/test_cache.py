@@ -133,3 +133,14 @@ def test_config_verbose_turns_on_logging(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "studio", "runs", "list", "all"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "studio DEBUG" in proc.stderr
+
+
+def test_database_guest_sends_no_token(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "database:\n  type: http\n  serverUrl: http://studio.example:5000\n  token: abc\n  guest: true\n"
+    )
+    settings = load_settings(environ={"STUDIOML_HOME": str(tmp_path), "STUDIOML_API_TOKEN": "xyz"})
+    assert settings.database_url == "http://studio.example:5000" and settings.api_token is None
+    (tmp_path / "config.yaml").write_text("database:\n  guest: maybe\n")
+    with pytest.raises(ConfigError, match="database.guest"):
+        load_settings(environ={"STUDIOML_HOME": str(tmp_path)})
