@@ -161,18 +161,18 @@ def _import_run(ctx: Context, mlflow: Any, mexp: Any, run: Any, key: str, with_a
         metrics_dir = root / "metrics"
         summaries = _write_series(mlflow, info.run_id, list(data.metrics), metrics_dir)
         if summaries:
-            artifacts["metrics"] = _store(ctx, "metrics", metrics_dir)
+            artifacts["metrics"] = _store(ctx, key, "metrics", metrics_dir)
         workbook = root / "workbook" / "mlflow"
         workbook.mkdir(parents=True)
         tags = dict(data.tags)
         (workbook / "tags.json").write_text(json.dumps({"run_id": info.run_id, "experiment": mexp.name, "tags": tags}, indent=1))
-        artifacts["workbook"] = _store(ctx, "workbook", root / "workbook")
+        artifacts["workbook"] = _store(ctx, key, "workbook", root / "workbook")
         if with_artifacts:
             folder = root / "artifacts"
             folder.mkdir()
             mlflow.download_artifacts(info.run_id, "", str(folder))
             if any(folder.iterdir()):
-                artifacts["artifacts"] = _store(ctx, "artifacts", folder)
+                artifacts["artifacts"] = _store(ctx, key, "artifacts", folder)
     params = {k: parse_param(v) for k, v in data.params.items()}
     run_name = getattr(info, "run_name", None) or tags.get("mlflow.runName")
     if run_name:
@@ -230,6 +230,7 @@ def _write_series(mlflow: Any, run_id: str, keys: list[str], folder: Path) -> li
     return list(series.summarize(folder, folder.parent / "summary-state.json"))
 
 
-def _store(ctx: Context, tag: str, path: Path) -> ArtifactSpec:
-    result = ctx.objects.put_tree(path, ignore=lambda rel, is_dir: rel.rpartition("/")[2].startswith("."))
+def _store(ctx: Context, key: str, tag: str, path: Path) -> ArtifactSpec:
+    ignore = lambda rel, is_dir: rel.rpartition("/")[2].startswith(".")  # noqa: E731
+    result = ctx.objects_for(key).put_tree(path, ignore=ignore)  # a studio server authorizes by experiment
     return ArtifactSpec(tag=tag, mutable=False, tree=result.tree, size=result.size, files=result.files, updated=time.time())

@@ -266,7 +266,7 @@ def save(path: str | Any, tag: str | None = None) -> str:
         )
     exp = current()
     ctx = exp._session.ctx
-    result = ctx.objects.put_tree(source)
+    result = ctx.objects_for(exp.tag).put_tree(source)  # a studio server authorizes by experiment
     spec = ArtifactSpec(
         tag=tag, mutable=False, local_path=str(source.resolve()), tree=result.tree,
         size=result.size, files=result.files, updated=time.time(),

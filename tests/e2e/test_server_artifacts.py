@@ -178,3 +178,22 @@ def test_a_sweep_through_the_server(team_server: str, tmp_path: Path, s3_storage
     rows = json.loads(run("runs", "list", "project", "train", "--json", env=laptop, cwd=proj).stdout)
     assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
     assert all(k.startswith("studio/objects/") for k in s3_storage.keys())
+
+
+def test_rich_results_and_saved_artifacts_through_the_server(team_server: str, tmp_path: Path) -> None:
+    """`studio.log_image` and `studio.save` from a machine that holds only the URL and a token:
+    the bytes go to the bucket with the experiment named, as the server's rules want."""
+    env = client_machine(tmp_path / "laptop", team_server)
+    ws = tmp_path / "laptop" / "ws"
+    write(ws / "media_run.py", "import numpy as np, studio\n"
+                          "studio.log_image('samples', np.full((4, 4), 0.5), step=3)\n"
+                          "open('w.bin', 'wb').write(b'weights')\n"
+                          "studio.save('w.bin', 'weights')\n")
+    proc = run("run", "-e", "rich", "media_run.py", env=env, cwd=ws)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dest = tmp_path / "out.bin"
+    got = run("artifacts", "get", "rich", "weights", str(dest), env=env, cwd=ws)
+    assert got.returncode == 0, got.stderr
+    assert dest.read_bytes() == b"weights"
+    media = httpx.get(f"{team_server}/api/experiments/rich/media", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert [i["step"] for i in media["images"]["samples"]] == [3]
