@@ -69,18 +69,7 @@ class MetricChart {
   }
 
   smooth(y) {
-    const w = this.smoothing;
-    if (!w) return y;
-    const out = new Array(y.length);
-    let last = 0, n = 0;
-    for (let i = 0; i < y.length; i++) {
-      const v = y[i];
-      if (v === null || !Number.isFinite(v)) { out[i] = null; continue; }
-      last = last * w + (1 - w) * v;
-      n += 1;
-      out[i] = last / (1 - Math.pow(w, n));
-    }
-    return out;
+    return studio.smooth(y, this.smoothing);
   }
 
   draw() {

@@ -107,5 +107,20 @@ const studio = (() => {
     return q.toString();
   }
 
-  return { api, el, fmtTime, fmtDuration, fmtValue, fmtBytes, statusBadge, toast, confirmDialog, query };
+  /* Exponential moving average with weight w in [0, 1), debiased (as TensorBoard's); gaps stay gaps. */
+  function smooth(y, w) {
+    if (!w) return y;
+    const out = new Array(y.length);
+    let last = 0, n = 0;
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i];
+      if (v === null || !Number.isFinite(v)) { out[i] = null; continue; }
+      last = last * w + (1 - w) * v;
+      n += 1;
+      out[i] = last / (1 - Math.pow(w, n));
+    }
+    return out;
+  }
+
+  return { api, el, fmtTime, fmtDuration, fmtValue, fmtBytes, statusBadge, toast, confirmDialog, query, smooth };
 })();

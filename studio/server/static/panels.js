@@ -170,18 +170,7 @@ class RunPanels {
   }
 
   smoothY(y) {
-    const w = this.state.smoothing;
-    if (!w) return y;
-    const out = new Array(y.length);
-    let last = 0, n = 0;
-    for (let i = 0; i < y.length; i++) {
-      const v = y[i];
-      if (v === null || !Number.isFinite(v)) { out[i] = null; continue; }
-      last = last * w + (1 - w) * v;
-      n += 1;
-      out[i] = last / (1 - Math.pow(w, n));
-    }
-    return out;
+    return studio.smooth(y, this.state.smoothing);
   }
 
   /* x values of a series on the chosen axis: steps, seconds since the run's first point, or dates. */
