@@ -121,7 +121,9 @@ def main() -> None:
         (run_dir / "t.py").write_text("print('done')\n")
         git_env = dict(
             os.environ,
-            GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b",
+            GIT_AUTHOR_NAME="b",
+            GIT_AUTHOR_EMAIL="b@x",
+            GIT_COMMITTER_NAME="b",
             GIT_COMMITTER_EMAIL="b@x",
         )
         for r in range(a.rounds):
@@ -139,7 +141,9 @@ def main() -> None:
 
             if dvc:
                 for p in (repo / ".git", repo / ".dvc", repo / "data.dvc", repo / ".gitignore"):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(
+                        missing_ok=True
+                    )
                 subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=git_env)
                 subprocess.run([dvc, "init", "-q"], cwd=repo, check=True, env=git_env)
                 subprocess.run(
@@ -167,18 +171,24 @@ def main() -> None:
     print(f"\ntree: {files:,} files, {nbytes / 2**20:,.0f} MB; rounds {a.rounds}; load {loadavg()}")
     print("| what the user runs | time (median) | studio is |")
     print("|---|---|---|")
-    print(f"| `studio run --capture-once=TREE:data t.py`, first (minus `python t.py`) | {first:.2f} s | |")
+    print(
+        f"| `studio run --capture-once=TREE:data t.py`, first (minus `python t.py`) | {first:.2f} s | |"
+    )
     print(f"| the same command again, tree unchanged (minus `python t.py`) | {again:.2f} s | |")
     print(f"| `tar czf` | {med['tar czf']:.2f} s | {med['tar czf'] / first:.1f}x faster |")
     if "dvc add" in med:
-        print(f"| `dvc add data` ({dvc_v}) | {med['dvc add']:.2f} s | {med['dvc add'] / first:.1f}x faster |")
+        print(
+            f"| `dvc add data` ({dvc_v}) | {med['dvc add']:.2f} s | {med['dvc add'] / first:.1f}x faster |"
+        )
         print(
             f"| `dvc add data` again, unchanged | {med['dvc add again']:.2f} s | "
             f"{med['dvc add again'] / again:.1f}x faster |"
         )
     if "mlflow.log_artifacts" in med:
         m = med["mlflow.log_artifacts"]
-        print(f"| `mlflow.log_artifacts` ({mlflow_v}), whole process | {m:.2f} s | {m / first:.1f}x faster |")
+        print(
+            f"| `mlflow.log_artifacts` ({mlflow_v}), whole process | {m:.2f} s | {m / first:.1f}x faster |"
+        )
 
 
 if __name__ == "__main__":
