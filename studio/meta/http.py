@@ -62,15 +62,18 @@ class HttpMetaStore(MetaStore):
     def __repr__(self) -> str:
         return f"HttpMetaStore({self.url!r})"
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, *args: Any, _timeout: float | None = None, **kwargs: Any) -> Any:
         import httpx
 
         body = wire.dumps({"args": list(args), "kwargs": kwargs})
+        timeout = httpx.USE_CLIENT_DEFAULT if _timeout is None else _timeout
         for attempt in range(RETRIES + 1):
             try:
                 # The server judges leases by its own clock and moves the times this client
                 # records by the difference (see studio.server.api_store).
-                response = self._client.post(method, content=body, headers={"X-Studio-Clock": repr(time.time())})
+                response = self._client.post(
+                    method, content=body, headers={"X-Studio-Clock": repr(time.time())}, timeout=timeout
+                )
                 break
             except httpx.ConnectError as exc:  # nothing reached the server: safe to retry
                 if attempt == RETRIES:
@@ -137,7 +140,11 @@ class HttpMetaStore(MetaStore):
         return set(self._call("referenced_trees"))
 
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
-        return bool(self._call("heartbeat", key, worker, lease_seconds))
+        # A heartbeat that cannot get through within a third of the lease is a failed one (the
+        # caller tries again at its next beat), not a minute-long stall of the supervisor's loop
+        # while the network is down; renewing a lease twice is harmless.
+        wait = max(1.0, min(TIMEOUT_S, lease_seconds / 3))
+        return bool(self._call("heartbeat", key, worker, lease_seconds, _timeout=wait))
 
     def request_stop(
         self, key: str, *, status: Status = Status.STOPPED, reason: str | None = None

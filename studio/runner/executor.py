@@ -19,7 +19,7 @@ from pathlib import Path
 
 from studio.context import Context
 from studio.entities import Experiment, Status
-from studio.exceptions import ConflictError
+from studio.exceptions import ConflictError, StoreError
 from studio.runner.checkpoint import Checkpointer
 from studio.runner.collectors import output_metrics_logger, start_sampler
 from studio.runner.lease import LeaseKeeper
@@ -153,6 +153,7 @@ class Executor:
             checkpointer.start(settings.save_workspace_frequency)
             started = time.monotonic()
             next_beat = 0.0
+            failing_since: float | None = None
             while True:
                 if exited(min(0.2, settings.heartbeat_seconds)):
                     break
@@ -164,12 +165,20 @@ class Executor:
                     try:
                         if meta.heartbeat(exp.key, self.worker, settings.lease_seconds):
                             terminate(*_requested_stop(self.ctx, exp.key))
+                        if failing_since is not None:
+                            log.warning("heartbeat of %s is back after %.0f s", exp.key, now - failing_since)
+                            failing_since = None
                     except ConflictError:
                         log.warning("lost the lease on %s; stopping the local copy", exp.key)
                         stopping["lost"] = True
                         terminate(Status.LOST, "lease lost")
-                    except Exception:
-                        log.warning("heartbeat failed; will retry", exc_info=True)
+                    except Exception as exc:
+                        # One line per outage (a network blip is expected); a traceback only for
+                        # what is not a store/network error.
+                        if failing_since is None:
+                            failing_since = now
+                            log.warning("heartbeat of %s failed; will retry every %g s: %s", exp.key,
+                                        settings.heartbeat_seconds, exc, exc_info=not isinstance(exc, StoreError))
                 if "since" in stopping:
                     self._escalate(proc, stopping, reaper_argv is not None)
         finally:

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from studio.context import Context
-from studio.exceptions import ConflictError
+from studio.exceptions import ConflictError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ class LeaseKeeper:
                 self.stop_requested = True
         except ConflictError:
             self.lost = True
-        except Exception:
-            log.warning("heartbeat of %s failed; will retry", self.key, exc_info=True)
+        except Exception as exc:
+            log.warning("heartbeat of %s failed; will retry: %s", self.key, exc,
+                        exc_info=not isinstance(exc, StoreError))
         return not self.lost
 
     def _loop(self) -> None:
