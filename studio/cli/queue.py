@@ -80,15 +80,34 @@ def show(name: str, config: str | None, as_json: bool, fmt: str | None, no_pager
 @queue.command("purge")
 @config_option
 @json_option
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed when not on a terminal).")
 @click.argument("name")
-def purge(name: str, config: str | None, as_json: bool) -> None:
-    """Delete the queued experiments of queue NAME (running ones are left alone)."""
-    from studio.queue import purge_queue
+def purge(name: str, config: str | None, as_json: bool, yes: bool) -> None:
+    """Delete the queued experiments of queue NAME (running ones are left alone; asks first unless --yes)."""
+    import sys
 
-    result = purge_queue(context(config), name)
+    from studio.entities import Status
+    from studio.exceptions import UsageError
+    from studio.queue import purge_queue, queue_experiments
+
+    ctx = context(config)
+    if not yes:
+        queued = queue_experiments(ctx, name, statuses=(Status.QUEUED,))
+        if not sys.stdin.isatty():
+            raise UsageError(f"queue purge deletes the {len(queued)} queued experiment(s) of {name} for good: "
+                             "pass --yes to confirm when not on a terminal")
+        if not click.confirm(f"Delete the {len(queued)} queued experiment(s) of queue {name}? "
+                             "This cannot be undone", default=False, err=True):
+            click.echo("nothing deleted", err=True)
+            sys.exit(1)
+    result = purge_queue(ctx, name)
     if as_json:
-        return print_json({"queue": name, "deleted": result.deleted, "running": result.running})
+        return print_json({"queue": name, "deleted": result.deleted, "running": result.running,
+                           "others": result.others})
     click.echo(f"queue {name}: deleted {len(result.deleted)} queued experiment(s)")
+    if result.others:
+        click.echo(f"queue {name}: left {len(result.others)} queued experiment(s) of other users alone "
+                   "(only their owner or an admin may delete them)", err=True)
     if result.running:
         click.echo(
             f"queue {name}: left {len(result.running)} running experiment(s) alone: "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from studio.context import Context
 from studio.entities import Experiment, ExperimentQuery, Status
-from studio.exceptions import ConflictError, NotFoundError
+from studio.exceptions import AccessError, ConflictError, NotFoundError
 
 STATUS_ORDER = tuple(s.value for s in Status)
 
@@ -35,6 +35,7 @@ class PurgeResult:
     queue: str
     deleted: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # other users' (a team server refused them)
 
 
 def _refresh(ctx: Context) -> None:
@@ -80,7 +81,8 @@ def purge_queue(ctx: Context, name: str) -> PurgeResult:
     """Delete the queue's queued experiments; running ones are left alone and reported.
 
     Each one is first moved queued -> stopped with a compare-and-set, so an experiment a
-    worker claims at the same moment is never deleted under it.
+    worker claims at the same moment is never deleted under it. On a team server a user
+    purges only their own; other users' are left alone and reported in `others`.
     """
     items = queue_experiments(ctx, name)
     result = PurgeResult(queue=name)
@@ -92,6 +94,9 @@ def purge_queue(ctx: Context, name: str) -> PurgeResult:
             continue
         try:
             ctx.meta.set_status(exp.key, Status.STOPPED, expect=[Status.QUEUED], reason="purged from its queue")
+        except AccessError:  # on a team server, only the owner (or an admin) may
+            result.others.append(exp.key)
+            continue
         except ConflictError:
             result.running.append(exp.key)  # claimed meanwhile
             continue

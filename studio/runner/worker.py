@@ -32,7 +32,7 @@ from typing import Any
 
 from studio.context import Context
 from studio.entities import Experiment, Status
-from studio.exceptions import ConflictError, NotFoundError, StudioError
+from studio.exceptions import AccessError, ConflictError, NotFoundError, StudioError
 from studio.queue.claimer import Claimer, requeue_interval
 from studio.runner.executor import Executor, Outcome
 from studio.runner.lease import LeaseKeeper
@@ -72,6 +72,7 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
         """Work until idle for `idle_timeout`, one experiment with `single_run`, or a signal."""
+        self._presence_or_refusal()
         old = self._install_signals()
         r = self.resources
         self.on_event(
@@ -114,7 +115,8 @@ class Worker:
     #: Seconds between presence updates while idle (a worker unseen for PRESENCE_TTL is gone).
     PRESENCE_EVERY = 10.0
 
-    def _presence(self, state: str, experiment: str | None = None, force: bool = False) -> None:
+    def _presence(self, state: str, experiment: str | None = None, force: bool = False,
+                  refusal: bool = False) -> None:
         """Tell the store this worker serves its queue (what `studio queue list` shows)."""
         import socket
 
@@ -125,7 +127,20 @@ class Worker:
         try:
             self.ctx.meta.worker_seen(self.id, self.opts.queue, state, experiment, host=socket.gethostname())
         except StudioError as exc:  # presence is informative: never stop working over it
+            if refusal and isinstance(exc, AccessError):
+                raise
             log.warning("could not record worker %s as %s: %s", self.id, state, exc)
+
+    def _presence_or_refusal(self) -> None:
+        """The first presence, before anything else: a store that refuses this caller as a
+        worker (a team server and a user's token) ends the command with one clear line."""
+        try:
+            self._presence("idle", force=True, refusal=True)
+        except AccessError as exc:
+            raise AccessError(
+                f"{exc}; a worker needs a worker (or admin) token: on the server "
+                "`studio users add NAME --worker`, then `studio login URL` with that token"
+            ) from None
 
     def _idle_tick(self) -> bool:
         self._presence("idle")

@@ -216,7 +216,10 @@ def test_queue_list_show_purge(studio_home: Path, tmp_path: Path, meta: MetaStor
     assert "q" in studio("queue", "list", check=True).stdout
     shown = studio_json("queue", "show", "q")
     assert [r["key"] for r in shown] == keys and shown[0]["status"] == "running"
-    proc = studio("queue", "purge", "q")
+    proc = studio("queue", "purge", "q")  # not on a terminal: it asks for --yes, deletes nothing
+    assert proc.returncode == 194 and "--yes" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert len(meta.get_experiments(keys)) == 3
+    proc = studio("queue", "purge", "--yes", "q")
     assert proc.returncode == 0
     assert "deleted 2" in proc.stdout and "left 1 running" in proc.stderr
     assert [e.key for e in meta.get_experiments(keys)] == [running.key]
