@@ -7,6 +7,7 @@ the same message as an HTML page instead. Nothing a client sends is meant to pro
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -185,6 +186,19 @@ def create_app(
         if isinstance(position, int):
             body["position"] = position
         return SafeJSONResponse(body, status_code=status)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> Response:
+        # A full disk (or quota) under the database or the object store: say so, in the
+        # store-error shape clients turn into one line; anything else stays a 500.
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        detail = (f"the studio server's storage is full ({exc.strerror}): free space on the server "
+                  "(`studio gc` there removes unreferenced objects) and try again")
+        if wants_html(request):
+            return error_page(request, 507, detail)
+        return SafeJSONResponse({"detail": detail, "error": "StoreError"}, status_code=507)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -20,6 +20,7 @@ asked for. Neither class checks who calls: `api_blobs` does, before calling them
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -110,6 +111,10 @@ class StreamTransfers(Transfers):
                 while view:
                     view = view[os.write(fd, view) :]
             return os.fstat(fd).st_size
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                path.unlink(missing_ok=True)  # give the space back; a later upload starts over
+            raise
         finally:
             os.close(fd)
 
