@@ -10,7 +10,7 @@ import pytest
 # One line per fixture plugin module in tests/fixtures/.
 pytest_plugins: list[str] = [
     "tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.store_server", "tests.fixtures.team_server",
-    "tests.fixtures.slurm", "tests.fixtures.gce", "tests.fixtures.expiring_s3", "tests.fixtures.netns",
+    "tests.fixtures.slurm", "tests.fixtures.gce", "tests.fixtures.expiring_s3", "tests.fixtures.netns", "tests.fixtures.disk",
 ]
 
 

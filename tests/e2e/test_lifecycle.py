@@ -212,18 +212,6 @@ def test_stop_works_where_sigint_was_ignored_as_in_a_background_job(studio_home:
 # -- item 9: a full disk --------------------------------------------------------------------
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A real 2 MiB filesystem (tmpfs), mounted for the test."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a filesystem needs root")
 def test_a_full_disk_is_survived_and_recorded(studio_home: Path, tmp_path: Path, full_disk: Path) -> None:
     script = write(

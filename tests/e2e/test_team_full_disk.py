@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,23 +20,12 @@ from tests.e2e.helpers import studio
 from tests.e2e.test_team_server import Server, add_user, login, start_server
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a filesystem needs root (CI runs as root)")
-def test_a_full_object_store_on_the_server_fails_the_upload_cleanly(tmp_path: Path, small_disk: Path) -> None:
+def test_a_full_object_store_on_the_server_fails_the_upload_cleanly(tmp_path: Path, full_disk: Path) -> None:
     home = tmp_path / "server-home"
     home.mkdir()
     token = add_user(home, "alice")
-    objects = small_disk / "objects"
+    objects = full_disk / "objects"
     url, proc, log = start_server(home, env={"STUDIOML_STORAGE_URL": str(objects)})
     team = Server(url, home, proc, {"alice": token}, log)
     try:

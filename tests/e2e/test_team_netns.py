@@ -18,41 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from tests.e2e.helpers import studio, studio_env
-from tests.e2e.test_team_server import add_user
+from tests.e2e.test_team_server import add_user, start_server
 from tests.e2e.test_worker import write
 from tests.fixtures.netns import NetnsHost
-
-
-def free_port_on(ip: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(home: Path, ip: str) -> tuple[str, subprocess.Popen[str]]:
-    port = free_port_on(ip)
-    log = open(home / "server.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio", "server", "--host", ip, "--port", str(port), "--allow-host", ip],
-        env=studio_env({"STUDIOML_HOME": str(home)}), stdout=log, stderr=subprocess.STDOUT, text=True,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://{ip}:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                return url, proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"studio server did not start: {(home / 'server.log').read_text()}")
-        time.sleep(0.1)
 
 
 def test_a_worker_on_another_host_runs_a_users_work_over_http_only(tmp_path: Path, netns_host: NetnsHost) -> None:
@@ -74,7 +43,7 @@ def worker_on_another_host(tmp_path: Path, netns_host: NetnsHost, cut: float) ->
     server_home.mkdir(parents=True)
     alice_token = add_user(server_home, "alice")
     gpu_token = add_user(server_home, "gpu-box", "--worker")
-    url, server = start_server(server_home, netns_host.peer_ip)
+    url, server, _ = start_server(server_home, host=netns_host.peer_ip)
     try:
         # alice's machine: this one.
         alice = {"STUDIOML_HOME": str(tmp_path / "alice" / "home"), "HOME": str(tmp_path / "alice")}

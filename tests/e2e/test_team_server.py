@@ -26,9 +26,9 @@ import pytest
 from tests.e2e.helpers import studio, studio_env
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -56,16 +56,21 @@ def add_user(home: Path, name: str, *flags: str, database: str = "") -> str:
     return token
 
 
-def start_server(home: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen[str], Path]:
-    port = free_port()
+def start_server(
+    home: Path, *flags: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> tuple[str, subprocess.Popen[str], Path]:
+    """`studio server` on HOST (another address than loopback is also its allowed host name)."""
+    port = free_port(host)
     log = home / "server.log"
+    if host != "127.0.0.1":
+        flags = ("--host", host, "--allow-host", host, *flags)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "studio", "server", "--port", str(port), *flags],
             env=studio_env({"STUDIOML_HOME": str(home), **(env or {})}), stdout=out, stderr=subprocess.STDOUT,
             text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
