@@ -31,6 +31,26 @@ ABANDONED_AFTER = 60.0  # seconds a queued experiment without a queue may take t
 #: Resource needs copied out of `resources` into plain columns so `claim` can test the fit in SQL.
 RESOURCE_NAMES = ("cpus", "gpus", "ram", "hdd")
 
+# Times a client records that leases and lifetimes are judged against. Where machines with
+# different clocks share one store (a team server, a shared PostgreSQL), they are moved to the
+# store's clock by the difference between the two (`shift_times`); a difference under
+# MIN_SKEW_S is latency, not a wrong clock, and moves nothing.
+TIME_FIELDS = ("time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat", "lease_expires")
+MIN_SKEW_S = 1.0
+
+
+def shift_times(fields: Mapping[str, Any], skew: float) -> dict[str, Any]:
+    """`fields` with each of TIME_FIELDS that holds a number moved by `skew` seconds."""
+    out = dict(fields)
+    if not skew:
+        return out
+    for name in TIME_FIELDS:
+        value = out.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = value + skew
+    return out
+
+
 #: Columns of `experiments` holding JSON (JSONB on PostgreSQL, JSON text on SQLite).
 JSON_LISTS = ("args", "pythonenv", "python_pkgs", "tags")
 JSON_DICTS = ("params", "env", "git", "host", "resources")

@@ -33,6 +33,7 @@ from studio.entities import Experiment
 from studio.exceptions import StudioError, UsageError
 from studio.meta import wire
 from studio.meta.base import MetaStore
+from studio.meta.records import MIN_SKEW_S, TIME_FIELDS, shift_times
 from studio.server.api_runs import context
 from studio.server.app import status_for
 from studio.server.auth import Auth, auth_of, bearer, current_principal
@@ -59,9 +60,7 @@ KEYED = frozenset({
     "update_experiment", "set_status", "delete_experiment", "put_artifact", "heartbeat",
     "request_stop", "append_output", "put_metric_summaries",
 })
-TIME_FIELDS = ("time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat", "lease_expires")
 CLOCK_HEADER = "x-studio-clock"
-MIN_SKEW_S = 1.0  # below this, the difference is network latency, not a wrong clock
 
 
 def _answer(payload: dict[str, Any], status: int = 200) -> Response:
@@ -85,14 +84,7 @@ def clock_skew(request: Request) -> float:
 
 
 def _shift(fields: dict[str, Any], skew: float) -> dict[str, Any]:
-    if not skew:
-        return fields
-    out = dict(fields)
-    for name in TIME_FIELDS:
-        value = out.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = value + skew
-    return out
+    return shift_times(fields, skew) if skew else fields
 
 
 class Owners:

@@ -29,6 +29,21 @@ def test_skewed_client_clocks_cannot_requeue_or_lose_runs(tmp_path: Path) -> Non
     server_home.mkdir()
     tokens = {"alice": add_user(server_home, "alice"), "gpu": add_user(server_home, "gpu", "--worker")}
     url, server, _ = start_server(server_home)
+    try:
+        skewed_clients(tmp_path, url, tokens, f"sqlite:///{server_home / 'studio.db'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_skewed_clocks_sharing_a_postgresql_database_cannot_requeue_or_lose_runs(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """No server in between: every machine talks to PostgreSQL, whose clock judges the leases."""
+    skewed_clients(tmp_path, postgres_url, {}, postgres_url)
+
+
+def skewed_clients(tmp_path: Path, url: str, tokens: dict[str, str], store_url: str) -> None:
     fake = tmp_path / "fakeclock"
     fake.mkdir()
     (fake / "sitecustomize.py").write_text(FAKE_CLOCK)
@@ -37,7 +52,7 @@ def test_skewed_client_clocks_cannot_requeue_or_lose_runs(tmp_path: Path) -> Non
     def env(name: str, offset: float = 0.0) -> dict[str, str]:
         return {
             "STUDIOML_HOME": str(tmp_path / f"home-{name}-{offset:g}"), "STUDIOML_DATABASE_URL": url,
-            "STUDIOML_API_TOKEN": tokens[name], "STUDIOML_STORAGE_URL": storage,
+            **({"STUDIOML_API_TOKEN": tokens[name]} if tokens else {}), "STUDIOML_STORAGE_URL": storage,
             "FAKE_CLOCK_OFFSET": str(offset),
             "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]),
         }
@@ -45,7 +60,7 @@ def test_skewed_client_clocks_cannot_requeue_or_lose_runs(tmp_path: Path) -> Non
     check = subprocess.run([sys.executable, "-c", "import time; print(time.time())"], env=studio_env(env("alice", 3600)),
                            capture_output=True, text=True, check=True)
     assert float(check.stdout) > time.time() + 3000  # the fake clock works in child processes
-    store = open_meta_store(f"sqlite:///{server_home / 'studio.db'}")
+    store = open_meta_store(store_url)
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "train.py").write_text("import time\ntime.sleep(6)\nprint('done')\n")
@@ -88,12 +103,10 @@ def test_skewed_client_clocks_cannot_requeue_or_lose_runs(tmp_path: Path) -> Non
             exp = store.get_experiment(key)
             assert (exp.status.value, exp.attempts) == ("finished", 1), (key, exp.status_reason)
         slow_exp = store.get_experiment("slow")
-        # Its times were moved to the server's clock.
+        # Its times were moved to the server's (the database's) clock.
         assert abs(slow_exp.time_added - time.time()) < 600
         assert slow_exp.time_started is not None and abs(slow_exp.time_started - time.time()) < 600
     finally:
         store.close()
         if worker is not None and worker.poll() is None:
             worker.kill()
-        server.terminate()
-        server.wait(timeout=30)

@@ -1,6 +1,7 @@
 """The queue on the experiments table: claim, heartbeat, stop requests, lease expiry.
 
-Each function runs inside one write transaction (see `engine.Transactions`). On SQLite that
+Each function runs inside one write transaction (see `engine.Transactions`) and judges time by
+the `now` its store gives (`SqlMetaStore.clock_skew`: the database's clock on PostgreSQL). On SQLite that
 transaction holds the database's write lock from its first statement (`BEGIN IMMEDIATE`), so a
 claim reads and updates with no other writer in between. On PostgreSQL the candidate row is
 locked with `FOR UPDATE SKIP LOCKED`: concurrent claimers skip each other's rows instead of
@@ -45,9 +46,10 @@ def _fits(resources: dict[str, Any] | None) -> list[Any]:
 
 
 def claim(
-    s: Connection, queue: str, worker: str, lease_seconds: float, resources: dict[str, Any] | None
+    s: Connection, queue: str, worker: str, lease_seconds: float, resources: dict[str, Any] | None,
+    now: float | None = None,
 ) -> Experiment | None:
-    now = time.time()
+    now = time.time() if now is None else now
     stmt = (
         select(E)
         .where(
@@ -75,8 +77,8 @@ def claim(
     return entity(s, row, changes)
 
 
-def heartbeat(s: Connection, key: str, worker: str, lease_seconds: float) -> bool:
-    now = time.time()
+def heartbeat(s: Connection, key: str, worker: str, lease_seconds: float, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
     held = (E.c.key == key, E.c.status == Status.RUNNING.value, E.c.worker == worker)
     # UPDATE then SELECT rather than UPDATE ... RETURNING, which needs SQLite 3.35.
     result = s.execute(
@@ -91,13 +93,14 @@ def heartbeat(s: Connection, key: str, worker: str, lease_seconds: float) -> boo
 
 
 def request_stop(
-    s: Connection, key: str, status: Status = Status.STOPPED, reason: str | None = None
+    s: Connection, key: str, status: Status = Status.STOPPED, reason: str | None = None,
+    now: float | None = None,
 ) -> Experiment:
     row = load(s, key, lock=True)
     changes: dict[str, Any] = {}
     if row["status"] == Status.QUEUED.value:
         reason = reason or "stop requested before it started"
-        changes = change_status(s, row, Status.STOPPED, now=time.time(), reason=reason)
+        changes = change_status(s, row, Status.STOPPED, now=time.time() if now is None else now, reason=reason)
     elif row["status"] == Status.RUNNING.value and not row["stop_requested"]:
         changes = {
             "stop_requested": True,
@@ -108,8 +111,10 @@ def request_stop(
     return entity(s, row, changes)
 
 
-def requeue_expired(s: Connection, max_attempts: int) -> list[str]:
-    now = time.time()  # this process's clock: the server's, for clients of an API server
+def requeue_expired(s: Connection, max_attempts: int, now: float | None = None) -> list[str]:
+    # `now`: the store's clock (the database's, for a shared PostgreSQL; the server's, for
+    # clients of a studio server), never a caller's.
+    now = time.time() if now is None else now
     changed: list[str] = []
     lapsed = select(E).where(E.c.status == Status.RUNNING.value, E.c.lease_expires < now)
     for row in s.execute(_skip_locked(s, lapsed)).mappings().all():

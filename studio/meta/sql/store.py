@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, or_, select
+from sqlalchemy import Connection, Engine, case, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from studio.entities import (
@@ -24,7 +24,14 @@ from studio.entities import (
 )
 from studio.exceptions import NotFoundError
 from studio.meta.base import MetaStore, OutputChunk, Page
-from studio.meta.records import METRIC_UPDATES, check_status_change, metric_values
+from studio.meta.records import (
+    METRIC_UPDATES,
+    MIN_SKEW_S,
+    TIME_FIELDS,
+    check_status_change,
+    metric_values,
+    shift_times,
+)
 from studio.meta.sql import leases, query
 from studio.meta.sql.engine import Transactions
 from studio.meta.sql.rows import (
@@ -54,6 +61,8 @@ from studio.meta.sql.tables import (
 
 #: Keys per `IN (...)` list, well under every backend's bound-parameter limit.
 _CHUNK = 500
+#: Seconds between two readings of a shared database's clock.
+CLOCK_REFRESH_S = 60.0
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[list[str]]:
@@ -69,6 +78,27 @@ class SqlMetaStore(MetaStore):
         self.engine = engine
         self.dialect = engine.dialect.name
         self._tx = Transactions(engine)
+        self._skew, self._skew_read = 0.0, -CLOCK_REFRESH_S * 2
+
+    def clock_skew(self) -> float:
+        """Seconds to add to this machine's clock to get the database's. A PostgreSQL database
+        is shared by machines whose clocks may differ: leases, heartbeats, lifetimes and the
+        times a run records follow its clock (read once a minute), so a machine whose clock
+        runs fast can neither requeue a healthy run nor lose its own. SQLite lives on this
+        machine: 0."""
+        if self.dialect != "postgresql":
+            return 0.0
+        mono = time.monotonic()
+        if mono - self._skew_read >= CLOCK_REFRESH_S:
+            before = time.time()
+            with self.engine.connect() as c:
+                theirs = float(c.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
+            skew = theirs - (before + time.time()) / 2
+            self._skew, self._skew_read = (skew if abs(skew) >= MIN_SKEW_S else 0.0), mono
+        return self._skew
+
+    def _now(self) -> float:
+        return time.time() + self.clock_skew()
 
     def __repr__(self) -> str:
         return f"SqlMetaStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -86,7 +116,11 @@ class SqlMetaStore(MetaStore):
 
     # -- experiments -------------------------------------------------------------------
     def create_experiment(self, exp: Experiment) -> Experiment:
-        return self._tx.write(lambda s: insert_experiment(s, exp, time.time()))
+        skew = self.clock_skew()
+        if skew:
+            exp = exp.replace(**shift_times({f: getattr(exp, f) for f in TIME_FIELDS}, skew))
+        now = time.time() + skew
+        return self._tx.write(lambda s: insert_experiment(s, exp, now))
 
     def get_experiment(self, key: str) -> Experiment:
         return self._tx.read(lambda s: entity(s, load(s, key)))
@@ -119,7 +153,7 @@ class SqlMetaStore(MetaStore):
         return self._tx.read(tx)
 
     def update_experiment(self, key: str, **fields: Any) -> Experiment:
-        values = column_values(fields)
+        values = column_values(shift_times(fields, self.clock_skew()))
 
         def tx(s: Connection) -> Experiment:
             row = load(s, key, lock=True)
@@ -144,12 +178,13 @@ class SqlMetaStore(MetaStore):
         sets `time_finished`. `status_reason` becomes `reason`."""
         new = Status(status)
         allowed = None if expect is None else {Status(x) for x in expect}
-        values = column_values(fields)
+        skew = self.clock_skew()
+        values = column_values(shift_times(fields, skew))
 
         def tx(s: Connection) -> Experiment:
             row = load(s, key, lock=True)
             check_status_change(key, Status(row["status"]), new, allowed)
-            now = time.time()
+            now = time.time() + skew
             changes = change_status(
                 s, row, new, now=now, reason=reason, worker=worker, fields=values
             )
@@ -201,12 +236,12 @@ class SqlMetaStore(MetaStore):
 
     # -- supervision and queue ---------------------------------------------------------
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
-        return self._tx.write(lambda s: leases.heartbeat(s, key, worker, lease_seconds))
+        return self._tx.write(lambda s: leases.heartbeat(s, key, worker, lease_seconds, self._now()))
 
     def request_stop(
         self, key: str, *, status: Status = Status.STOPPED, reason: str | None = None
     ) -> Experiment:
-        return self._tx.write(lambda s: leases.request_stop(s, key, status, reason))
+        return self._tx.write(lambda s: leases.request_stop(s, key, status, reason, self._now()))
 
     def claim(
         self,
@@ -215,10 +250,10 @@ class SqlMetaStore(MetaStore):
         lease_seconds: float,
         resources: dict[str, Any] | None = None,
     ) -> Experiment | None:
-        return self._tx.write(lambda s: leases.claim(s, queue, worker, lease_seconds, resources))
+        return self._tx.write(lambda s: leases.claim(s, queue, worker, lease_seconds, resources, self._now()))
 
     def requeue_expired(self, max_attempts: int) -> list[str]:
-        return self._tx.write(lambda s: leases.requeue_expired(s, max_attempts))
+        return self._tx.write(lambda s: leases.requeue_expired(s, max_attempts, self._now()))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         return self._tx.read(leases.queue_counts)
