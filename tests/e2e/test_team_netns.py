@@ -38,7 +38,16 @@ def test_an_outage_longer_than_the_lease_requeues_the_run_once(tmp_path: Path, n
     assert "lost the lease on netns-run" in log and "Traceback" not in log, log
 
 
-def worker_on_another_host(tmp_path: Path, netns_host: NetnsHost, cut: float) -> str:
+def test_a_script_that_ends_while_the_network_is_down_is_recorded_once_it_is_back(
+    tmp_path: Path, netns_host: NetnsHost
+) -> None:
+    """The script finishes 1 s into a 4 s outage: the final checkpoint waits for the network
+    (within the lease) instead of giving the finished run up."""
+    log = worker_on_another_host(tmp_path, netns_host, cut=4.0, train_seconds=1.0)
+    assert "Traceback" not in log, log
+
+
+def worker_on_another_host(tmp_path: Path, netns_host: NetnsHost, cut: float, train_seconds: float = 8.0) -> str:
     server_home = tmp_path / "server" / "home"
     server_home.mkdir(parents=True)
     alice_token = add_user(server_home, "alice")
@@ -76,7 +85,7 @@ def worker_on_another_host(tmp_path: Path, netns_host: NetnsHost, cut: float) ->
         worker_home = worker_root / "home"
         write(worker_home / "config.yaml", "worker:\n  lease: 6\n  heartbeat: 1\n")
         worker_env = studio_env({
-            "STUDIOML_HOME": str(worker_home), "HOME": str(worker_root), "TRAIN_SECONDS": "8",
+            "STUDIOML_HOME": str(worker_home), "HOME": str(worker_root), "TRAIN_SECONDS": str(train_seconds),
             "PYTHONUNBUFFERED": "1",
         })  # fmt: skip
         hide = [tmp_path / "alice", tmp_path / "server"]
