@@ -333,19 +333,64 @@ class LiteSqliteStore(MetaStore):
 
         self._write(tx)
 
-    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+    def put_checkpoint(
+        self, key: str, artifacts: Sequence[ArtifactSpec], at: float, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
         rows = [_encode(artifact_values(key, a)) for a in artifacts]
-        checkpoint = column_values({"time_last_checkpoint": at})
+        checkpoint = column_values({**(fields or {}), "time_last_checkpoint": at})
 
         def tx(c: sqlite3.Connection) -> None:
             self._load(c, key)  # NotFoundError, as update_experiment raises
-            try:
-                c.executemany(_UPSERT_ARTIFACT, rows)
-            except sqlite3.IntegrityError as e:
-                raise not_found(key) from e
-            self._update(c, key, checkpoint)
+            self._checkpoint(c, key, rows, checkpoint)
 
         self._write(tx)
+
+    def put_final_checkpoint(
+        self,
+        key: str,
+        artifacts: Sequence[ArtifactSpec],
+        at: float,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        **status_fields: Any,
+    ) -> None:
+        # One transaction: a workbook run that ends right after it starts writes its row twice
+        # (created, ended), not three times. `synchronous=NORMAL` as for every commit here.
+        rows = [_encode(artifact_values(key, a)) for a in artifacts]
+        checkpoint = column_values({**(fields or {}), "time_last_checkpoint": at})
+        new = Status(status)
+        allowed = None if expect is None else {Status(x) for x in expect}
+        values = column_values(status_fields)
+
+        def tx(c: sqlite3.Connection) -> ConflictError | None:
+            row = self._load(c, key)
+            self._checkpoint(c, key, rows, checkpoint)
+            try:
+                check_status_change(key, Status(row["status"]), new, allowed)
+            except ConflictError as exc:  # the checkpoint is still recorded
+                return exc
+            now = time.time()
+            self._update(c, key, status_changes(row, new, now=now, reason=reason, worker=worker, fields=values))
+            self._event(c, key, new, now, reason, worker)
+            return None
+
+        refused = self._write(tx)
+        if refused is not None:
+            raise refused
+
+    @staticmethod
+    def _checkpoint(
+        c: sqlite3.Connection, key: str, rows: list[dict[str, Any]], values: Mapping[str, Any]
+    ) -> None:
+        try:
+            c.executemany(_UPSERT_ARTIFACT, rows)
+        except sqlite3.IntegrityError as e:
+            raise not_found(key) from e
+        LiteSqliteStore._update(c, key, values)
 
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
         def tx(c: sqlite3.Connection) -> bool:

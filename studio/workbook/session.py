@@ -34,7 +34,6 @@ import atexit
 import contextlib
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
@@ -90,20 +89,17 @@ class Session:
         self.stop_requested = False
         self.lease_lost = False
         self._dirty = True
-        self._urgent = threading.Event()
-        self._stop = threading.Event()
+        self._urgent = False
+        self._stopped = False
         self._finish_lock = threading.Lock()
+        self._busy = threading.RLock()  # held by a tick; `finish` takes it to stop the ticks
         self._last_capture = 0.0
-        self._done = threading.Event()  # the background loop has returned
-        self._loop_thread: threading.Thread | None = None
+        self._next_beat = 0.0
 
     def start(self) -> None:
         HOOKS.add(self)
-        RUNNER.run(self._run_loop, self._done)
-
-    def _run_loop(self) -> None:
-        self._loop_thread = threading.current_thread()
-        self._loop()
+        self._next_beat = time.monotonic() + self.ctx.settings.heartbeat_seconds
+        TICKER.add(self)
 
     # -- changes ---------------------------------------------------------------------------
     def changed(self, urgent: bool = False) -> None:
@@ -111,7 +107,8 @@ class Session:
         background)."""
         self._dirty = True
         if urgent:
-            self._urgent.set()
+            self._urgent = True
+            TICKER.wake()
 
     def flush(self) -> None:
         """Everything written so far: rows appended, metrics flushed, folder captured."""
@@ -120,27 +117,26 @@ class Session:
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
         self._capture()
 
-    def _capture(self) -> None:
+    def _capture(self, end: dict[str, Any] | None = None) -> None:
         self._dirty = False  # set first: a change during the capture marks it again
         self._last_capture = time.monotonic()
         try:
-            self.checkpointer.checkpoint()
+            self.checkpointer.checkpoint(end=end)
         except Exception:
             self._dirty = True
             raise
 
     # -- the background thread -------------------------------------------------------------
-    def _loop(self) -> None:
-        beat_every = self.ctx.settings.heartbeat_seconds
-        next_beat = time.monotonic() + beat_every
-        while not self._stop.is_set():
-            urgent = self._urgent.wait(TICK)
-            if self._stop.is_set():
+    def tick(self) -> None:
+        """The background work due now (on the ticker's thread): heartbeat, flush rows that
+        waited `flush_after`, capture when something changed."""
+        with self._busy:
+            if self._stopped:
                 return
-            self._urgent.clear()
+            urgent, self._urgent = self._urgent, False
             now = time.monotonic()
-            if self.owned and not self.lease_lost and now >= next_beat:
-                next_beat = now + beat_every
+            if self.owned and not self.lease_lost and now >= self._next_beat:
+                self._next_beat = now + self.ctx.settings.heartbeat_seconds
                 self._heartbeat()
             wall = time.time()
             for ts in list(self.logs.values()):
@@ -182,64 +178,87 @@ class Session:
                 return
             self.closed = True
         HOOKS.discard(self)
-        self._stop.set()
-        self._urgent.set()
-        if self._loop_thread is not threading.current_thread():
-            self._done.wait(timeout=30)
+        TICKER.discard(self)
+        # A tick in progress (a capture) finishes first; none starts after this.
+        if self._busy.acquire(timeout=30):
+            self._stopped = True
+            self._busy.release()
+        else:
+            self._stopped = True
+            log.warning("the background work of %s did not finish within 30 s; ending anyway", self.key)
         for ts in list(self.logs.values()):
             _quietly(ts.close, "flush a time series of", self.key)
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
-        _quietly(self._capture, "capture the workbook of", self.key)
         if not self.owned or self.lease_lost:
+            _quietly(self._capture, "capture the workbook of", self.key)
             return
         if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
             status, reason = Status.STOPPED, "stop requested"
+        end = dict(
+            status=status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
+            returncode=returncode, time_finished=time.time(),
+        )  # fmt: skip
+        # The last capture and the end in one transaction (the end alone if the capture failed).
         try:
-            self.ctx.meta.set_status(
-                self.key, status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
-                returncode=returncode, time_finished=time.time(),
-            )  # fmt: skip
+            self._capture(end=end)
+        except ConflictError as exc:
+            log.warning("could not record the end of %s: %s", self.key, exc)
+            return
+        except Exception:
+            log.warning("could not capture the workbook of %s", self.key, exc_info=True)
+        if self.checkpointer.ended:
+            return
+        try:
+            self.ctx.meta.set_status(self.key, **end)
         except ConflictError as exc:
             log.warning("could not record the end of %s: %s", self.key, exc)
         except Exception:
             log.exception("could not record the end of %s", self.key)
 
 
-class _Runner:
-    """Daemon threads for the sessions' background loops, reused from one session to the next:
-    a loop creating experiments one after another starts one thread, not one per experiment
-    (and `start` does not wait for a new thread to be scheduled)."""
+class _Ticker:
+    """One daemon thread doing the background work of every open session, every TICK (or at
+    once when woken). Starting or ending a session wakes no thread and waits for none (unless
+    a tick of that session is running): a loop creating experiments one after another pays
+    no thread hand-over per experiment, which on a loaded machine costs a scheduling delay."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle = 0
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sessions: list[Session] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
-    def run(self, job: Any, done: threading.Event) -> None:
-        """Run `job()` on an idle thread (else a new one); `done` is set once it returned
-        and its thread is idle again."""
+    def add(self, session: Session) -> None:
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-                self._jobs.put((job, done))
-                return
-        threading.Thread(
-            target=self._work, args=(job, done), name="studio-workbook", daemon=True
-        ).start()
+            self._sessions.append(session)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child has no ticker thread: start its own
+                self._thread = threading.Thread(target=self._run, name="studio-workbook", daemon=True)
+                self._thread.start()
 
-    def _work(self, job: Any, done: threading.Event) -> None:
+    def discard(self, session: Session) -> None:
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
         while True:
-            try:
-                job()
-            except BaseException:
-                log.exception("a workbook background loop failed")
+            self._wake.wait(TICK)
+            self._wake.clear()
             with self._lock:
-                self._idle += 1
-            done.set()
-            job, done = self._jobs.get()
+                sessions = list(self._sessions)
+            for session in sessions:
+                try:
+                    session.tick()
+                except BaseException:
+                    log.exception("the background work of %s failed", session.key)
 
 
-RUNNER = _Runner()
+TICKER = _Ticker()
 
 
 def interrupt_main() -> None:
