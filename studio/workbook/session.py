@@ -38,13 +38,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from studio.api.context import Context
-from studio.entities import Experiment, Status
+from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
 from studio.workbook.timeseries import TimeSeriesLog
@@ -95,10 +95,19 @@ class Session:
         self._busy = threading.RLock()  # held by a tick; `finish` takes it to stop the ticks
         self._last_capture = 0.0
         self._next_beat = 0.0
+        #: Stores the workspace and collects git (`studio.api.run.capture_workspace`), for an
+        #: experiment recorded without them: run by the first tick, or by `finish` if it comes
+        #: first; recorded with that capture. Never lost at exit (`finish` runs it); if the
+        #: process dies first, the record keeps a workspace without a tree and a pending git.
+        self.workspace_job: Callable[[], tuple[ArtifactSpec, dict[str, Any]]] | None = None
+        self._workspace: tuple[list[ArtifactSpec], dict[str, Any]] | None = None  # stored, not recorded
 
     def start(self) -> None:
         HOOKS.add(self)
         self._next_beat = time.monotonic() + self.ctx.settings.heartbeat_seconds
+        # Not woken for the workspace: its next tick (within TICK) stores it. Waking it now
+        # would make it race the caller for the interpreter lock at once, which a loop of
+        # short experiments pays for, and a `close()` meanwhile stores it itself.
         TICKER.add(self)
 
     # -- changes ---------------------------------------------------------------------------
@@ -118,13 +127,30 @@ class Session:
         self._capture()
 
     def _capture(self, end: dict[str, Any] | None = None) -> None:
-        self._dirty = False  # set first: a change during the capture marks it again
-        self._last_capture = time.monotonic()
-        try:
-            self.checkpointer.checkpoint(end=end)
-        except Exception:
-            self._dirty = True
-            raise
+        with self._busy:
+            self._dirty = False  # set first: a change during the capture marks it again
+            self._last_capture = time.monotonic()
+            stored, fields = self._stored_workspace()
+            try:
+                self.checkpointer.checkpoint(end=end, stored=stored, fields=fields)
+            except Exception:
+                self._dirty = True
+                if self.checkpointer.ended:  # recorded, but the end was refused
+                    self._workspace = None
+                raise
+            self._workspace = None
+
+    def _stored_workspace(self) -> tuple[list[ArtifactSpec], dict[str, Any] | None]:
+        """Run the deferred workspace capture if it has not run; what is still to record."""
+        job, self.workspace_job = self.workspace_job, None
+        if job is not None:
+            try:
+                artifact, git = job()
+                self._workspace = ([artifact], {"git": git})
+            except Exception as exc:
+                log.warning("could not store the workspace of %s", self.key, exc_info=True)
+                self._workspace = ([], {"git": {"pending": f"the workspace could not be stored: {exc}"}})
+        return self._workspace or ([], None)
 
     # -- the background thread -------------------------------------------------------------
     def tick(self) -> None:
@@ -143,7 +169,9 @@ class Session:
                 oldest = ts.oldest_pending()
                 if oldest is not None and wall - oldest >= self.flush_after:
                     _quietly(ts.flush, "flush a time series of", self.key)
-            if self._dirty and (urgent or now - self._last_capture >= self.capture_interval):
+            if self.workspace_job is not None or self._workspace is not None or (
+                self._dirty and (urgent or now - self._last_capture >= self.capture_interval)
+            ):
                 _quietly(self._capture, "capture the workbook of", self.key)
 
     def _heartbeat(self) -> None:

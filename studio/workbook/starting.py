@@ -101,6 +101,7 @@ def _record(
             cwd=Path.cwd(),
             extra_artifacts={WORKBOOK_TAG: workbook},
             reuse_environment=True,
+            defer_workspace=True,  # stored by the session's background thread (or at its end)
         )
         return build(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
@@ -139,7 +140,7 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.run import experiment_paths, running_fields, worker_id, write_mapping
+    from studio.api.run import capture_workspace, experiment_paths, running_fields, worker_id, write_mapping
     from studio.keys import check_key, new_key
     from studio.tracking import metrics
 
@@ -172,7 +173,7 @@ def _create(
         ctx, exp.key, artifacts, paths,
         ignore={tag: skip_dot_files for tag in paths}, metric=exp.metric,
     )  # fmt: skip
-    return Session(
+    session = Session(
         ctx,
         exp,
         directory,
@@ -183,6 +184,10 @@ def _create(
         capture_interval=capture_interval,
         flush_after=flush_after,
     )
+    workspace = exp.artifacts.get("workspace")
+    if workspace is not None and workspace.tree is None:  # deferred: see `Session.workspace_job`
+        session.workspace_job = lambda: capture_workspace(ctx, exp.key, exp, echo=True)
+    return session
 
 
 def _attach(
