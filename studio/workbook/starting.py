@@ -151,12 +151,12 @@ def _create(
     worker = "workbook:" + worker_id()
     # Created `running` under this process's lease, in one transaction.
     exp = ctx.meta.create_experiment(draft.replace(**running_fields(ctx, worker)))
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
     paths = experiment_paths(ctx, exp.key)
     paths.pop("output")  # nothing tees this process's output
-    for tag in ("modeldir", "tb", "metrics"):
-        paths[tag].mkdir(parents=True, exist_ok=True)
     paths[WORKBOOK_TAG] = directory
+    for path in paths.values():  # all in the experiment's folder, made above
+        path.mkdir(exist_ok=True)
     mapping = write_mapping(ctx, exp.key, paths)
     _created_here.add(exp.key)
     os.environ.update(
