@@ -256,10 +256,15 @@ class _Ticker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._stores: list[Any] = []  # SQLite stores whose WAL this thread checkpoints
 
     def add(self, session: Session) -> None:
+        meta = session.ctx.meta
         with self._lock:
             self._sessions.append(session)
+            if hasattr(meta, "checkpoint_wal") and meta not in self._stores:
+                meta.checkpoint_in_background()
+                self._stores.append(meta)
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()  # a forked child has no ticker thread: start its own
                 self._thread = threading.Thread(target=self._run, name="studio-workbook", daemon=True)
@@ -278,12 +283,14 @@ class _Ticker:
             self._wake.wait(TICK)
             self._wake.clear()
             with self._lock:
-                sessions = list(self._sessions)
+                sessions, stores = list(self._sessions), list(self._stores)
             for session in sessions:
                 try:
                     session.tick()
                 except BaseException:
                     log.exception("the background work of %s failed", session.key)
+            for store in stores:
+                store.checkpoint_wal()
 
 
 TICKER = _Ticker()

@@ -334,3 +334,27 @@ def test_small_captures_use_no_thread_pool_and_empty_folders_no_stat_cache_query
     assert queries == []
     again = objects.put_tree(folder)  # files: the cache is read (once)
     assert again.tree == first.tree and len(queries) == 1
+
+
+def test_wal_checkpoints_can_move_to_a_background_thread(tmp_path: Path) -> None:
+    from studio.entities import ExperimentQuery
+    from studio.meta import open_meta_store
+    from studio.meta.lite import BACKGROUND_AUTOCHECKPOINT
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    open_meta_store(url).close()
+    lite = open_lite_store(url)
+    lite.checkpoint_wal()  # nothing written: nothing to do, no connection opened
+    assert lite._checkpointer is None  # type: ignore[attr-defined]
+    lite.checkpoint_in_background()
+    conn = lite._connection()  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKGROUND_AUTOCHECKPOINT
+    db = tmp_path / "m.db"
+    size = db.stat().st_size
+    for i in range(50):
+        lite.create_experiment(Experiment(key=f"k{i}", status=Status.RUNNING))
+    assert db.stat().st_size == size  # in the WAL only: no commit checkpointed it
+    lite.checkpoint_wal()
+    assert db.stat().st_size > size  # copied into the database by the caller of checkpoint_wal
+    assert len(lite.query(ExperimentQuery(limit=100)).items) == 50
+    lite.close()
