@@ -222,7 +222,7 @@ class Session:
             return
         if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
             status, reason = Status.STOPPED, "stop requested"
-        end = dict(
+        end: dict[str, Any] = dict(
             status=status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
             returncode=returncode, time_finished=time.time(),
         )  # fmt: skip
@@ -259,7 +259,7 @@ class _Ticker:
         self._stores: list[Any] = []  # SQLite stores whose WAL this thread checkpoints
 
     def add(self, session: Session) -> None:
-        meta = session.ctx.meta
+        meta: Any = session.ctx.meta
         with self._lock:
             self._sessions.append(session)
             if hasattr(meta, "checkpoint_wal") and meta not in self._stores:

@@ -140,7 +140,13 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.run import capture_workspace, experiment_paths, running_fields, worker_id, write_mapping
+    from studio.api.run import (
+        capture_workspace,
+        experiment_paths,
+        running_fields,
+        worker_id,
+        write_mapping,
+    )
     from studio.keys import check_key, new_key
     from studio.tracking import metrics
 

@@ -305,7 +305,8 @@ def test_secret_file_names_match_as_the_patterns_say() -> None:
 def test_small_captures_use_no_thread_pool_and_empty_folders_no_stat_cache_query(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from studio.objects import open_object_store, store as store_module
+    from studio.objects import open_object_store
+    from studio.objects import store as store_module
     from studio.objects.statcache import StatCache
 
     objects = open_object_store(str(tmp_path / "objects"), cache_dir=tmp_path / "cache",
@@ -358,3 +359,20 @@ def test_wal_checkpoints_can_move_to_a_background_thread(tmp_path: Path) -> None
     assert db.stat().st_size > size  # copied into the database by the caller of checkpoint_wal
     assert len(lite.query(ExperimentQuery(limit=100)).items) == 50
     lite.close()
+
+
+def test_shared_settings_are_read_again_when_what_they_read_changes(
+    studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.api import context
+
+    first = context._settings(None)
+    assert context._settings(None) is first  # nothing changed: not read again
+    (studio_home / "config.yaml").write_text("saveWorkspaceFrequency: 7\n")
+    edited = context._settings(None)
+    assert edited.save_workspace_frequency == 7
+    monkeypatch.setenv("STUDIOML_SAVE_FREQUENCY", "9")
+    assert context._settings(None).save_workspace_frequency == 9
+    monkeypatch.delenv("STUDIOML_SAVE_FREQUENCY")
+    (studio_home / "config.yaml").write_text("saveWorkspaceFrequency: 8\n")  # same size, new mtime
+    assert context._settings(None).save_workspace_frequency == 8
