@@ -25,6 +25,10 @@ from studio.workbook.session import WORKBOOK_TAG, Session, skip_dot_files
 ENV_EXPERIMENT = "STUDIOML_EXPERIMENT"
 ENV_CONFIG = "STUDIOML_CONFIG"
 
+#: How long the first `new_experiment()` of a process waits for numpy and pyarrow at most
+#: (a slow disk: the rest is imported while the script runs, as before).
+WARM_UP_WAIT = 5.0
+
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
 def open_session(
@@ -39,11 +43,21 @@ def open_session(
 ) -> Session:
     if capture_interval <= 0 or flush_after < 0:
         raise ValueError("capture_interval must be positive and flush_after not negative")
+    from studio.tracking import metrics
+
+    # numpy and pyarrow (what `studio.log`'s segments need) are imported by a daemon thread
+    # while this call does its own work, and the first call of the process returns once they
+    # are: pyarrow's extension module holds the interpreter lock for its whole initialisation
+    # (15-70 ms), a pause that would otherwise land in the caller's first training steps.
+    metrics.warm_up_in_background()
     ctx = shared_context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
     current = os.environ.get(ENV_EXPERIMENT)
     if current and current not in _created_here:
-        return _attach(ctx, current, params, capture_interval, flush_after)
-    return _create(ctx, project, name, params, metric, capture_interval, flush_after)
+        session = _attach(ctx, current, params, capture_interval, flush_after)
+    else:
+        session = _create(ctx, project, name, params, metric, capture_interval, flush_after)
+    metrics.wait_for_warm_up(WARM_UP_WAIT)
+    return session
 
 
 def _workbook_dir(ctx: Context, key: str) -> Path:

@@ -142,3 +142,29 @@ def test_killed_before_the_workspace_is_stored_says_so(studio_home: Path, tmp_pa
     assert "not stored" in table and "not recorded" in table
     refused = studio("rerun", key, "--queue", "q")
     assert refused.returncode != 0 and "no stored workspace" in refused.stderr + refused.stdout
+
+
+def test_first_new_experiment_returns_with_the_segment_writers_imported_off_the_main_thread(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    script = project(tmp_path, """
+        import threading
+        seen = {}
+
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                if name.startswith(("pyarrow.", "numpy.")):
+                    seen.setdefault(name.partition(".")[0], threading.current_thread().name)
+                return None
+
+        sys.meta_path.insert(0, Spy())
+        exp = workbook.new_experiment(name="warm", echo=False)
+        # no pause left for the training loop: pyarrow's initialisation is already done
+        print(json.dumps({"loaded": "pyarrow.lib" in sys.modules, "threads": seen}))
+        exp.close()
+    """)
+    proc = run(script)
+    assert proc.returncode == 0, proc.stderr
+    [out] = lines(proc)
+    assert out["loaded"] and set(out["threads"]) == {"numpy", "pyarrow"}
+    assert "MainThread" not in out["threads"].values(), out
