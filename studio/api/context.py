@@ -39,13 +39,28 @@ RACY_NS = 2_000_000_000  # as `studio.objects.statcache.RACY_NS`
 _settings_memo: list[tuple[Any, Settings]] = []
 
 
+#: Set by `new_experiment()` for each experiment it records: never read by `load_settings`
+#: unless a config's `env:` section names them (then nothing is remembered).
+_PER_EXPERIMENT = ("STUDIOML_EXPERIMENT", "STUDIOML_METRICS_DIR", "STUDIOML_ARTIFACT_MAPPING")
+_PER_EXPERIMENT_BYTES = frozenset(os.fsencode(v) for v in _PER_EXPERIMENT)
+
+
+def _environment() -> tuple[Any, ...]:
+    # os.environ's underlying bytes mapping: read without decoding every variable.
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return tuple(item for item in data.items() if item[0] not in _PER_EXPERIMENT_BYTES)
+    return tuple(item for item in os.environ.items() if item[0] not in _PER_EXPERIMENT)
+
+
 def _settings(config: str | None) -> Settings:
-    """`load_settings(config)`, read again only when what it reads changed: the environment,
-    the working folder (a relative --config), the config file and the credentials file."""
+    """`load_settings(config)`, read again only when what it reads changed: the environment
+    (but the variables `new_experiment()` sets per experiment), the working folder (a relative
+    --config), the config file and the credentials file."""
     home = studio_home()
     path = Path(os.path.expanduser(config or os.environ.get("STUDIOML_CONFIG") or str(home / "config.yaml")))
     files = (_stat(path), _stat(credentials_path(home)))
-    inputs = (config, os.getcwd(), tuple(os.environ.items()), files)
+    inputs = (config, os.getcwd(), _environment(), files)
     for seen, settings in _settings_memo:
         if seen == inputs:
             return settings
@@ -53,9 +68,17 @@ def _settings(config: str | None) -> Settings:
     # A file changed within the file system's timestamp granularity could change again
     # unseen (same size, same mtime): such settings are not remembered, as git does.
     now = time.time_ns()
-    if all(st is None or now - max(st[2], st[3]) > RACY_NS for st in files):
+    if all(st is None or now - max(st[2], st[3]) > RACY_NS for st in files) and not _names_per_experiment(path):
         _settings_memo[:] = [(inputs, settings)]
     return settings
+
+
+def _names_per_experiment(config: Path) -> bool:
+    try:
+        text = config.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(name in text for name in _PER_EXPERIMENT)
 
 
 def _stat(path: Path) -> tuple[int, int, int, int] | None:

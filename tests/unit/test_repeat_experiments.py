@@ -376,3 +376,21 @@ def test_shared_settings_are_read_again_when_what_they_read_changes(
     monkeypatch.delenv("STUDIOML_SAVE_FREQUENCY")
     (studio_home / "config.yaml").write_text("saveWorkspaceFrequency: 8\n")  # same size, new mtime
     assert context._settings(None).save_workspace_frequency == 8
+
+
+def test_shared_settings_survive_the_variables_each_experiment_sets(
+    studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.api import context
+
+    first = context._settings(None)
+    monkeypatch.setenv("STUDIOML_EXPERIMENT", "e1")
+    monkeypatch.setenv("STUDIOML_METRICS_DIR", "/x/e1/metrics")
+    assert context._settings(None) is first  # set by new_experiment(): not a new setting
+    # ...unless the config's env section reads one of them.
+    config = studio_home / "config.yaml"
+    config.write_text("env:\n  RUN: $STUDIOML_EXPERIMENT\n")
+    monkeypatch.setattr(context, "RACY_NS", 0)  # not racy: only the variable keeps it from the memo
+    assert context._settings(None).env == {"RUN": "e1"}
+    monkeypatch.setenv("STUDIOML_EXPERIMENT", "e2")
+    assert context._settings(None).env == {"RUN": "e2"}
