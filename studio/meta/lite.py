@@ -110,6 +110,8 @@ _ANY_LAPSED = (
     " OR (status = 'queued' AND queue IS NULL AND time_added < ?) LIMIT 1"
 )
 _SELECT_ROW = 'SELECT * FROM experiments WHERE "key" = ?'
+# What a checkpoint or an end needs of the row (not its JSON columns: pythonenv alone is kBs).
+_SELECT_STATE = 'SELECT status, time_started, time_finished FROM experiments WHERE "key" = ?'
 _SELECT_ARTIFACTS = "SELECT * FROM artifacts WHERE experiment_key = ? ORDER BY tag"
 
 
@@ -117,9 +119,27 @@ def _encode(values: Mapping[str, Any]) -> dict[str, Any]:
     """Column values as SQLite stores them: JSON columns as JSON text (as SQLAlchemy's JSON type
     writes them), booleans as 0/1."""
     return {
-        c: json.dumps(v) if c in JSON_COLUMNS else int(v) if isinstance(v, bool) else v
+        c: _json(c, v) if c in JSON_COLUMNS else int(v) if isinstance(v, bool) else v
         for c, v in values.items()
     }
+
+
+#: The last `pythonenv` written and its JSON text: experiments recorded one after another by
+#: a process share their installed packages (kBs of JSON). Lists of strings only: equal
+#: values then have equal JSON (unlike True and 1).
+_last_pythonenv: list[tuple[tuple[str, ...], str]] = []
+
+
+def _json(column: str, value: Any) -> str:
+    if column != "pythonenv" or not isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    packages = tuple(value)
+    if _last_pythonenv and _last_pythonenv[0][0] == packages:
+        return _last_pythonenv[0][1]
+    text = json.dumps(value)
+    if all(type(p) is str for p in packages):
+        _last_pythonenv[:] = [(packages, text)]
+    return text
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -288,6 +308,13 @@ class LiteSqliteStore(MetaStore):
         return _decode(row)
 
     @staticmethod
+    def _state(c: sqlite3.Connection, key: str) -> sqlite3.Row:
+        row = c.execute(_SELECT_STATE, (key,)).fetchone()
+        if row is None:
+            raise not_found(key)
+        return row
+
+    @staticmethod
     def _entity(
         c: sqlite3.Connection, row: Mapping[str, Any], changes: Mapping[str, Any] | None = None
     ) -> Experiment:
@@ -384,7 +411,7 @@ class LiteSqliteStore(MetaStore):
         checkpoint = column_values({**(fields or {}), "time_last_checkpoint": at})
 
         def tx(c: sqlite3.Connection) -> None:
-            self._load(c, key)  # NotFoundError, as update_experiment raises
+            self._state(c, key)  # NotFoundError, as update_experiment raises
             self._checkpoint(c, key, rows, checkpoint)
 
         self._write(tx)
@@ -411,7 +438,7 @@ class LiteSqliteStore(MetaStore):
         values = column_values(status_fields)
 
         def tx(c: sqlite3.Connection) -> ConflictError | None:
-            row = self._load(c, key)
+            row = self._state(c, key)
             self._checkpoint(c, key, rows, checkpoint)
             try:
                 check_status_change(key, Status(row["status"]), new, allowed)
