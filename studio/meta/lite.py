@@ -439,13 +439,15 @@ class LiteSqliteStore(MetaStore):
 
         def tx(c: sqlite3.Connection) -> ConflictError | None:
             row = self._state(c, key)
-            self._checkpoint(c, key, rows, checkpoint)
             try:
                 check_status_change(key, Status(row["status"]), new, allowed)
             except ConflictError as exc:  # the checkpoint is still recorded
+                self._checkpoint(c, key, rows, checkpoint)
                 return exc
             now = time.time()
-            self._update(c, key, status_changes(row, new, now=now, reason=reason, worker=worker, fields=values))
+            # One UPDATE: SQLite rewrites the whole row (its kBs of JSON) for each.
+            changes = status_changes(row, new, now=now, reason=reason, worker=worker, fields=values)
+            self._checkpoint(c, key, rows, {**checkpoint, **changes})
             self._event(c, key, new, now, reason, worker)
             return None
 

@@ -201,7 +201,9 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["-c"])
     saved_env = dict(os.environ)
-    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM))
+    import builtins
+
+    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM), builtins.SystemExit)
     try:
         keys = []
         for _ in range(3):
@@ -218,6 +220,7 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
     finally:
         sys.excepthook, sys.exit = saved[0], saved[1]
         signal.signal(signal.SIGTERM, saved[2])
+        builtins.SystemExit = saved[3]  # type: ignore[misc]  # an owned session replaced it
         HOOKS.installed = False
         starting._created_here.clear()
         os.environ.clear()
