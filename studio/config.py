@@ -10,6 +10,7 @@ this object: they are never written into experiment records, queue entries or lo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import getpass
 import os
 import re
@@ -94,6 +95,14 @@ class Settings:
 
 
 def _default_owner() -> str:
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() reads first
+        if os.environ.get(name):
+            return os.environ[name]
+    return _account_name(os.getuid() if hasattr(os, "getuid") else -1)
+
+
+@functools.lru_cache(maxsize=4)  # the password database, read once per uid (settings are built often)
+def _account_name(uid: int) -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers

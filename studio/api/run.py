@@ -60,6 +60,9 @@ class RunOptions:
     reuse_environment: bool = False
     #: `key` was just made by `studio.keys.new_key` (never taken: not looked up first).
     key_is_new: bool = False
+    #: The caller captures the workspace and git later (`capture_workspace`, in the background:
+    #: the workbook): the record gets a `workspace` artifact with no tree and `git` = PENDING_GIT.
+    defer_workspace: bool = False
     #: Told about a large workspace before it is captured (the CLI, on a terminal); None: silent.
     notice: Callable[[str], None] | None = None
     #: For a large workspace: `progress(total_bytes)` returns `(advance(n), close())` (a bar).
@@ -180,11 +183,11 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     the experiment (`queued`) not yet created. `local`: it runs here, so `--capture` paths are
     captured at its first checkpoint instead of now (a queued run stores them now: a worker
     starts from that data, seed 8.1.3)."""
-    from studio.capture import start_environment, workspace_ignore
+    from studio.capture import start_environment, static_environment, workspace_ignore
 
     target = resolve_target(opts)
     # Collected read-only (nothing is written) while the checks below open the metadata store.
-    environment_future = start_environment(
+    environment_future = None if opts.defer_workspace else start_environment(
         target.workspace / target.script if not target.module else target.workspace,
         reuse=opts.reuse_environment,
     )
@@ -220,20 +223,23 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     objects = ctx.objects_for(key)
     artifacts: dict[str, ArtifactSpec] = {}
     secrets_left_out: list[str] = []
-    ignore = workspace_ignore(target.workspace, secrets_left_out)
-    total = _size_notice(target.workspace, ignore, opts.notice) if opts.notice is not None else 0
-    if total and opts.progress is not None:
-        advance, close = opts.progress(total)
-        try:
-            ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance)
-        finally:
-            close()
+    if environment_future is None:  # defer_workspace
+        artifacts["workspace"] = ArtifactSpec(tag="workspace", mutable=True, local_path=str(target.workspace))
     else:
-        ws = objects.put_tree(target.workspace, ignore=ignore)
-    artifacts["workspace"] = ArtifactSpec(
-        tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
-        files=ws.files, updated=time.time(),
-    )
+        ignore = workspace_ignore(target.workspace, secrets_left_out)
+        total = _size_notice(target.workspace, ignore, opts.notice) if opts.notice is not None else 0
+        if total and opts.progress is not None:
+            advance, close = opts.progress(total)
+            try:
+                ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance)
+            finally:
+                close()
+        else:
+            ws = objects.put_tree(target.workspace, ignore=ignore)
+        artifacts["workspace"] = ArtifactSpec(
+            tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
+            files=ws.files, updated=time.time(),
+        )
     for tag, path in experiment_paths(ctx, key).items():
         artifacts[tag] = ArtifactSpec(tag=tag, mutable=True, local_path=str(path))
     for spec in once:
@@ -244,9 +250,12 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
         artifacts[spec.tag] = _capture_artifact(ctx, spec, stored=not local)
     artifacts.update(reused)
     artifacts.update(opts.extra_artifacts)
-    environment = environment_future.result(ws.tree)
-    _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
-        "diff_secrets_left_out") or ()), opts.echo)
+    if environment_future is None:
+        environment = {**static_environment(), "git": dict(PENDING_GIT)}
+    else:
+        environment = environment_future.result(ws.tree)
+        _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
+            "diff_secrets_left_out") or ()), opts.echo)
 
     exp = Experiment(
         key=key,
@@ -273,6 +282,29 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
         artifacts=artifacts,
     )
     return exp
+
+
+#: `git` of an experiment whose workspace and git state are captured after it was recorded
+#: (`RunOptions.defer_workspace`): replaced when they are; left if the process ended first,
+#: with a `workspace` artifact that has no tree.
+PENDING_GIT = {"pending": "recorded with the workspace after the run started; missing if the run ended first"}
+
+
+def capture_workspace(ctx: Context, key: str, exp: Experiment, echo: bool = False) -> tuple[ArtifactSpec, dict[str, Any]]:
+    """The deferred half of `build(..., defer_workspace=True)` for experiment `exp`: store its
+    workspace and collect its git state (reused while the repository and the files are the
+    same). Returns the `workspace` artifact (stored, not yet recorded) and the `git` value."""
+    from studio.capture import start_environment, workspace_ignore
+
+    workspace = Path(exp.artifacts["workspace"].local_path or ".")
+    script = workspace / exp.script if not exp.module else workspace
+    environment_future = start_environment(script, reuse=True)
+    secrets_left_out: list[str] = []
+    ws = ctx.objects_for(key).put_tree(workspace, ignore=workspace_ignore(workspace, secrets_left_out))
+    git = environment_future.result(ws.tree).get("git") or {}
+    _note_secrets_left_out(workspace, secrets_left_out + list(git.get("diff_secrets_left_out") or ()), echo)
+    artifact = exp.artifacts["workspace"].replace(tree=ws.tree, size=ws.size, files=ws.files, updated=time.time())
+    return artifact, git
 
 
 def _check_capture_path(spec: CaptureSpec) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "collect_environment",
     "collect_environment_in_background",
     "start_environment",
+    "static_environment",
     "command_line",
     "find_workspace_root",
     "git_info",
@@ -113,6 +114,17 @@ def host_once() -> dict[str, Any]:
         return dict(_host)
 
 
+def static_environment() -> dict[str, Any]:
+    """What `start_environment(..., reuse=True)` records that does not depend on the files:
+    `command_line`, `python_version`, `pythonenv`, `host` (each read once per process)."""
+    return {
+        "command_line": command_line(),
+        "python_version": python_version(),
+        "pythonenv": installed_packages(),
+        "host": host_once(),
+    }
+
+
 def forget_environment() -> None:
     """Drop what `start_environment(..., reuse=True)` remembered (tests; after a `git config`)."""
     global _host
@@ -161,14 +173,7 @@ class PendingEnvironment:
                 git = git_info(self.root)
         if self.state is not None:
             _git_seen[key] = (self.state, workspace_tree, git)
-        return {
-            "workspace_root": key,
-            "command_line": command_line(),
-            "python_version": python_version(),
-            "pythonenv": installed_packages(),
-            "git": copy.deepcopy(git),
-            "host": host_once(),
-        }
+        return {"workspace_root": key, **static_environment(), "git": copy.deepcopy(git)}
 
 
 def start_environment(script_path: Path | str, *, reuse: bool = False) -> PendingEnvironment:

@@ -21,6 +21,7 @@ the script itself receives.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +51,7 @@ SECRET_FILES: tuple[str, ...] = (
     "credentials", "credentials.json", "*.credentials", "secrets.yaml", "secrets.yml", "secrets.json",
     "service-account*.json", ".htpasswd",
 )  # fmt: skip
+_SECRET_FILE_RE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILES))
 
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/@:'\"]*)(?::(?P<pw>[^\s/@'\"]*))?@")
 _PAIR = re.compile(
@@ -59,6 +61,7 @@ _PAIR = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of a name, asked for every variable
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
     if upper in _NOT_SECRET:
@@ -105,6 +108,8 @@ def redact_env(env: Mapping[str, str], environ: Mapping[str, str] | None = None)
     """What of the config's `env:` section may be recorded: every name; a value unless its
     name looks secret, and with secrets inside it masked (values of secret-named variables
     of `environ` or of `env` itself, URL passwords, `password=` pairs)."""
+    if not env:  # nothing to record (the usual case): no need to look for secrets
+        return {}
     secrets = secret_values(environ, env)
     return {k: (MASK if is_secret_name(k) else mask_text(str(v), secrets)) for k, v in env.items()}
 
@@ -135,8 +140,12 @@ def redact_argv(argv: Iterable[str], environ: Mapping[str, str] | None = None) -
 
 def is_secret_file(path: str) -> bool:
     """True if the file at `path` (a POSIX relative path or a name) is a well-known secret."""
-    name = path.rstrip("/").rpartition("/")[2]
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILES)
+    return _is_secret_file_name(path.rstrip("/").rpartition("/")[2])
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every file of every capture
+def _is_secret_file_name(name: str) -> bool:
+    return _SECRET_FILE_RE.match(name) is not None
 
 
 __all__ = ["MASK", "SECRET_FILES", "is_secret_file", "is_secret_name", "mask_text", "redact_argv", "redact_env",

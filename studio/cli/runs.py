@@ -153,6 +153,12 @@ def _by_frequency(rows: list[dict[str, Any]], field: str) -> list[str]:
     return sorted(counts, key=lambda n: (-counts[n], n))
 
 
+def _git_line(git: dict[str, Any]) -> str:
+    if git.get("pending"):  # a workbook run whose workspace was not stored (yet)
+        return f"not recorded: {git['pending']}"
+    return " ".join(str(git.get(k, "")) for k in ("remote_url", "branch", "commit")) if git else ""
+
+
 @runs.command("show")
 @config_option
 @json_option
@@ -185,7 +191,7 @@ def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
         ("added", fmt_time(data["time_added"])), ("started", fmt_time(data["time_started"])),
         ("finished", fmt_time(data["time_finished"])), ("duration", format_duration(data["duration"])),
         ("python", data["python_version"] or ""), ("packages", str(len(data["pythonenv"]))),
-        ("git", " ".join(str(data["git"].get(k, "")) for k in ("remote_url", "branch", "commit")) if data["git"] else ""),
+        ("git", _git_line(data["git"])),
         ("host", data["host"].get("hostname", "")), ("queue", data["queue"] or ""), ("attempts", str(data["attempts"])),
         ("metric", f"{data['metric']} = {fmt_value(data['metric_value'])}" if data["metric"] else ""),
     ]
@@ -198,7 +204,7 @@ def show(key: str, config: str | None, as_json: bool, tail: int) -> None:
         arts.add_column(col)
     for tag, a in sorted(data["artifacts"].items()):
         arts.add_row(tag, "yes" if a["mutable"] else "no", str(a["files"]), format_size(a["size"]),
-                     a["source"] or a["local_path"] or "", (a["tree"] or "")[:16])
+                     a["source"] or a["local_path"] or "", (a["tree"] or "not stored")[:16])
     out.print(arts)
     if data["metrics"]:
         mt = Table(title="metrics")

@@ -15,7 +15,7 @@ ConflictError; a database at an older schema version raises SchemaVersionError n
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +100,37 @@ class MetaStore(abc.ABC):
     def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
         """Insert or replace the experiment's artifact with this tag."""
 
-    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+    def put_checkpoint(
+        self, key: str, artifacts: Sequence[ArtifactSpec], at: float, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
         """A checkpoint: the artifacts that changed (`put_artifact` each) and
-        `time_last_checkpoint = at`. Stores that can do it in one transaction override this."""
+        `time_last_checkpoint = at`, with plain `fields` (as `update_experiment` sets them,
+        e.g. the git state found with a workspace captured in the background). Stores that
+        can do it in one transaction override this."""
         for artifact in artifacts:
             self.put_artifact(key, artifact)
-        self.update_experiment(key, time_last_checkpoint=at)
+        self.update_experiment(key, time_last_checkpoint=at, **dict(fields or {}))
+
+    def put_final_checkpoint(
+        self,
+        key: str,
+        artifacts: Sequence[ArtifactSpec],
+        at: float,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        **status_fields: Any,
+    ) -> None:
+        """A run's last checkpoint and its end: `put_checkpoint(key, artifacts, at,
+        fields=fields)`, then `set_status(key, status, expect=..., reason=..., worker=...,
+        **status_fields)`. The checkpoint is recorded even when the status change is refused
+        (its ConflictError is raised afterwards). Stores that can do both in one transaction
+        override this: the end and the artifacts it ends with then become durable together."""
+        self.put_checkpoint(key, artifacts, at, fields=fields)
+        self.set_status(key, status, expect=expect, reason=reason, worker=worker, **status_fields)
 
     @abc.abstractmethod
     def referenced_trees(self) -> set[str]:

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PREFIX = "sqlite:///"
+#: WAL pages at which a commit checkpoints itself when a background thread is meant to
+#: (`LiteSqliteStore.checkpoint_in_background`) but has fallen behind: 16 MB of 4 KB pages.
+BACKGROUND_AUTOCHECKPOINT = 4000
 _ARTIFACT_COLUMNS = tuple(artifact_values("", ArtifactSpec(tag="")))
 _METRIC_COLUMNS = tuple(metric_values("", MetricSummary(key="", last=0.0, min=0.0, max=0.0, count=0), 0.0))
 
@@ -107,6 +110,8 @@ _ANY_LAPSED = (
     " OR (status = 'queued' AND queue IS NULL AND time_added < ?) LIMIT 1"
 )
 _SELECT_ROW = 'SELECT * FROM experiments WHERE "key" = ?'
+# What a checkpoint or an end needs of the row (not its JSON columns: pythonenv alone is kBs).
+_SELECT_STATE = 'SELECT status, time_started, time_finished FROM experiments WHERE "key" = ?'
 _SELECT_ARTIFACTS = "SELECT * FROM artifacts WHERE experiment_key = ? ORDER BY tag"
 
 
@@ -114,9 +119,27 @@ def _encode(values: Mapping[str, Any]) -> dict[str, Any]:
     """Column values as SQLite stores them: JSON columns as JSON text (as SQLAlchemy's JSON type
     writes them), booleans as 0/1."""
     return {
-        c: json.dumps(v) if c in JSON_COLUMNS else int(v) if isinstance(v, bool) else v
+        c: _json(c, v) if c in JSON_COLUMNS else int(v) if isinstance(v, bool) else v
         for c, v in values.items()
     }
+
+
+#: The last `pythonenv` written and its JSON text: experiments recorded one after another by
+#: a process share their installed packages (kBs of JSON). Lists of strings only: equal
+#: values then have equal JSON (unlike True and 1).
+_last_pythonenv: list[tuple[tuple[str, ...], str]] = []
+
+
+def _json(column: str, value: Any) -> str:
+    if column != "pythonenv" or not isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    packages = tuple(value)
+    if _last_pythonenv and _last_pythonenv[0][0] == packages:
+        return _last_pythonenv[0][1]
+    text = json.dumps(value)
+    if all(type(p) is str for p in packages):
+        _last_pythonenv[:] = [(packages, text)]
+    return text
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -170,6 +193,11 @@ class LiteSqliteStore(MetaStore):
         self._pid = 0
         self._full = full
         self._full_lock = threading.Lock()
+        self._background_checkpoints = False
+        self._written = 0  # transactions committed since the last background checkpoint
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointer_pid = 0
+        self._checkpointer_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LiteSqliteStore({self.url!r})"
@@ -186,8 +214,42 @@ class LiteSqliteStore(MetaStore):
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            if self._background_checkpoints:
+                conn.execute(f"PRAGMA wal_autocheckpoint={BACKGROUND_AUTOCHECKPOINT}")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    # -- WAL checkpoints off the writer's thread ----------------------------------------
+    def checkpoint_in_background(self) -> None:
+        """The caller's background thread calls `checkpoint_wal()` every fraction of a second
+        from now on (the workbook's ticker): commits then leave copying the WAL into the
+        database, and its fsyncs, to that thread (SQLite otherwise does it inside the COMMIT
+        that crosses 1,000 pages: 15-30 ms every few dozen experiments of a loop). Commits are
+        as durable as before (WAL, `synchronous=NORMAL`); if that thread falls behind, a commit
+        checkpoints as before once the WAL reaches BACKGROUND_AUTOCHECKPOINT pages."""
+        with self._lock:
+            if self._background_checkpoints:
+                return
+            self._background_checkpoints = True
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.execute(f"PRAGMA wal_autocheckpoint={BACKGROUND_AUTOCHECKPOINT}")
+
+    def checkpoint_wal(self) -> None:
+        """A passive checkpoint (never waits for readers or writers) on a connection of its
+        own, if anything was committed since the last one. Never raises: a checkpoint that
+        cannot run now runs next time."""
+        if not self._written:
+            return
+        self._written = 0
+        with self._checkpointer_lock:
+            try:
+                if self._checkpointer is None or self._checkpointer_pid != os.getpid():
+                    self._checkpointer = sqlite3.connect(self.path, timeout=0, isolation_level=None,
+                                                         check_same_thread=False)  # fmt: skip
+                    self._checkpointer_pid = os.getpid()
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self._run(fn, write=False)
@@ -208,6 +270,8 @@ class LiteSqliteStore(MetaStore):
                             conn.execute("ROLLBACK")
                         raise
                     conn.execute("COMMIT")
+                    if write:
+                        self._written += 1
                     return result
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -242,6 +306,13 @@ class LiteSqliteStore(MetaStore):
         if row is None:
             raise not_found(key)
         return _decode(row)
+
+    @staticmethod
+    def _state(c: sqlite3.Connection, key: str) -> sqlite3.Row:
+        row = c.execute(_SELECT_STATE, (key,)).fetchone()
+        if row is None:
+            raise not_found(key)
+        return row
 
     @staticmethod
     def _entity(
@@ -333,19 +404,66 @@ class LiteSqliteStore(MetaStore):
 
         self._write(tx)
 
-    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+    def put_checkpoint(
+        self, key: str, artifacts: Sequence[ArtifactSpec], at: float, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
         rows = [_encode(artifact_values(key, a)) for a in artifacts]
-        checkpoint = column_values({"time_last_checkpoint": at})
+        checkpoint = column_values({**(fields or {}), "time_last_checkpoint": at})
 
         def tx(c: sqlite3.Connection) -> None:
-            self._load(c, key)  # NotFoundError, as update_experiment raises
-            try:
-                c.executemany(_UPSERT_ARTIFACT, rows)
-            except sqlite3.IntegrityError as e:
-                raise not_found(key) from e
-            self._update(c, key, checkpoint)
+            self._state(c, key)  # NotFoundError, as update_experiment raises
+            self._checkpoint(c, key, rows, checkpoint)
 
         self._write(tx)
+
+    def put_final_checkpoint(
+        self,
+        key: str,
+        artifacts: Sequence[ArtifactSpec],
+        at: float,
+        status: Status,
+        *,
+        expect: Iterable[Status] | None = None,
+        reason: str | None = None,
+        worker: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        **status_fields: Any,
+    ) -> None:
+        # One transaction: a workbook run that ends right after it starts writes its row twice
+        # (created, ended), not three times. `synchronous=NORMAL` as for every commit here.
+        rows = [_encode(artifact_values(key, a)) for a in artifacts]
+        checkpoint = column_values({**(fields or {}), "time_last_checkpoint": at})
+        new = Status(status)
+        allowed = None if expect is None else {Status(x) for x in expect}
+        values = column_values(status_fields)
+
+        def tx(c: sqlite3.Connection) -> ConflictError | None:
+            row = self._state(c, key)
+            try:
+                check_status_change(key, Status(row["status"]), new, allowed)
+            except ConflictError as exc:  # the checkpoint is still recorded
+                self._checkpoint(c, key, rows, checkpoint)
+                return exc
+            now = time.time()
+            # One UPDATE: SQLite rewrites the whole row (its kBs of JSON) for each.
+            changes = status_changes(row, new, now=now, reason=reason, worker=worker, fields=values)
+            self._checkpoint(c, key, rows, {**checkpoint, **changes})
+            self._event(c, key, new, now, reason, worker)
+            return None
+
+        refused = self._write(tx)
+        if refused is not None:
+            raise refused
+
+    @staticmethod
+    def _checkpoint(
+        c: sqlite3.Connection, key: str, rows: list[dict[str, Any]], values: Mapping[str, Any]
+    ) -> None:
+        try:
+            c.executemany(_UPSERT_ARTIFACT, rows)
+        except sqlite3.IntegrityError as e:
+            raise not_found(key) from e
+        LiteSqliteStore._update(c, key, values)
 
     def heartbeat(self, key: str, worker: str, lease_seconds: float) -> bool:
         def tx(c: sqlite3.Connection) -> bool:
@@ -474,5 +592,9 @@ class LiteSqliteStore(MetaStore):
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+        with self._checkpointer_lock:
+            if self._checkpointer is not None and self._checkpointer_pid == os.getpid():
+                self._checkpointer.close()
+            self._checkpointer, self._written = None, 0
         if self._full is not None:
             self._full.close()

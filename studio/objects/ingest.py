@@ -257,14 +257,17 @@ class TreeWriter:
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
         kind, real, items = self._items(root, ignore)
-        cached: dict[str, tuple[StatKey, str]] = {}
-        if self.stat_cache is not None:
-            cached = self.stat_cache.under(real) if kind == "dir" else self.stat_cache.get(real)
+        stat_cache = self.stat_cache
+
+        def read_cache() -> dict[str, tuple[StatKey, str]]:  # asked at the first file: none, no query
+            if stat_cache is None:
+                return {}
+            return stat_cache.under(real) if kind == "dir" else stat_cache.get(real)
+
         unverified: list[tuple[int, str]] = []
-        for batch in self._bounded(self._classify(items, cached, unverified)):
+        for batch in self._bounded(self._classify(items, read_cache, unverified)):
             for result in batch:
                 self._add(result)
-        del cached
         tree, data = make_tree(kind, self.entries)
         if not self.writer.present(tree.hash, len(data)):
             if unverified and self._verify(unverified, previous):
@@ -299,14 +302,20 @@ class TreeWriter:
     def _classify(
         self,
         items: Iterable[ScanItem],
-        cached: dict[str, tuple[StatKey, str]],
+        read_cache: Callable[[], dict[str, tuple[StatKey, str]]],
         unverified: list[tuple[int, str]],
     ) -> Iterator[Future[list[_Ingested | None]]]:
         """Stat-cache hits become entries at once (their blobs checked later only if needed);
-        misses are grouped into batches (fewer tasks, less hand-over between threads)."""
+        misses are grouped into batches (fewer tasks, less hand-over between threads). A
+        capture whose misses fit in one batch hashes them on the calling thread: it would
+        only wait for the pool (and start its threads) otherwise."""
         batch: list[ScanItem] = []
         batch_bytes = 0
+        submitted = False
+        cached: dict[str, tuple[StatKey, str]] | None = None
         for item in items:
+            if cached is None:
+                cached = read_cache()
             st = item.st
             key = StatKey(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             hit = cached.get(item.path)
@@ -320,8 +329,13 @@ class TreeWriter:
             batch_bytes += st.st_size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                 yield self.pool.submit(self._ingest_batch, batch)
+                submitted = True
                 batch, batch_bytes = [], 0
-        if batch:
+        if batch and not submitted:
+            done: Future[list[_Ingested | None]] = Future()
+            done.set_result(self._ingest_batch(batch))
+            yield done
+        elif batch:
             yield self.pool.submit(self._ingest_batch, batch)
 
     def _ingest_batch(self, batch: list[ScanItem]) -> list[_Ingested | None]:

@@ -26,7 +26,7 @@ from studio.objects.ingest import BlobWriter, PutResult, TreeWriter
 from studio.objects.materialize import BlobSource, Materializer
 from studio.objects.scan import IgnoreFn
 from studio.objects.statcache import StatCache
-from studio.objects.tree import Tree, decode_manifest
+from studio.objects.tree import Tree, decode_manifest, make_tree
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,10 @@ class ObjectStore:
         file system hard-links new ones instead of copying them (each stored once on disk).
         `on_file(size)` is told about each file as it is done (progress bars).
         """
+        if _empty_folder(root):  # most run folders at most checkpoints: no scan, no pool
+            tree, data = _EMPTY_TREE
+            self._writer.put_bytes(data, tree)
+            return PutResult(tree=tree, files=0, size=0, uploaded_files=0, uploaded_bytes=0, hashed_files=0)
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
                                 link=link, on_file=on_file)
@@ -265,6 +269,24 @@ def open_object_store(
     backend = backend_for_url(str(url), token=token)
     cache = StatCache(Path(stat_cache)) if stat_cache is not None else None
     return ObjectStore(backend, Path(cache_dir), cache)
+
+
+def _empty_folder(path: Path | str) -> bool:
+    """True for a folder with no entries at all; False for anything else (a file, a missing
+    path: `put_tree` reports those)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
+def _empty_tree() -> tuple[str, bytes]:
+    tree, data = make_tree("dir", [])
+    return tree.hash, data
+
+
+_EMPTY_TREE = _empty_tree()
 
 
 class _LazyPool:

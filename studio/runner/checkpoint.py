@@ -11,12 +11,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from studio.context import Context
 from studio.entities import ArtifactSpec, MetricSummary
-from studio.exceptions import StoreError
+from studio.exceptions import ConflictError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.summaries: list[MetricSummary] = []
+        self.ended = False  # the last checkpoint(end=...) recorded the end
 
     def start(self, interval: float) -> None:
         if interval <= 0:
@@ -92,15 +94,27 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
 
-    def checkpoint(self) -> None:
-        """One pass: metrics first (so the `metrics` artifact includes imported scalars)."""
+    def checkpoint(
+        self,
+        end: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+        stored: Sequence[ArtifactSpec] = (),
+    ) -> None:
+        """One pass: metrics first (so the `metrics` artifact includes imported scalars).
+
+        Recorded in one transaction with the changed artifacts and the checkpoint time:
+        `stored`, artifacts stored elsewhere (a workspace captured in the background);
+        `fields`, plain experiment fields (its git state); `end`, the run's final status
+        (`MetaStore.put_final_checkpoint`'s keywords: `status`, `expect`, `reason`, ...).
+        `self.ended` then tells whether the end was recorded (or refused: ConflictError)."""
+        self.ended = False
         with self._lock:
             try:
                 self._metrics()
             except Exception:  # metrics must never cost the artifacts their checkpoint
                 log.warning("metrics of %s could not be summarized", self.key, exc_info=True)
             failed: list[str] = []
-            changed: list[ArtifactSpec] = []
+            changed: list[ArtifactSpec] = list(stored)
             try:
                 for tag, path in self.paths.items():
                     try:  # one artifact that cannot be stored must not cost the others theirs
@@ -111,16 +125,27 @@ class Checkpointer:
                     if artifact is not None:
                         changed.append(artifact)
             except BaseException:
-                for artifact in changed:  # what was captured before an interrupt is still recorded
-                    self.ctx.meta.put_artifact(self.key, artifact)
-                    self.artifacts[artifact.tag] = artifact
+                # What was captured before an interrupt is still recorded.
+                self.ctx.meta.put_checkpoint(self.key, changed, time.time(), fields=fields)
+                self._remember(changed)
                 raise
-            # One transaction for the changed artifacts and the checkpoint time.
-            self.ctx.meta.put_checkpoint(self.key, changed, time.time())
-            for artifact in changed:
-                self.artifacts[artifact.tag] = artifact
+            if end is None:
+                self.ctx.meta.put_checkpoint(self.key, changed, time.time(), fields=fields)
+            else:
+                try:
+                    self.ctx.meta.put_final_checkpoint(self.key, changed, time.time(), fields=fields, **end)
+                except ConflictError:
+                    self.ended = True  # refused: the checkpoint is recorded, the end is not ours
+                    self._remember(changed)
+                    raise
+                self.ended = True
+            self._remember(changed)
             if failed:
                 raise CheckpointError("could not save " + "; ".join(failed))
+
+    def _remember(self, changed: list[ArtifactSpec]) -> None:
+        for artifact in changed:
+            self.artifacts[artifact.tag] = artifact
 
     def _capture(self, tag: str, path: Path) -> ArtifactSpec | None:
         """The artifact's new version when its tree changed (stored, not yet recorded)."""

@@ -296,6 +296,13 @@ def warm_up_in_background() -> None:
         _warming.start()
 
 
+def wait_for_warm_up(timeout: float) -> None:
+    """Wait (at most `timeout` s) for `warm_up_in_background`'s imports, if it was started."""
+    warming = _warming
+    if warming is not None and warming.is_alive():
+        warming.join(timeout)
+
+
 def _warm() -> None:
     try:
         segments.warm_up()

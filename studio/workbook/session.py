@@ -34,18 +34,17 @@ import atexit
 import contextlib
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from studio.api.context import Context
-from studio.entities import Experiment, Status
+from studio.entities import ArtifactSpec, Experiment, Status
 from studio.exceptions import ConflictError
 from studio.runner.checkpoint import Checkpointer
 from studio.workbook.timeseries import TimeSeriesLog
@@ -90,20 +89,26 @@ class Session:
         self.stop_requested = False
         self.lease_lost = False
         self._dirty = True
-        self._urgent = threading.Event()
-        self._stop = threading.Event()
+        self._urgent = False
+        self._stopped = False
         self._finish_lock = threading.Lock()
+        self._busy = threading.RLock()  # held by a tick; `finish` takes it to stop the ticks
         self._last_capture = 0.0
-        self._done = threading.Event()  # the background loop has returned
-        self._loop_thread: threading.Thread | None = None
+        self._next_beat = 0.0
+        #: Stores the workspace and collects git (`studio.api.run.capture_workspace`), for an
+        #: experiment recorded without them: run by the first tick, or by `finish` if it comes
+        #: first; recorded with that capture. Never lost at exit (`finish` runs it); if the
+        #: process dies first, the record keeps a workspace without a tree and a pending git.
+        self.workspace_job: Callable[[], tuple[ArtifactSpec, dict[str, Any]]] | None = None
+        self._workspace: tuple[list[ArtifactSpec], dict[str, Any]] | None = None  # stored, not recorded
 
     def start(self) -> None:
         HOOKS.add(self)
-        RUNNER.run(self._run_loop, self._done)
-
-    def _run_loop(self) -> None:
-        self._loop_thread = threading.current_thread()
-        self._loop()
+        self._next_beat = time.monotonic() + self.ctx.settings.heartbeat_seconds
+        # Not woken for the workspace: its next tick (within TICK) stores it. Waking it now
+        # would make it race the caller for the interpreter lock at once, which a loop of
+        # short experiments pays for, and a `close()` meanwhile stores it itself.
+        TICKER.add(self)
 
     # -- changes ---------------------------------------------------------------------------
     def changed(self, urgent: bool = False) -> None:
@@ -111,7 +116,8 @@ class Session:
         background)."""
         self._dirty = True
         if urgent:
-            self._urgent.set()
+            self._urgent = True
+            TICKER.wake()
 
     def flush(self) -> None:
         """Everything written so far: rows appended, metrics flushed, folder captured."""
@@ -120,34 +126,52 @@ class Session:
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
         self._capture()
 
-    def _capture(self) -> None:
-        self._dirty = False  # set first: a change during the capture marks it again
-        self._last_capture = time.monotonic()
-        try:
-            self.checkpointer.checkpoint()
-        except Exception:
-            self._dirty = True
-            raise
+    def _capture(self, end: dict[str, Any] | None = None) -> None:
+        with self._busy:
+            self._dirty = False  # set first: a change during the capture marks it again
+            self._last_capture = time.monotonic()
+            stored, fields = self._stored_workspace()
+            try:
+                self.checkpointer.checkpoint(end=end, stored=stored, fields=fields)
+            except Exception:
+                self._dirty = True
+                if self.checkpointer.ended:  # recorded, but the end was refused
+                    self._workspace = None
+                raise
+            self._workspace = None
+
+    def _stored_workspace(self) -> tuple[list[ArtifactSpec], dict[str, Any] | None]:
+        """Run the deferred workspace capture if it has not run; what is still to record."""
+        job, self.workspace_job = self.workspace_job, None
+        if job is not None:
+            try:
+                artifact, git = job()
+                self._workspace = ([artifact], {"git": git})
+            except Exception as exc:
+                log.warning("could not store the workspace of %s", self.key, exc_info=True)
+                self._workspace = ([], {"git": {"pending": f"the workspace could not be stored: {exc}"}})
+        return self._workspace or ([], None)
 
     # -- the background thread -------------------------------------------------------------
-    def _loop(self) -> None:
-        beat_every = self.ctx.settings.heartbeat_seconds
-        next_beat = time.monotonic() + beat_every
-        while not self._stop.is_set():
-            urgent = self._urgent.wait(TICK)
-            if self._stop.is_set():
+    def tick(self) -> None:
+        """The background work due now (on the ticker's thread): heartbeat, flush rows that
+        waited `flush_after`, capture when something changed."""
+        with self._busy:
+            if self._stopped:
                 return
-            self._urgent.clear()
+            urgent, self._urgent = self._urgent, False
             now = time.monotonic()
-            if self.owned and not self.lease_lost and now >= next_beat:
-                next_beat = now + beat_every
+            if self.owned and not self.lease_lost and now >= self._next_beat:
+                self._next_beat = now + self.ctx.settings.heartbeat_seconds
                 self._heartbeat()
             wall = time.time()
             for ts in list(self.logs.values()):
                 oldest = ts.oldest_pending()
                 if oldest is not None and wall - oldest >= self.flush_after:
                     _quietly(ts.flush, "flush a time series of", self.key)
-            if self._dirty and (urgent or now - self._last_capture >= self.capture_interval):
+            if self.workspace_job is not None or self._workspace is not None or (
+                self._dirty and (urgent or now - self._last_capture >= self.capture_interval)
+            ):
                 _quietly(self._capture, "capture the workbook of", self.key)
 
     def _heartbeat(self) -> None:
@@ -182,64 +206,94 @@ class Session:
                 return
             self.closed = True
         HOOKS.discard(self)
-        self._stop.set()
-        self._urgent.set()
-        if self._loop_thread is not threading.current_thread():
-            self._done.wait(timeout=30)
+        TICKER.discard(self)
+        # A tick in progress (a capture) finishes first; none starts after this.
+        if self._busy.acquire(timeout=30):
+            self._stopped = True
+            self._busy.release()
+        else:
+            self._stopped = True
+            log.warning("the background work of %s did not finish within 30 s; ending anyway", self.key)
         for ts in list(self.logs.values()):
             _quietly(ts.close, "flush a time series of", self.key)
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
-        _quietly(self._capture, "capture the workbook of", self.key)
         if not self.owned or self.lease_lost:
+            _quietly(self._capture, "capture the workbook of", self.key)
             return
         if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
             status, reason = Status.STOPPED, "stop requested"
+        end: dict[str, Any] = dict(
+            status=status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
+            returncode=returncode, time_finished=time.time(),
+        )  # fmt: skip
+        # The last capture and the end in one transaction (the end alone if the capture failed).
         try:
-            self.ctx.meta.set_status(
-                self.key, status, expect=[Status.RUNNING], reason=reason, worker=self.worker,
-                returncode=returncode, time_finished=time.time(),
-            )  # fmt: skip
+            self._capture(end=end)
+        except ConflictError as exc:
+            log.warning("could not record the end of %s: %s", self.key, exc)
+            return
+        except Exception:
+            log.warning("could not capture the workbook of %s", self.key, exc_info=True)
+        if self.checkpointer.ended:
+            return
+        try:
+            self.ctx.meta.set_status(self.key, **end)
         except ConflictError as exc:
             log.warning("could not record the end of %s: %s", self.key, exc)
         except Exception:
             log.exception("could not record the end of %s", self.key)
 
 
-class _Runner:
-    """Daemon threads for the sessions' background loops, reused from one session to the next:
-    a loop creating experiments one after another starts one thread, not one per experiment
-    (and `start` does not wait for a new thread to be scheduled)."""
+class _Ticker:
+    """One daemon thread doing the background work of every open session, every TICK (or at
+    once when woken). Starting or ending a session wakes no thread and waits for none (unless
+    a tick of that session is running): a loop creating experiments one after another pays
+    no thread hand-over per experiment, which on a loaded machine costs a scheduling delay."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle = 0
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sessions: list[Session] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stores: list[Any] = []  # SQLite stores whose WAL this thread checkpoints
 
-    def run(self, job: Any, done: threading.Event) -> None:
-        """Run `job()` on an idle thread (else a new one); `done` is set once it returned
-        and its thread is idle again."""
+    def add(self, session: Session) -> None:
+        meta: Any = session.ctx.meta
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-                self._jobs.put((job, done))
-                return
-        threading.Thread(
-            target=self._work, args=(job, done), name="studio-workbook", daemon=True
-        ).start()
+            self._sessions.append(session)
+            if hasattr(meta, "checkpoint_wal") and meta not in self._stores:
+                meta.checkpoint_in_background()
+                self._stores.append(meta)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child has no ticker thread: start its own
+                self._thread = threading.Thread(target=self._run, name="studio-workbook", daemon=True)
+                self._thread.start()
 
-    def _work(self, job: Any, done: threading.Event) -> None:
+    def discard(self, session: Session) -> None:
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
         while True:
-            try:
-                job()
-            except BaseException:
-                log.exception("a workbook background loop failed")
+            self._wake.wait(TICK)
+            self._wake.clear()
             with self._lock:
-                self._idle += 1
-            done.set()
-            job, done = self._jobs.get()
+                sessions, stores = list(self._sessions), list(self._stores)
+            for session in sessions:
+                try:
+                    session.tick()
+                except BaseException:
+                    log.exception("the background work of %s failed", session.key)
+            for store in stores:
+                store.checkpoint_wal()
 
 
-RUNNER = _Runner()
+TICKER = _Ticker()
 
 
 def interrupt_main() -> None:

@@ -25,6 +25,10 @@ from studio.workbook.session import WORKBOOK_TAG, Session, skip_dot_files
 ENV_EXPERIMENT = "STUDIOML_EXPERIMENT"
 ENV_CONFIG = "STUDIOML_CONFIG"
 
+#: How long the first `new_experiment()` of a process waits for numpy and pyarrow at most
+#: (a slow disk: the rest is imported while the script runs, as before).
+WARM_UP_WAIT = 5.0
+
 #: Keys of experiments this process created (its environment names the newest of them).
 _created_here: set[str] = set()
 def open_session(
@@ -39,11 +43,21 @@ def open_session(
 ) -> Session:
     if capture_interval <= 0 or flush_after < 0:
         raise ValueError("capture_interval must be positive and flush_after not negative")
+    from studio.tracking import metrics
+
+    # numpy and pyarrow (what `studio.log`'s segments need) are imported by a daemon thread
+    # while this call does its own work, and the first call of the process returns once they
+    # are: pyarrow's extension module holds the interpreter lock for its whole initialisation
+    # (15-70 ms), a pause that would otherwise land in the caller's first training steps.
+    metrics.warm_up_in_background()
     ctx = shared_context(str(config) if config else os.environ.get(ENV_CONFIG) or None)
     current = os.environ.get(ENV_EXPERIMENT)
     if current and current not in _created_here:
-        return _attach(ctx, current, params, capture_interval, flush_after)
-    return _create(ctx, project, name, params, metric, capture_interval, flush_after)
+        session = _attach(ctx, current, params, capture_interval, flush_after)
+    else:
+        session = _create(ctx, project, name, params, metric, capture_interval, flush_after)
+    metrics.wait_for_warm_up(WARM_UP_WAIT)
+    return session
 
 
 def _workbook_dir(ctx: Context, key: str) -> Path:
@@ -101,6 +115,7 @@ def _record(
             cwd=Path.cwd(),
             extra_artifacts={WORKBOOK_TAG: workbook},
             reuse_environment=True,
+            defer_workspace=True,  # stored by the session's background thread (or at its end)
         )
         return build(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
@@ -139,7 +154,13 @@ def _create(
     capture_interval: float,
     flush_after: float,
 ) -> Session:
-    from studio.api.run import experiment_paths, running_fields, worker_id, write_mapping
+    from studio.api.run import (
+        capture_workspace,
+        experiment_paths,
+        running_fields,
+        worker_id,
+        write_mapping,
+    )
     from studio.keys import check_key, new_key
     from studio.tracking import metrics
 
@@ -150,12 +171,12 @@ def _create(
     worker = "workbook:" + worker_id()
     # Created `running` under this process's lease, in one transaction.
     exp = ctx.meta.create_experiment(draft.replace(**running_fields(ctx, worker)))
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
     paths = experiment_paths(ctx, exp.key)
     paths.pop("output")  # nothing tees this process's output
-    for tag in ("modeldir", "tb", "metrics"):
-        paths[tag].mkdir(parents=True, exist_ok=True)
     paths[WORKBOOK_TAG] = directory
+    for path in paths.values():  # all in the experiment's folder, made above
+        path.mkdir(exist_ok=True)
     mapping = write_mapping(ctx, exp.key, paths)
     _created_here.add(exp.key)
     os.environ.update(
@@ -172,7 +193,7 @@ def _create(
         ctx, exp.key, artifacts, paths,
         ignore={tag: skip_dot_files for tag in paths}, metric=exp.metric,
     )  # fmt: skip
-    return Session(
+    session = Session(
         ctx,
         exp,
         directory,
@@ -183,6 +204,10 @@ def _create(
         capture_interval=capture_interval,
         flush_after=flush_after,
     )
+    workspace = exp.artifacts.get("workspace")
+    if workspace is not None and workspace.tree is None:  # deferred: see `Session.workspace_job`
+        session.workspace_job = lambda: capture_workspace(ctx, exp.key, exp, echo=True)
+    return session
 
 
 def _attach(

@@ -274,6 +274,29 @@ def test_put_checkpoint_records_changed_artifacts_and_the_time(store: MetaStore)
     with pytest.raises(NotFoundError):
         store.put_checkpoint("missing", [ArtifactSpec("ws", tree="t")], 1.0)
 
+    store.put_checkpoint("cp", [], 9.0, fields={"git": {"commit": "c1"}})
+    assert store.get_experiment("cp").git == {"commit": "c1"}
+
+
+def test_final_checkpoint_records_the_end_with_the_artifacts(store: MetaStore) -> None:
+    store.create_experiment(exp("fin", status=Status.RUNNING, worker="w"))
+    store.put_final_checkpoint(
+        "fin", [ArtifactSpec("ws", tree="t1")], 5.0, Status.FINISHED, expect=[Status.RUNNING],
+        worker="w", fields={"git": {"commit": "c"}}, returncode=0,
+    )  # fmt: skip
+    got = store.get_experiment("fin")
+    assert got.status == Status.FINISHED and got.returncode == 0 and got.time_finished is not None
+    assert got.artifacts["ws"].tree == "t1" and got.time_last_checkpoint == 5.0 and got.git == {"commit": "c"}
+    assert [e.status for e in store.status_history("fin")][-1] == Status.FINISHED
+    # A refused end (the run is no longer running) still records the checkpoint.
+    with pytest.raises(ConflictError):
+        store.put_final_checkpoint("fin", [ArtifactSpec("ws", tree="t2")], 6.0, Status.FAILED,
+                                   expect=[Status.RUNNING])  # fmt: skip
+    got = store.get_experiment("fin")
+    assert got.status == Status.FINISHED and got.artifacts["ws"].tree == "t2"
+    with pytest.raises(NotFoundError):
+        store.put_final_checkpoint("missing", [], 1.0, Status.FINISHED)
+
 
 # -- output and metrics -------------------------------------------------------------------
 def test_output_chunks_are_idempotent_and_ordered(store: MetaStore) -> None:

@@ -201,7 +201,9 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["-c"])
     saved_env = dict(os.environ)
-    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM))
+    import builtins
+
+    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM), builtins.SystemExit)
     try:
         keys = []
         for _ in range(3):
@@ -218,6 +220,7 @@ def test_sessions_in_a_loop_reuse_one_background_thread(
     finally:
         sys.excepthook, sys.exit = saved[0], saved[1]
         signal.signal(signal.SIGTERM, saved[2])
+        builtins.SystemExit = saved[3]  # type: ignore[misc]  # an owned session replaced it
         HOOKS.installed = False
         starting._created_here.clear()
         os.environ.clear()
@@ -253,3 +256,144 @@ def test_metric_segments_are_stored_once_on_disk(tmp_path: Path, monkeypatch: py
         logger.log(0, loss=1.0)
     store.put_tree(folder2, link=True)
     assert all(p.stat().st_nlink == 1 for p in folder2.iterdir())
+
+
+def test_final_checkpoint_records_artifacts_and_the_end_together(tmp_path: Path) -> None:
+    from studio.exceptions import ConflictError
+    from studio.meta import open_meta_store
+    from studio.meta.base import MetaStore
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    open_meta_store(url).close()
+    lite = open_lite_store(url)
+    full = lite._full_store()  # type: ignore[attr-defined]
+    for store, key in ((lite, "a"), (full, "b")):  # one transaction, and the default (two)
+        store.create_experiment(Experiment(key=key, status=Status.RUNNING, worker="w"))
+        ws = ArtifactSpec(tag="workspace", local_path="/w", tree="t0", size=1, files=1, updated=1.0)
+        store.put_final_checkpoint(
+            key, [ws], 50.0, Status.FINISHED, expect=[Status.RUNNING], worker="w", returncode=0,
+            fields={"git": {"commit": "abc"}},
+        )  # fmt: skip
+        got = lite.get_experiment(key)
+        assert got.status == Status.FINISHED and got.returncode == 0 and got.time_finished
+        assert got.time_last_checkpoint == 50.0 and got.artifacts["workspace"].tree == "t0"
+        assert got.git == {"commit": "abc"} and got.lease_expires is None
+        assert [e.status for e in lite.status_history(key)] == [Status.RUNNING, Status.FINISHED]
+        # Refused (no longer running): the checkpoint is still recorded, the status is not.
+        late = ArtifactSpec(tag="modeldir", local_path="/m", tree="t9")
+        with pytest.raises(ConflictError):
+            store.put_final_checkpoint(key, [late], 60.0, Status.FAILED, expect=[Status.RUNNING])
+        got = lite.get_experiment(key)
+        assert got.status == Status.FINISHED and got.artifacts["modeldir"].tree == "t9"
+        with pytest.raises(NotFoundError):
+            store.put_final_checkpoint("nope", [], 1.0, Status.FINISHED)
+    assert MetaStore.put_final_checkpoint is not type(lite).put_final_checkpoint
+    lite.close()
+
+
+def test_secret_file_names_match_as_the_patterns_say() -> None:
+    import fnmatch
+
+    from studio.capture.secrets import SECRET_FILES, is_secret_file
+
+    names = [".env", ".env.local", "prod.env", "id_rsa", "id_rsa_work", "server.pem", "a.key", "x.p12",
+             ".netrc", "credentials", "credentials.json", "service-account-1.json", ".htpasswd",
+             "train.py", "env", ".envrc", "id_rsa.pub.txt", "key", "credentialsx", ".ENV", "notes.md"]  # fmt: skip
+    for name in names:
+        expected = any(fnmatch.fnmatchcase(name, p) for p in SECRET_FILES)
+        assert is_secret_file(name) is expected, name
+        assert is_secret_file(f"sub/dir/{name}") is expected, name
+
+
+def test_small_captures_use_no_thread_pool_and_empty_folders_no_stat_cache_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.objects import open_object_store
+    from studio.objects import store as store_module
+    from studio.objects.statcache import StatCache
+
+    objects = open_object_store(str(tmp_path / "objects"), cache_dir=tmp_path / "cache",
+                                stat_cache=tmp_path / "statcache.db")
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"f{i}.py").write_text(f"x = {i}\n")  # new: stat-cache misses, hashed now
+
+    def no_pool(self: object, *args: object) -> None:
+        raise AssertionError("a pool was started for a capture that fits one batch")
+
+    monkeypatch.setattr(store_module._LazyPool, "submit", no_pool)
+    first = objects.put_tree(folder)
+    assert first.files == 5 and first.uploaded_files == 5
+    queries: list[str] = []
+    real = StatCache._select
+
+    def counted(self: StatCache, where: str, args: tuple[str, ...]) -> object:
+        queries.append(where)
+        return real(self, where, args)
+
+    monkeypatch.setattr(StatCache, "_select", counted)
+    (empty := tmp_path / "empty").mkdir()
+    objects.put_tree(empty)
+    assert queries == []
+    again = objects.put_tree(folder)  # files: the cache is read (once)
+    assert again.tree == first.tree and len(queries) == 1
+
+
+def test_wal_checkpoints_can_move_to_a_background_thread(tmp_path: Path) -> None:
+    from studio.entities import ExperimentQuery
+    from studio.meta import open_meta_store
+    from studio.meta.lite import BACKGROUND_AUTOCHECKPOINT
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    open_meta_store(url).close()
+    lite = open_lite_store(url)
+    lite.checkpoint_wal()  # nothing written: nothing to do, no connection opened
+    assert lite._checkpointer is None  # type: ignore[attr-defined]
+    lite.checkpoint_in_background()
+    conn = lite._connection()  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKGROUND_AUTOCHECKPOINT
+    db = tmp_path / "m.db"
+    size = db.stat().st_size
+    for i in range(50):
+        lite.create_experiment(Experiment(key=f"k{i}", status=Status.RUNNING))
+    assert db.stat().st_size == size  # in the WAL only: no commit checkpointed it
+    lite.checkpoint_wal()
+    assert db.stat().st_size > size  # copied into the database by the caller of checkpoint_wal
+    assert len(lite.query(ExperimentQuery(limit=100)).items) == 50
+    lite.close()
+
+
+def test_shared_settings_are_read_again_when_what_they_read_changes(
+    studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.api import context
+
+    first = context._settings(None)
+    assert context._settings(None) is first  # nothing changed: not read again
+    (studio_home / "config.yaml").write_text("saveWorkspaceFrequency: 7\n")
+    edited = context._settings(None)
+    assert edited.save_workspace_frequency == 7
+    monkeypatch.setenv("STUDIOML_SAVE_FREQUENCY", "9")
+    assert context._settings(None).save_workspace_frequency == 9
+    monkeypatch.delenv("STUDIOML_SAVE_FREQUENCY")
+    (studio_home / "config.yaml").write_text("saveWorkspaceFrequency: 8\n")  # same size, new mtime
+    assert context._settings(None).save_workspace_frequency == 8
+
+
+def test_shared_settings_survive_the_variables_each_experiment_sets(
+    studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.api import context
+
+    first = context._settings(None)
+    monkeypatch.setenv("STUDIOML_EXPERIMENT", "e1")
+    monkeypatch.setenv("STUDIOML_METRICS_DIR", "/x/e1/metrics")
+    assert context._settings(None) is first  # set by new_experiment(): not a new setting
+    # ...unless the config's env section reads one of them.
+    config = studio_home / "config.yaml"
+    config.write_text("env:\n  RUN: $STUDIOML_EXPERIMENT\n")
+    monkeypatch.setattr(context, "RACY_NS", 0)  # not racy: only the variable keeps it from the memo
+    assert context._settings(None).env == {"RUN": "e1"}
+    monkeypatch.setenv("STUDIOML_EXPERIMENT", "e2")
+    assert context._settings(None).env == {"RUN": "e2"}
