@@ -23,6 +23,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from studio.objects.backends.base import ObjectBackend
 from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_key
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
-from studio.objects.tree import Tree, TreeEntry, make_tree, mode_of
+from studio.objects.tree import EXEC_MODE, FILE_MODE, Tree, TreeEntry, make_tree, mode_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,48 @@ class _Ingested:
     size: int
     uploaded: bool
     key: StatKey | None  # stat to remember, None if the file changed while being read
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The last capture of a folder in this process: its tree, and each file's path, stat and
+    hash by entry name (only entries the stat cache would trust: none younger than RACY_NS)."""
+
+    tree: str
+    files: int
+    size: int
+    by_rel: dict[str, tuple[str, StatKey, str]]
+
+
+class CaptureMemo:
+    """What this process last captured of a few folders (`ObjectStore.put_tree` keeps one).
+
+    A re-capture of the same folder compares the scan with it instead of reading the stat
+    cache's rows again, and when every file is there, unchanged, and nothing else is, the tree
+    is the one it names: no manifest is built or hashed. That is a run's final checkpoint of
+    an untouched workspace (the same process captured it at start). The guarantees are the
+    stat cache's: a file counts as unchanged while its inode, size, mtime and ctime are.
+    """
+
+    def __init__(self, roots: int = 4) -> None:
+        self.roots = roots
+        self._last: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, root: str) -> _Snapshot | None:
+        with self._lock:
+            snap = self._last.get(root)
+            if snap is not None:
+                self._last.move_to_end(root)
+            return snap
+
+    def put(self, root: str, snap: _Snapshot | None) -> None:
+        with self._lock:
+            self._last.pop(root, None)
+            if snap is not None:
+                self._last[root] = snap
+                while len(self._last) > self.roots:
+                    self._last.popitem(last=False)
 
 
 class BlobWriter:
@@ -232,7 +275,9 @@ class TreeWriter:
         load_tree: Callable[[str], Tree],
         link: bool = False,
         on_file: Callable[[int], None] | None = None,
+        memo: CaptureMemo | None = None,
     ) -> None:
+        self.memo = memo
         self.on_file = on_file  # told each file's size as it is hashed (or found unchanged)
         self.writer = writer
         self.link = link
@@ -245,6 +290,8 @@ class TreeWriter:
         self.uploaded_files = 0
         self.uploaded_bytes = 0
         self.hashed_files = 0
+        self._snap_hits = 0
+        self._rel_of: dict[str, str] = {}  # path -> entry name of the files hashed (for the memo)
         self._claimed: set[str] = set()  # blobs this capture found in or put into the store
         self._claim_lock = threading.Lock()
 
@@ -257,21 +304,43 @@ class TreeWriter:
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
         kind, real, items = self._items(root, ignore)
+        snap = self.memo.get(real) if self.memo is not None and kind == "dir" else None
         cached: dict[str, tuple[StatKey, str]] = {}
-        if self.stat_cache is not None:
+        if self.stat_cache is not None and snap is None:
             cached = self.stat_cache.under(real) if kind == "dir" else self.stat_cache.get(real)
         unverified: list[tuple[int, str]] = []
-        for batch in self._bounded(self._classify(items, cached, unverified)):
+        trusted: dict[str, tuple[str, StatKey, str]] = {}  # the next snapshot
+        misses = 0
+        for batch in self._bounded(self._classify(items, cached, unverified, snap, trusted)):
+            misses += 1
             for result in batch:
                 self._add(result)
         del cached
+        if snap is not None and not misses and self._snap_hits == len(snap.by_rel) == len(self.entries) \
+                and self.writer.present(snap.tree, None):
+            # Every file of the last capture, unchanged, and no other (names are unique within
+            # a scan, and each hit is one of the snapshot's): the same tree.
+            return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
+                             uploaded_bytes=0, hashed_files=0)
         tree, data = make_tree(kind, self.entries)
+        changed = False
         if not self.writer.present(tree.hash, len(data)):
             if unverified and self._verify(unverified, previous):
                 tree, data = make_tree(kind, self.entries)
+                changed = True
             self.writer.put_bytes(data, tree.hash)
+        now = time.time_ns()
         if self.stat_cache is not None and self.to_record:
-            self.stat_cache.record(self.to_record)
+            self.stat_cache.record(self.to_record, now)
+        if self.memo is not None and kind == "dir":
+            snapshot = None
+            if not changed:  # entries re-read by _verify: rare, not worth tracking
+                for path, key, h in self.to_record:
+                    rel = self._rel_of.get(path)
+                    if rel is not None and not key.is_racy(now):
+                        trusted[rel] = (path, key, h)
+                snapshot = _Snapshot(tree.hash, len(tree.entries), tree.size, trusted)
+            self.memo.put(real, snapshot)
         return PutResult(
             tree=tree.hash,
             files=len(tree.entries),
@@ -301,21 +370,43 @@ class TreeWriter:
         items: Iterable[ScanItem],
         cached: dict[str, tuple[StatKey, str]],
         unverified: list[tuple[int, str]],
+        snap: _Snapshot | None = None,
+        trusted: dict[str, tuple[str, StatKey, str]] | None = None,
     ) -> Iterator[Future[list[_Ingested | None]]]:
         """Stat-cache hits become entries at once (their blobs checked later only if needed);
-        misses are grouped into batches (fewer tasks, less hand-over between threads)."""
+        misses are grouped into batches (fewer tasks, less hand-over between threads).
+        With `snap` (this process's last capture of the folder) it answers instead of `cached`,
+        and a name it does not know is looked up in the stat cache alone. `trusted` collects
+        the hits (for the next snapshot)."""
         batch: list[ScanItem] = []
         batch_bytes = 0
+        by_rel = snap.by_rel if snap is not None else None
+        trusted = {} if trusted is None else trusted
+        entries, on_file = self.entries, self.on_file
         for item in items:
             st = item.st
-            key = StatKey(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            hit = cached.get(item.path)
-            if hit is not None and hit[0] == key:
-                unverified.append((len(self.entries), item.path))
-                self.entries.append(TreeEntry(item.rel, hit[1], key.size, mode_of(st.st_mode)))
-                if self.on_file is not None:
-                    self.on_file(key.size)
+            # A plain tuple equals the StatKey of the same fields (StatKey is a NamedTuple).
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            h: str | None = None
+            if by_rel is not None:
+                known = by_rel.get(item.rel)
+                if known is not None and known[1] == key and known[0] == item.path:
+                    h = known[2]
+                    self._snap_hits += 1
+                elif self.stat_cache is not None:
+                    h = self.stat_cache.lookup(item.path, StatKey._make(key))
+            else:
+                hit = cached.get(item.path)
+                if hit is not None and hit[0] == key:
+                    h = hit[1]
+            if h is not None:
+                trusted[item.rel] = (item.path, key, h)  # type: ignore[assignment]
+                unverified.append((len(entries), item.path))
+                entries.append(TreeEntry(item.rel, h, st.st_size, EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+                if on_file is not None:
+                    on_file(st.st_size)
                 continue
+            self._rel_of[item.path] = item.rel
             batch.append(item)
             batch_bytes += st.st_size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:

@@ -18,15 +18,14 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
 IgnoreFn = Callable[[str, bool], bool]
 
 
-@dataclass(frozen=True)
-class ScanItem:
+class ScanItem(NamedTuple):  # a tuple: one per file of every capture
     rel: str  # POSIX path relative to the root (the tree entry path)
     path: str  # absolute path to open (may be a symlink inside the root)
     st: os.stat_result  # stat of the file's content (symlinks followed)
@@ -57,7 +56,7 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanIt
             continue
         subdirs: list[tuple[str, str]] = []
         for entry in entries:
-            if not _utf8(entry.name, dirpath):
+            if not (entry.name.isascii() or _utf8(entry.name, dirpath)):
                 continue
             rel = prefix + entry.name
             try:

@@ -22,7 +22,7 @@ from studio.exceptions import IntegrityError, NotFoundError
 from studio.objects.backends import ObjectBackend, backend_for_url
 from studio.objects.backends.local import LocalBackend
 from studio.objects.hashing import VerifyingReader, check_hash, hash_bytes, is_hash, object_key
-from studio.objects.ingest import BlobWriter, PutResult, TreeWriter
+from studio.objects.ingest import BlobWriter, CaptureMemo, PutResult, TreeWriter
 from studio.objects.materialize import BlobSource, Materializer
 from studio.objects.scan import IgnoreFn
 from studio.objects.statcache import StatCache
@@ -72,6 +72,7 @@ class ObjectStore:
         self.workers = workers or (LOCAL_WORKERS if local else REMOTE_WORKERS)
         self._writer = BlobWriter(backend, backend.staging_dir or self.cache.staging_dir, freshen_after)
         self._source = BlobSource(backend, self.cache)
+        self._memo = CaptureMemo()  # shared with `for_experiment` views: the same store
 
     @property
     def url(self) -> str:
@@ -111,7 +112,7 @@ class ObjectStore:
         """
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
-                                link=link, on_file=on_file)
+                                link=link, on_file=on_file, memo=self._memo)
             return writer.run(Path(root), ignore, previous)
 
     def put_bytes(self, data: bytes) -> str:
