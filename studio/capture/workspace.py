@@ -179,6 +179,14 @@ def workspace_ignore(root: Path | str, secrets_left_out: list[str] | None = None
             return False  # the common case, asked once per file of every capture: one match
         return own_rule(rel, False)
 
+    # Two functions made for the same folder, `.studioml_ignore` (same file, unchanged) and
+    # studio home keep the same paths: a store may then answer one with the other's capture.
+    try:
+        st = os.stat(root / IGNORE_FILE)
+        rules: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        rules = None
+    ignore.fingerprint = ("studio.workspace_ignore", root_str, home, rules)  # type: ignore[attr-defined]
     return ignore
 
 

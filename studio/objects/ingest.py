@@ -18,6 +18,7 @@ what keeps a concurrent `studio gc` from collecting it (see `ObjectStore.gc`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import stat
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
@@ -36,6 +37,9 @@ from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_ke
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
 from studio.objects.tree import EXEC_MODE, FILE_MODE, Tree, TreeEntry, make_tree, mode_of
+
+if TYPE_CHECKING:
+    from studio.objects.watch import FolderWatch
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,18 @@ class _Snapshot:
     files: int
     size: int
     by_rel: dict[str, tuple[str, StatKey, str]]
+    #: Armed during that capture (`put_tree(watch=True)`): vouches for the folder while the
+    #: same ignore rules (`ignore_id`) apply, without a scan. See `studio.objects.watch`.
+    watch: FolderWatch | None = None
+    ignore_id: object = None
+
+
+def ignore_identity(ignore: IgnoreFn | None) -> object:
+    """Two captures with equal identities keep the same paths: no ignore at all, the same
+    function, or functions with equal `fingerprint`s (`studio.capture.workspace_ignore`'s)."""
+    if ignore is None:
+        return "keep-all"
+    return getattr(ignore, "fingerprint", None) or ("function", id(ignore))
 
 
 class CaptureMemo:
@@ -104,12 +120,20 @@ class CaptureMemo:
             return snap
 
     def put(self, root: str, snap: _Snapshot | None) -> None:
+        """Remember `snap` for `root` (None: forget it). A watch it replaces is closed."""
         with self._lock:
-            self._last.pop(root, None)
+            old = self._last.pop(root, None)
             if snap is not None:
                 self._last[root] = snap
                 while len(self._last) > self.roots:
-                    self._last.popitem(last=False)
+                    _root, evicted = self._last.popitem(last=False)
+                    _close_watch(evicted, None)
+            _close_watch(old, snap)
+
+
+def _close_watch(old: _Snapshot | None, new: _Snapshot | None) -> None:
+    if old is not None and old.watch is not None and (new is None or new.watch is not old.watch):
+        old.watch.close()
 
 
 class BlobWriter:
@@ -276,8 +300,11 @@ class TreeWriter:
         link: bool = False,
         on_file: Callable[[int], None] | None = None,
         memo: CaptureMemo | None = None,
+        watch: bool = False,
     ) -> None:
         self.memo = memo
+        self.arm_watch = watch
+        self._watch: FolderWatch | None = None
         self.on_file = on_file  # told each file's size as it is hashed (or found unchanged)
         self.writer = writer
         self.link = link
@@ -303,8 +330,29 @@ class TreeWriter:
             return True
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
-        kind, real, items = self._items(root, ignore)
-        snap = self.memo.get(real) if self.memo is not None and kind == "dir" else None
+        try:
+            return self._run(root, ignore, previous)
+        finally:
+            if self._watch is not None:  # armed, but not handed to a snapshot
+                self._watch.close()
+
+    def _run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
+        real = os.path.realpath(root)
+        snap = self.memo.get(real) if self.memo is not None else None
+        ignore_id = ignore_identity(ignore)
+        if snap is not None and snap.watch is not None and snap.ignore_id == ignore_id \
+                and snap.watch.unchanged() and self.writer.present(snap.tree, None):
+            # Nothing it keeps changed since the capture that armed the watch: not even a scan.
+            return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
+                             uploaded_bytes=0, hashed_files=0)
+        watch = None
+        if self.arm_watch and self.memo is not None:
+            from studio.objects.watch import FolderWatch
+
+            watch = self._watch = FolderWatch.open(real, ignore)
+        kind, real, items = self._items(root, ignore, watch)
+        if kind != "dir":
+            snap = None
         cached: dict[str, tuple[StatKey, str]] = {}
         if self.stat_cache is not None and snap is None:
             cached = self.stat_cache.under(real) if kind == "dir" else self.stat_cache.get(real)
@@ -320,6 +368,9 @@ class TreeWriter:
                 and self.writer.present(snap.tree, None):
             # Every file of the last capture, unchanged, and no other (names are unique within
             # a scan, and each hit is one of the snapshot's): the same tree.
+            if watch is not None and watch.valid and self.memo is not None:
+                self.memo.put(real, dataclasses.replace(snap, watch=watch, ignore_id=ignore_id))
+                self._watch = None
             return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
                              uploaded_bytes=0, hashed_files=0)
         tree, data = make_tree(kind, self.entries)
@@ -339,7 +390,10 @@ class TreeWriter:
                     rel = self._rel_of.get(path)
                     if rel is not None and not key.is_racy(now):
                         trusted[rel] = (path, key, h)
-                snapshot = _Snapshot(tree.hash, len(tree.entries), tree.size, trusted)
+                snapshot = _Snapshot(tree.hash, len(tree.entries), tree.size, trusted,
+                                     watch if watch is not None and watch.valid else None, ignore_id)
+                if snapshot.watch is not None:
+                    self._watch = None  # the snapshot's now
             self.memo.put(real, snapshot)
         return PutResult(
             tree=tree.hash,
@@ -351,7 +405,7 @@ class TreeWriter:
         )
 
     def _items(
-        self, root: Path, ignore: IgnoreFn | None
+        self, root: Path, ignore: IgnoreFn | None, watch: FolderWatch | None = None
     ) -> tuple[Literal["dir", "file"], str, Iterable[ScanItem]]:
         real = os.path.realpath(root)
         try:
@@ -359,7 +413,7 @@ class TreeWriter:
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
         if stat.S_ISDIR(st.st_mode):
-            return "dir", real, scan_tree(real, ignore)
+            return "dir", real, scan_tree(real, ignore, watch)
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
             raise UsageError(f"cannot capture {root}: it is a {_kind(st.st_mode)}, not a file or folder")
         name = os.path.basename(os.path.abspath(root))

@@ -18,7 +18,10 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from studio.objects.watch import FolderWatch
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +47,14 @@ def _utf8(name: str, where: str) -> bool:
     return True
 
 
-def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanItem]:
-    """Yield every file to capture under the directory `root_real` (already resolved)."""
+def scan_tree(root_real: str, ignore: IgnoreFn | None = None, watch: FolderWatch | None = None) -> Iterator[ScanItem]:
+    """Yield every file to capture under the directory `root_real` (already resolved).
+    `watch` is armed on each directory before it is listed, and told about each file kept."""
     stack: list[tuple[str, str]] = [(root_real, "")]
     while stack:
         dirpath, prefix = stack.pop()
+        if watch is not None:
+            watch.arm_dir(dirpath, prefix)
         try:
             entries = list(os.scandir(dirpath))
         except OSError as exc:
@@ -63,6 +69,8 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanIt
                 if entry.is_symlink():
                     item = _follow_link(entry, rel, root_real)
                     if item is not None and not (ignore and ignore(rel, False)):
+                        if watch is not None:
+                            watch.note_file(item.st, True)
                         yield item
                     continue
                 if entry.is_dir(follow_symlinks=False):
@@ -75,6 +83,8 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanIt
             except FileNotFoundError:  # deleted while we looked: not part of this version
                 continue
             if stat.S_ISREG(st.st_mode):
+                if watch is not None:
+                    watch.note_file(st, False)
                 yield ScanItem(rel, entry.path, st)
             else:
                 log.debug("skipping %s: not a regular file", entry.path)

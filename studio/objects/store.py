@@ -99,7 +99,7 @@ class ObjectStore:
     # -- writing -----------------------------------------------------------------------
     def put_tree(
         self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False,
-        on_file: Callable[[int], None] | None = None,
+        on_file: Callable[[int], None] | None = None, watch: bool = False,
     ) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
@@ -109,11 +109,21 @@ class ObjectStore:
         the files are never rewritten in place (metric segments), so a local store on the same
         file system hard-links new ones instead of copying them (each stored once on disk).
         `on_file(size)` is told about each file as it is done (progress bars).
+
+        The store remembers its last capture of a few folders: capturing one again compares
+        the scan with it (no stat-cache read, no manifest rebuilt if nothing changed). `watch`
+        (Linux, local file systems) also arms an inotify watch on the folder while scanning,
+        so that its next capture with the same ignore rules needs no scan at all while nothing
+        it keeps changed (`studio.objects.watch`); `release(root)` drops it.
         """
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
-                                link=link, on_file=on_file, memo=self._memo)
+                                link=link, on_file=on_file, memo=self._memo, watch=watch)
             return writer.run(Path(root), ignore, previous)
+
+    def release(self, root: Path) -> None:
+        """Forget the last capture of `root` (closing its watch, if any)."""
+        self._memo.put(os.path.realpath(root), None)
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)

@@ -204,6 +204,8 @@ class Executor:
             except Exception as exc:  # the run's outcome still gets recorded
                 log.error("final checkpoint of %s failed: %s", exp.key, exc)
                 unsaved.append(f"final checkpoint: {_short(exc)}")
+            finally:
+                checkpointer.release()
         if keeper.lost or not keeper.renew():
             log.warning("lost the lease on %s before recording its outcome", exp.key)
             return Outcome(Status.LOST, returncode, "lease lost")

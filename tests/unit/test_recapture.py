@@ -163,3 +163,109 @@ def test_memo_keeps_a_few_folders(store: ObjectStore, tmp_path: Path, trusting_c
     assert memo.get(os.path.realpath(roots[0])) is None  # the oldest were let go
     assert memo.get(os.path.realpath(roots[-1])) is not None
     assert len(memo._last) == memo.roots
+
+
+# -- the watch armed by `studio run`'s start capture (inotify) ------------------------------
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts the folder scans captures make."""
+    seen: list[str] = []
+    real_scan = ingest_mod.scan_tree
+
+    def counting(root: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(root)
+        return real_scan(root, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_mod, "scan_tree", counting)
+    return seen
+
+
+def _workspace(tmp_path: Path) -> Path:
+    return _tree(tmp_path / "ws", {"train.py": b"print(1)\n", "data/x.txt": b"0123456789", "cfg.yaml": b"a: 1\n"})
+
+
+def test_watched_folder_unchanged_is_not_scanned(store: ObjectStore, tmp_path: Path, scans: list[str]) -> None:
+    from studio.capture import workspace_ignore
+
+    ws = _workspace(tmp_path)
+    first = store.put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    # What a script commonly leaves that the workspace rules ignore: no change to the artifact.
+    (ws / "__pycache__").mkdir()
+    (ws / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"pyc")
+    (ws / "data" / "old.pyc").write_bytes(b"pyc")
+    (ws / ".env").write_text("TOKEN=x\n")
+    again = store.put_tree(ws, ignore=workspace_ignore(ws))  # a new function, same rules
+    assert again.tree == first.tree and len(scans) == 1
+    store.release(ws)
+    assert store.put_tree(ws, ignore=workspace_ignore(ws)).tree == first.tree and len(scans) == 2
+
+
+@pytest.mark.parametrize("change", ["write", "same_size_same_mtime", "append_same_mtime", "delete", "new_dir",
+                                    "rename", "mmap", "chmod"])
+def test_watched_folder_change_is_captured(store: ObjectStore, tmp_path: Path, scans: list[str], change: str) -> None:
+    import mmap
+
+    from studio.capture import workspace_ignore
+
+    ws = _workspace(tmp_path)
+    first = store.put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    target = ws / "data" / "x.txt"
+    st = os.stat(target)
+    if change == "write":
+        target.write_bytes(b"changed")
+    elif change == "same_size_same_mtime":
+        target.write_bytes(b"9876543210")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == "append_same_mtime":
+        with open(target, "ab") as fh:
+            fh.write(b"+")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == "delete":
+        target.unlink()
+    elif change == "new_dir":
+        (ws / "results").mkdir()
+        (ws / "results" / "r.csv").write_bytes(b"1,2\n")
+    elif change == "rename":
+        os.rename(target, ws / "data" / "y.txt")
+    elif change == "mmap":  # no IN_MODIFY for writes through a mapping
+        with open(target, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as mem:
+            mem[0:1] = b"Z"  # the descriptor opened for writing closes: IN_CLOSE_WRITE
+    elif change == "chmod":
+        os.chmod(target, 0o755)
+    again = store.put_tree(ws, ignore=workspace_ignore(ws))
+    assert again.tree != first.tree and len(scans) == 2
+    assert again.tree == _fresh(tmp_path, ws, "scratch", workspace_ignore(ws))
+
+
+@pytest.mark.parametrize("hazard", ["hard_link", "symlink", "other_rules"])
+def test_watch_does_not_vouch_where_a_change_could_go_unseen(
+    store: ObjectStore, tmp_path: Path, scans: list[str], hazard: str
+) -> None:
+    """Such folders are scanned each time (and a change through the other name is caught)."""
+    from studio.capture import workspace_ignore
+
+    ws = _workspace(tmp_path)
+    if hazard == "hard_link":
+        os.link(ws / "data" / "x.txt", tmp_path / "elsewhere.txt")
+    elif hazard == "symlink":
+        os.symlink("data/x.txt", ws / "link.txt")
+    first = store.put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    if hazard == "hard_link":
+        (tmp_path / "elsewhere.txt").write_bytes(b"through the other name")  # no event in ws
+    again = store.put_tree(ws, ignore=None if hazard == "other_rules" else workspace_ignore(ws))
+    assert len(scans) == 2
+    if hazard == "hard_link":
+        assert again.tree != first.tree
+        assert _files(store, again.tree)["data/x.txt"] == hash_bytes(b"through the other name")
+
+
+def test_a_studioml_ignore_edit_is_a_change(store: ObjectStore, tmp_path: Path, scans: list[str]) -> None:
+    from studio.capture import workspace_ignore
+
+    ws = _workspace(tmp_path)
+    store.put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    (ws / ".studioml_ignore").write_text("data/\n")
+    again = store.put_tree(ws, ignore=workspace_ignore(ws))
+    assert "data/x.txt" not in _files(store, again.tree) and len(scans) == 2
