@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
+import marshal
 import os
 import stat
 import tempfile
@@ -105,21 +107,31 @@ class CaptureMemo:
     is the one it names: no manifest is built or hashed. That is a run's final checkpoint of
     an untouched workspace (the same process captured it at start). The guarantees are the
     stat cache's: a file counts as unchanged while its inode, size, mtime and ctime are.
+
+    With `disk` (a folder), snapshots of folders captured with `put_tree(watch=True)` (the
+    workspace of `studio run`) are also kept there, one small file per folder (the newest
+    `DISK_KEEP`), so the next process's first capture of the folder starts from it.
     """
 
-    def __init__(self, roots: int = 4) -> None:
+    DISK_KEEP = 32
+    _FORMAT = 1
+
+    def __init__(self, roots: int = 4, disk: Path | None = None) -> None:
         self.roots = roots
+        self.disk = disk
         self._last: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, root: str) -> _Snapshot | None:
+    def get(self, root: str, load: bool = False) -> _Snapshot | None:
+        """The last capture of `root` in this process; with `load`, else the one on disk."""
         with self._lock:
             snap = self._last.get(root)
             if snap is not None:
                 self._last.move_to_end(root)
-            return snap
+                return snap
+        return self._load(root) if load and self.disk is not None else None
 
-    def put(self, root: str, snap: _Snapshot | None) -> None:
+    def put(self, root: str, snap: _Snapshot | None, persist: bool = False) -> None:
         """Remember `snap` for `root` (None: forget it). A watch it replaces is closed."""
         with self._lock:
             old = self._last.pop(root, None)
@@ -129,7 +141,45 @@ class CaptureMemo:
                     _root, evicted = self._last.popitem(last=False)
                     _close_watch(evicted, None)
             _close_watch(old, snap)
+        if persist and snap is not None and self.disk is not None:
+            self._save(root, snap)
 
+    def _file(self, root: str) -> Path:
+        assert self.disk is not None
+        return self.disk / (hashlib.sha256(os.fsencode(root)).hexdigest()[:40] + ".snap")
+
+    def _load(self, root: str) -> _Snapshot | None:
+        try:
+            data = self._file(root).read_bytes()
+            fmt, saved_root, tree, files, size, by_rel = marshal.loads(data)
+            if fmt != self._FORMAT or saved_root != root or not isinstance(by_rel, dict):
+                return None
+            return _Snapshot(tree, files, size, by_rel)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a cache: a bad file costs a stat-cache read
+            log.debug("ignoring capture snapshot of %s: %s", root, exc)
+            return None
+
+    def _save(self, root: str, snap: _Snapshot) -> None:
+        assert self.disk is not None
+        by_rel = {rel: (path, tuple(key), h) for rel, (path, key, h) in snap.by_rel.items()}
+        data = marshal.dumps((self._FORMAT, root, snap.tree, snap.files, snap.size, by_rel))
+        try:
+            self.disk.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.disk, prefix=".snap-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, self._file(root))
+            except BaseException:
+                _unlink(tmp)
+                raise
+            kept = sorted(self.disk.glob("*.snap"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for stale in kept[self.DISK_KEEP:]:
+                stale.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("capture snapshot of %s not saved: %s", root, exc)
 
 def _close_watch(old: _Snapshot | None, new: _Snapshot | None) -> None:
     if old is not None and old.watch is not None and (new is None or new.watch is not old.watch):
@@ -338,7 +388,7 @@ class TreeWriter:
 
     def _run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
         real = os.path.realpath(root)
-        snap = self.memo.get(real) if self.memo is not None else None
+        snap = self.memo.get(real, load=self.arm_watch) if self.memo is not None else None
         ignore_id = ignore_identity(ignore)
         if snap is not None and snap.watch is not None and snap.ignore_id == ignore_id \
                 and snap.watch.unchanged() and self.writer.present(snap.tree, None):
@@ -368,9 +418,11 @@ class TreeWriter:
                 and self.writer.present(snap.tree, None):
             # Every file of the last capture, unchanged, and no other (names are unique within
             # a scan, and each hit is one of the snapshot's): the same tree.
-            if watch is not None and watch.valid and self.memo is not None:
-                self.memo.put(real, dataclasses.replace(snap, watch=watch, ignore_id=ignore_id))
-                self._watch = None
+            if self.memo is not None:  # (again) this process's, with the watch armed now if any
+                armed = watch if watch is not None and watch.valid else None
+                self.memo.put(real, dataclasses.replace(snap, watch=armed, ignore_id=ignore_id))
+                if armed is not None:
+                    self._watch = None
             return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
                              uploaded_bytes=0, hashed_files=0)
         tree, data = make_tree(kind, self.entries)
@@ -394,7 +446,7 @@ class TreeWriter:
                                      watch if watch is not None and watch.valid else None, ignore_id)
                 if snapshot.watch is not None:
                     self._watch = None  # the snapshot's now
-            self.memo.put(real, snapshot)
+            self.memo.put(real, snapshot, persist=self.arm_watch)
         return PutResult(
             tree=tree.hash,
             files=len(tree.entries),

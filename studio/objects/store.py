@@ -72,7 +72,9 @@ class ObjectStore:
         self.workers = workers or (LOCAL_WORKERS if local else REMOTE_WORKERS)
         self._writer = BlobWriter(backend, backend.staging_dir or self.cache.staging_dir, freshen_after)
         self._source = BlobSource(backend, self.cache)
-        self._memo = CaptureMemo()  # shared with `for_experiment` views: the same store
+        # Shared with `for_experiment` views (the same store); its snapshots on disk live
+        # beside the stat cache they stand in for.
+        self._memo = CaptureMemo(disk=stat_cache.path.parent / "capture-snapshots" if stat_cache is not None else None)
 
     @property
     def url(self) -> str:
@@ -112,9 +114,11 @@ class ObjectStore:
 
         The store remembers its last capture of a few folders: capturing one again compares
         the scan with it (no stat-cache read, no manifest rebuilt if nothing changed). `watch`
-        (Linux, local file systems) also arms an inotify watch on the folder while scanning,
-        so that its next capture with the same ignore rules needs no scan at all while nothing
-        it keeps changed (`studio.objects.watch`); `release(root)` drops it.
+        (a folder captured again and again: `studio run`'s workspace) also keeps that capture on
+        disk for the next process, and (Linux, local file systems) arms an inotify watch on
+        the folder while scanning, so that its next capture with the same ignore rules needs no
+        scan at all while nothing it keeps changed (`studio.objects.watch`); `release(root)`
+        drops it.
         """
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,

@@ -269,3 +269,31 @@ def test_a_studioml_ignore_edit_is_a_change(store: ObjectStore, tmp_path: Path, 
     (ws / ".studioml_ignore").write_text("data/\n")
     again = store.put_tree(ws, ignore=workspace_ignore(ws))
     assert "data/x.txt" not in _files(store, again.tree) and len(scans) == 2
+
+
+def test_next_process_starts_from_the_snapshot_on_disk(
+    tmp_path: Path, trusting_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`studio run` twice in an unchanged folder: the second process reads one small file,
+    not the stat cache's rows, and builds no manifest; a change made in between is caught."""
+    from studio.capture import workspace_ignore
+
+    def new_store() -> ObjectStore:  # what a new process opens
+        return open_object_store(str(tmp_path / "store"), tmp_path / "cache", tmp_path / "stat.db")
+
+    ws = _workspace(tmp_path)
+    first = new_store().put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    assert len(list((tmp_path / "capture-snapshots").glob("*.snap"))) == 1
+    second = new_store()
+    assert second.stat_cache is not None
+    monkeypatch.setattr(second.stat_cache, "under", lambda folder: pytest.fail("stat cache read"))
+    monkeypatch.setattr(ingest_mod, "make_tree", lambda *a: pytest.fail("manifest rebuilt"))
+    assert second.put_tree(ws, ignore=workspace_ignore(ws), watch=True).tree == first.tree
+    monkeypatch.undo()
+    (ws / "data" / "x.txt").write_bytes(b"new bytes")
+    third = new_store().put_tree(ws, ignore=workspace_ignore(ws), watch=True)
+    assert _files(new_store(), third.tree)["data/x.txt"] == hash_bytes(b"new bytes")
+    # A damaged snapshot file is only a slower capture.
+    for snap in (tmp_path / "capture-snapshots").glob("*.snap"):
+        snap.write_bytes(b"garbage")
+    assert new_store().put_tree(ws, ignore=workspace_ignore(ws), watch=True).tree == third.tree
