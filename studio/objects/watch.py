@@ -31,6 +31,7 @@ import logging
 import os
 import struct
 import sys
+import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -196,8 +197,10 @@ class FolderWatch:
     def close(self) -> None:
         self.valid = False
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            # Closing an inotify descriptor waits for a kernel grace period (0.1-10 ms here):
+            # a daemon thread pays it while the run records its outcome.
+            threading.Thread(target=os.close, args=(fd,), name="studio-unwatch", daemon=True).start()
         self._dirs.clear()
 
     def __del__(self) -> None:
