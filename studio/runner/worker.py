@@ -175,10 +175,9 @@ class Worker:
 
     # -- one experiment ----------------------------------------------------------------
     def run_one(self, exp: Experiment) -> Outcome:
+        from studio.runner.process import Prestarted
         from studio.runner.remote import stored_launch
         from studio.runner.venv import InstallError, prepare_env
-
-        from studio.runner.process import Prestarted
 
         workdir = self.root / exp.key
         # Its interpreter starts while the workspace is materialized and the environment checked.
