@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
-import marshal
 import os
 import stat
 import tempfile
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
 from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_key
+from studio.objects.memo import CaptureMemo, Snapshot, ignore_identity
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
 from studio.objects.tree import EXEC_MODE, FILE_MODE, Tree, TreeEntry, make_tree, mode_of
@@ -74,116 +73,6 @@ class _Ingested:
     size: int
     uploaded: bool
     key: StatKey | None  # stat to remember, None if the file changed while being read
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The last capture of a folder in this process: its tree, and each file's path, stat and
-    hash by entry name (only entries the stat cache would trust: none younger than RACY_NS)."""
-
-    tree: str
-    files: int
-    size: int
-    by_rel: dict[str, tuple[str, StatKey, str]]
-    #: Armed during that capture (`put_tree(watch=True)`): vouches for the folder while the
-    #: same ignore rules (`ignore_id`) apply, without a scan. See `studio.objects.watch`.
-    watch: FolderWatch | None = None
-    ignore_id: object = None
-
-
-def ignore_identity(ignore: IgnoreFn | None) -> object:
-    """Two captures with equal identities keep the same paths: no ignore at all, the same
-    function, or functions with equal `fingerprint`s (`studio.capture.workspace_ignore`'s)."""
-    if ignore is None:
-        return "keep-all"
-    return getattr(ignore, "fingerprint", None) or ("function", id(ignore))
-
-
-class CaptureMemo:
-    """What this process last captured of a few folders (`ObjectStore.put_tree` keeps one).
-
-    A re-capture of the same folder compares the scan with it instead of reading the stat
-    cache's rows again, and when every file is there, unchanged, and nothing else is, the tree
-    is the one it names: no manifest is built or hashed. That is a run's final checkpoint of
-    an untouched workspace (the same process captured it at start). The guarantees are the
-    stat cache's: a file counts as unchanged while its inode, size, mtime and ctime are.
-
-    With `disk` (a folder), snapshots of folders captured with `put_tree(watch=True)` (the
-    workspace of `studio run`) are also kept there, one small file per folder (the newest
-    `DISK_KEEP`), so the next process's first capture of the folder starts from it.
-    """
-
-    DISK_KEEP = 32
-    _FORMAT = 1
-
-    def __init__(self, roots: int = 4, disk: Path | None = None) -> None:
-        self.roots = roots
-        self.disk = disk
-        self._last: collections.OrderedDict[str, _Snapshot] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, root: str, load: bool = False) -> _Snapshot | None:
-        """The last capture of `root` in this process; with `load`, else the one on disk."""
-        with self._lock:
-            snap = self._last.get(root)
-            if snap is not None:
-                self._last.move_to_end(root)
-                return snap
-        return self._load(root) if load and self.disk is not None else None
-
-    def put(self, root: str, snap: _Snapshot | None, persist: bool = False) -> None:
-        """Remember `snap` for `root` (None: forget it). A watch it replaces is closed."""
-        with self._lock:
-            old = self._last.pop(root, None)
-            if snap is not None:
-                self._last[root] = snap
-                while len(self._last) > self.roots:
-                    _root, evicted = self._last.popitem(last=False)
-                    _close_watch(evicted, None)
-            _close_watch(old, snap)
-        if persist and snap is not None and self.disk is not None:
-            self._save(root, snap)
-
-    def _file(self, root: str) -> Path:
-        assert self.disk is not None
-        return self.disk / (hashlib.sha256(os.fsencode(root)).hexdigest()[:40] + ".snap")
-
-    def _load(self, root: str) -> _Snapshot | None:
-        try:
-            data = self._file(root).read_bytes()
-            fmt, saved_root, tree, files, size, by_rel = marshal.loads(data)
-            if fmt != self._FORMAT or saved_root != root or not isinstance(by_rel, dict):
-                return None
-            return _Snapshot(tree, files, size, by_rel)
-        except FileNotFoundError:
-            return None
-        except Exception as exc:  # a cache: a bad file costs a stat-cache read
-            log.debug("ignoring capture snapshot of %s: %s", root, exc)
-            return None
-
-    def _save(self, root: str, snap: _Snapshot) -> None:
-        assert self.disk is not None
-        by_rel = {rel: (path, tuple(key), h) for rel, (path, key, h) in snap.by_rel.items()}
-        data = marshal.dumps((self._FORMAT, root, snap.tree, snap.files, snap.size, by_rel))
-        try:
-            self.disk.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.disk, prefix=".snap-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, self._file(root))
-            except BaseException:
-                _unlink(tmp)
-                raise
-            kept = sorted(self.disk.glob("*.snap"), key=lambda p: p.stat().st_mtime, reverse=True)
-            for stale in kept[self.DISK_KEEP:]:
-                stale.unlink(missing_ok=True)
-        except OSError as exc:
-            log.debug("capture snapshot of %s not saved: %s", root, exc)
-
-def _close_watch(old: _Snapshot | None, new: _Snapshot | None) -> None:
-    if old is not None and old.watch is not None and (new is None or new.watch is not old.watch):
-        old.watch.close()
 
 
 class BlobWriter:
@@ -442,7 +331,7 @@ class TreeWriter:
                     rel = self._rel_of.get(path)
                     if rel is not None and not key.is_racy(now):
                         trusted[rel] = (path, key, h)
-                snapshot = _Snapshot(tree.hash, len(tree.entries), tree.size, trusted,
+                snapshot = Snapshot(tree.hash, len(tree.entries), tree.size, trusted,
                                      watch if watch is not None and watch.valid else None, ignore_id)
                 if snapshot.watch is not None:
                     self._watch = None  # the snapshot's now
@@ -476,7 +365,7 @@ class TreeWriter:
         items: Iterable[ScanItem],
         cached: dict[str, tuple[StatKey, str]],
         unverified: list[tuple[int, str]],
-        snap: _Snapshot | None = None,
+        snap: Snapshot | None = None,
         trusted: dict[str, tuple[str, StatKey, str]] | None = None,
     ) -> Iterator[Future[list[_Ingested | None]]]:
         """Stat-cache hits become entries at once (their blobs checked later only if needed);

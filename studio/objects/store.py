@@ -22,8 +22,9 @@ from studio.exceptions import IntegrityError, NotFoundError
 from studio.objects.backends import ObjectBackend, backend_for_url
 from studio.objects.backends.local import LocalBackend
 from studio.objects.hashing import VerifyingReader, check_hash, hash_bytes, is_hash, object_key
-from studio.objects.ingest import BlobWriter, CaptureMemo, PutResult, TreeWriter
+from studio.objects.ingest import BlobWriter, PutResult, TreeWriter
 from studio.objects.materialize import BlobSource, Materializer
+from studio.objects.memo import CaptureMemo
 from studio.objects.scan import IgnoreFn
 from studio.objects.statcache import StatCache
 from studio.objects.tree import Tree, decode_manifest
