@@ -11,6 +11,9 @@ All on the embedded defaults (SQLite + local object store) in a temp STUDIOML_HO
 2. Throughput: N trivial experiments queued, then 2 workers drain them; experiments/s over the
    whole drain (worker start-up included), and the per-experiment overhead: worker-seconds
    per experiment minus the time `python script.py` takes by itself.
+   Compared, in the same run, with what a user would do without a queue: a sequential shell
+   loop running `studio run t.py` N times in the same workspace (`--loop N` of them, scaled:
+   the loop's experiments/s). The ratio printed is pool / loop experiments per second.
 3. Cached environment: two experiments with the same `--python-pkg` (a local wheel, pip
    offline); time from claim to the script's start for the first (virtualenv built) and the
    second (cache hit).
@@ -23,6 +26,7 @@ import base64
 import hashlib
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -90,8 +94,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--experiments", type=int, default=200)
     ap.add_argument("--latency-runs", type=int, default=10)
+    ap.add_argument("--loop", type=int, default=50, help="experiments of the sequential `studio run` loop")
+    ap.add_argument("--only", choices=["latency", "throughput", "env"], help="run one part only")
     a = ap.parse_args()
 
+    import studio
+
+    # As bench_run.py: this environment sets PYTHONDONTWRITEBYTECODE=1, so without compiled
+    # bytecode every worker and `studio run` would measure the compiler.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(studio.__file__).parent)], check=True)
     root = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     os.environ["STUDIOML_HOME"] = str(root / "home")
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -114,51 +125,100 @@ def main() -> None:
 
     rows: list[tuple[str, str]] = []
 
-    # 1. pickup latency
+    if a.only in (None, "latency"):
+        pickup_latency(ctx, queue_one, rows, a.latency_runs)
+    if a.only in (None, "throughput"):
+        throughput(ctx, ws, queue_one, rows, a.experiments, a.loop)
+    if a.only in (None, "env"):
+        cached_env(ctx, queue_one, rows)
+    ctx.close()
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; SQLite; "
+          f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| measure | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def pickup_latency(ctx, queue_one, rows, runs: int) -> None:  # type: ignore[no-untyped-def]
+    """An idle worker polls; submit returns -> claimed, and -> the script's first line."""
     w = start_worker("latency")
     queue_one("latency")  # warm-up: the worker is up and has run one
     time.sleep(1.0)
-    claims, starts = [], []
-    for _ in range(a.latency_runs):
+    claims, starts, prepared = [], [], []
+    for _ in range(runs):
         key = queue_one("latency")
         submitted = time.time()
         wait_terminal(ctx, [key])
         exp = ctx.meta.get_experiment(key)
         claims.append(max(0.0, (exp.time_started or submitted) - submitted))
         starts.append(script_start(ctx, key) - submitted)
-        time.sleep(0.5)
+        prepared.append(script_start(ctx, key) - (exp.time_started or submitted))
+        # A random pause: a fixed one would lock the submissions to one phase of the worker's
+        # poll and measure that phase, not the latency.
+        time.sleep(0.5 + random.random() * 0.4)
     w.terminate()
     w.wait()
-    rows.append((f"pickup latency, submit -> claim (median of {a.latency_runs})",
+    if os.environ.get("BENCH_VERBOSE"):
+        print("claims ms:", [round(c * 1000) for c in claims], file=sys.stderr)
+    rows.append((f"pickup latency, submit -> claim (median of {runs})",
                  f"{statistics.median(claims) * 1000:.0f} ms (max {max(claims) * 1000:.0f} ms)"))
     rows.append(("pickup latency, submit -> script running (median)",
                  f"{statistics.median(starts) * 1000:.0f} ms (max {max(starts) * 1000:.0f} ms)"))
+    rows.append(("of which claim -> script running (median)",
+                 f"{statistics.median(prepared) * 1000:.0f} ms (max {max(prepared) * 1000:.0f} ms)"))
 
-    # 2. throughput
+
+def throughput(ctx, ws: Path, queue_one, rows, n: int, loop: int) -> None:  # type: ignore[no-untyped-def]
+    """N queued experiments drained by 2 workers, against a sequential `studio run` loop."""
     direct = []
     for _ in range(5):
         t = time.perf_counter()
         subprocess.run([sys.executable, str(ws / "t.py")], check=True, capture_output=True)
         direct.append(time.perf_counter() - t)
     t_direct = statistics.median(direct)
+    # The loop a user would write instead of a queue: `for i in ...; do studio run t.py; done`.
     t = time.perf_counter()
-    keys = [queue_one("throughput") for _ in range(a.experiments)]
-    t_submit = (time.perf_counter() - t) / a.experiments
+    loop_cpu0 = os.times()
+    for _ in range(loop):
+        subprocess.run([sys.executable, "-m", "studio", "run", "--quiet", "t.py"], cwd=ws, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop_wall = time.perf_counter() - t
+    loop_cpu = _child_cpu(loop_cpu0)
     t = time.perf_counter()
+    keys = [queue_one("throughput") for _ in range(n)]
+    t_submit = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    pool_cpu0 = os.times()
     workers = [start_worker("throughput", "--timeout", "1") for _ in range(2)]
     wait_terminal(ctx, keys, poll=0.5)
     wall = time.perf_counter() - t
     for p in workers:
         p.wait()
+    pool_cpu = _child_cpu(pool_cpu0)
     statuses = {e.status.value for e in ctx.meta.get_experiments(keys)}
-    per_exp = 2 * wall / a.experiments
-    rows.append((f"throughput, {a.experiments} trivial experiments, 2 workers",
-                 f"{a.experiments / wall:.1f} experiments/s ({wall:.1f} s; statuses {sorted(statuses)})"))
+    per_exp = 2 * wall / n
+    pool_rate, loop_rate = n / wall, loop / loop_wall
+    rows.append((f"throughput, {n} trivial experiments, 2 workers (start-up included)",
+                 f"{pool_rate:.1f} experiments/s ({wall:.1f} s, {pool_cpu / n * 1000:.0f} CPU-ms each; "
+                 f"statuses {sorted(statuses)})"))
+    rows.append((f"sequential shell loop of `studio run t.py`, {loop} experiments",
+                 f"{loop_rate:.1f} experiments/s ({loop_wall:.1f} s, {loop_cpu / loop * 1000:.0f} CPU-ms each)"))
+    rows.append(("pool of 2 workers / sequential loop", f"**{pool_rate / loop_rate:.2f}x**"))
     rows.append(("worker time per experiment / `python t.py` alone",
                  f"{per_exp * 1000:.0f} ms / {t_direct * 1000:.0f} ms (overhead {(per_exp - t_direct) * 1000:.0f} ms)"))
     rows.append(("submit (in-process API, capture + record) per experiment", f"{t_submit * 1000:.0f} ms"))
 
-    # 3. cached --python-pkg environment
+
+def _child_cpu(before: os.times_result) -> float:
+    """CPU seconds (user + system) of the child processes waited for since `before`.
+    Workers' own children (supervised scripts) count once their worker is waited for."""
+    now = os.times()
+    return (now.children_user - before.children_user) + (now.children_system - before.children_system)
+
+
+def cached_env(ctx, queue_one, rows) -> None:  # type: ignore[no-untyped-def]
+    """Two experiments with the same --python-pkg: claim -> script start, first and second."""
     first = queue_one("env", ["benchtinypkg==1.0"])
     second = queue_one("env", ["benchtinypkg==1.0"])
     start_worker("env", "--timeout", "1").wait()
@@ -169,12 +229,6 @@ def main() -> None:
         prep.append(script_start(ctx, key) - (exp.time_started or 0))
     rows.append(("--python-pkg env, claim -> script running: first (venv built)", f"{prep[0]:.2f} s"))
     rows.append(("--python-pkg env, claim -> script running: second (cached)", f"{prep[1]:.2f} s"))
-    ctx.close()
-
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; SQLite\n")
-    print("| measure | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from studio.exceptions import ConflictError, NotFoundError
 from studio.runner.checkpoint import capture_ignores
 from studio.runner.executor import Executor, Launch, Outcome
 from studio.runner.materialize import cached_tree
-from studio.runner.process import stop_signals
+from studio.runner.process import Prestarted, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,25 @@ def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Ex
     wid = worker_id()
     recording: list[str] = []
     exp: Experiment | None = None
+    reaper: Prestarted | None = None
     with startup_signals() as received:
         try:
+            # Its interpreter starts on the other core while the workspace is captured.
+            reaper = Prestarted.start()
             exp = prepare(ctx, opts, worker=wid, recording=recording)
             if announce:
                 note = names.renamed(opts.key, exp.key)
                 print(f"studio: experiment {exp.key} (project {exp.project}{note})", file=sys.stderr, flush=True)
             launch = _local_launch(ctx, exp, opts)
-            outcome = Executor(ctx, wid).run(exp, launch)
+            outcome = Executor(ctx, wid).run(exp, launch, prestarted=reaper)
         except BaseException as exc:
             # A signal may have cut `prepare` short after it recorded the run: look it up.
             if recording and (received or exp is not None):
                 _record_not_started(ctx, recording[-1], wid, received[0] if received else None, exc)
             raise
+        finally:
+            if reaper is not None:
+                reaper.cancel()  # not used (an error before the script started): it exits
     return ctx.meta.get_experiment(exp.key), outcome
 
 

@@ -182,7 +182,8 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     """`prepare` up to the record: every input validated, workspace and environment captured,
     the experiment (`queued`) not yet created. `local`: it runs here, so `--capture` paths are
     captured at its first checkpoint instead of now (a queued run stores them now: a worker
-    starts from that data, seed 8.1.3)."""
+    starts from that data, seed 8.1.3), and the workspace capture arms a watch that spares the
+    checkpoints a scan while nothing in it changes (`ObjectStore.put_tree(watch=True)`)."""
     from studio.capture import start_environment, static_environment, workspace_ignore
 
     target = resolve_target(opts)
@@ -231,11 +232,11 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
         if total and opts.progress is not None:
             advance, close = opts.progress(total)
             try:
-                ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance)
+                ws = objects.put_tree(target.workspace, ignore=ignore, on_file=advance, watch=local)
             finally:
                 close()
         else:
-            ws = objects.put_tree(target.workspace, ignore=ignore)
+            ws = objects.put_tree(target.workspace, ignore=ignore, watch=local)
         artifacts["workspace"] = ArtifactSpec(
             tag="workspace", mutable=True, local_path=str(target.workspace), tree=ws.tree, size=ws.size,
             files=ws.files, updated=time.time(),

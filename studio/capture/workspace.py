@@ -20,13 +20,15 @@ included.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.capture.secrets import is_secret_file
+from studio.capture.secrets import SECRET_FILES, is_secret_file
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -56,6 +58,11 @@ _DEFAULT_FILE_SUFFIXES = tuple(p[1:] for p in DEFAULT_IGNORE if p.startswith("*.
 _ENV_MARKERS = ("pyvenv.cfg", "conda-meta")
 
 Ignore = Callable[[str, bool], bool]
+# Matches every file name a built-in rule might leave out (secret files, `*.pyc`): a name it
+# does not match is kept without asking each rule (with no `.studioml_ignore`).
+_MAYBE_IGNORED_FILE = re.compile(
+    "|".join(fnmatch.translate(p) for p in (*SECRET_FILES, *("*" + s for s in _DEFAULT_FILE_SUFFIXES)))
+)
 
 
 def find_workspace_root(script: Path | str) -> Path:
@@ -153,18 +160,33 @@ def workspace_ignore(root: Path | str, secrets_left_out: list[str] | None = None
         return verdict
 
     def ignore(rel: str, is_dir: bool) -> bool:
-        rel = rel.strip("/")
-        if rel.startswith("./"):
-            rel = rel[2:]
+        if rel[:1] == "/" or rel[-1:] == "/" or rel[:2] == "./":
+            rel = rel.strip("/")
+            if rel.startswith("./"):
+                rel = rel[2:]
         if not rel or rel == ".":
             return False  # the root itself
         if is_dir:
             return dir_ignored(rel)
-        parent = rel.rpartition("/")[0]
-        if parent and dir_ignored(parent):
-            return True
+        parent, _, name = rel.rpartition("/")
+        if parent:
+            verdict = dir_cache.get(parent)
+            if verdict is None:
+                verdict = dir_ignored(parent)
+            if verdict:
+                return True
+        if spec is None and _MAYBE_IGNORED_FILE.match(name) is None:
+            return False  # the common case, asked once per file of every capture: one match
         return own_rule(rel, False)
 
+    # Two functions made for the same folder, `.studioml_ignore` (same file, unchanged) and
+    # studio home keep the same paths: a store may then answer one with the other's capture.
+    try:
+        st = os.stat(root / IGNORE_FILE)
+        rules: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        rules = None
+    ignore.fingerprint = ("studio.workspace_ignore", root_str, home, rules)  # type: ignore[attr-defined]
     return ignore
 
 

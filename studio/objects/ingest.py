@@ -18,23 +18,29 @@ what keeps a concurrent `studio gc` from collecting it (see `ObjectStore.gc`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from studio.exceptions import NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
 from studio.objects.hashing import copy_and_hash, hash_bytes, is_hash, object_key
+from studio.objects.memo import CaptureMemo, Snapshot, ignore_identity
 from studio.objects.scan import IgnoreFn, ScanItem, scan_tree
 from studio.objects.statcache import StatCache, StatKey
-from studio.objects.tree import Tree, TreeEntry, make_tree, mode_of
+from studio.objects.tree import EXEC_MODE, FILE_MODE, Tree, TreeEntry, make_tree, mode_of
+
+if TYPE_CHECKING:
+    from studio.objects.watch import FolderWatch
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +238,12 @@ class TreeWriter:
         load_tree: Callable[[str], Tree],
         link: bool = False,
         on_file: Callable[[int], None] | None = None,
+        memo: CaptureMemo | None = None,
+        watch: bool = False,
     ) -> None:
+        self.memo = memo
+        self.arm_watch = watch
+        self._watch: FolderWatch | None = None
         self.on_file = on_file  # told each file's size as it is hashed (or found unchanged)
         self.writer = writer
         self.link = link
@@ -245,6 +256,8 @@ class TreeWriter:
         self.uploaded_files = 0
         self.uploaded_bytes = 0
         self.hashed_files = 0
+        self._snap_hits = 0
+        self._rel_of: dict[str, str] = {}  # path -> entry name of the files hashed (for the memo)
         self._claimed: set[str] = set()  # blobs this capture found in or put into the store
         self._claim_lock = threading.Lock()
 
@@ -256,25 +269,73 @@ class TreeWriter:
             return True
 
     def run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
-        kind, real, items = self._items(root, ignore)
-        stat_cache = self.stat_cache
+        try:
+            return self._run(root, ignore, previous)
+        finally:
+            if self._watch is not None:  # armed, but not handed to a snapshot
+                self._watch.close()
 
-        def read_cache() -> dict[str, tuple[StatKey, str]]:  # asked at the first file: none, no query
-            if stat_cache is None:
-                return {}
-            return stat_cache.under(real) if kind == "dir" else stat_cache.get(real)
+    def _run(self, root: Path, ignore: IgnoreFn | None, previous: str | None) -> PutResult:
+        real = os.path.realpath(root)
+        snap = self.memo.get(real, load=self.arm_watch) if self.memo is not None else None
+        ignore_id = ignore_identity(ignore)
+        if snap is not None and snap.watch is not None and snap.ignore_id == ignore_id \
+                and snap.watch.unchanged() and self.writer.present(snap.tree, None):
+            # Nothing it keeps changed since the capture that armed the watch: not even a scan.
+            return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
+                             uploaded_bytes=0, hashed_files=0)
+        watch = None
+        if self.arm_watch and self.memo is not None:
+            from studio.objects.watch import FolderWatch
 
+            watch = self._watch = FolderWatch.open(real, ignore)
+        kind, real, items = self._items(root, ignore, watch)
+        if kind != "dir":
+            snap = None
+        cached: dict[str, tuple[StatKey, str]] = {}
+        if self.stat_cache is not None and snap is None:
+            cached = self.stat_cache.under(real) if kind == "dir" else self.stat_cache.get(real)
         unverified: list[tuple[int, str]] = []
-        for batch in self._bounded(self._classify(items, read_cache, unverified)):
+        trusted: dict[str, tuple[str, StatKey, str]] = {}  # the next snapshot
+        misses = 0
+        for batch in self._bounded(self._classify(items, cached, unverified, snap, trusted)):
+            misses += 1
             for result in batch:
                 self._add(result)
+        del cached
+        if snap is not None and not misses and self._snap_hits == len(snap.by_rel) == len(self.entries) \
+                and self.writer.present(snap.tree, None):
+            # Every file of the last capture, unchanged, and no other (names are unique within
+            # a scan, and each hit is one of the snapshot's): the same tree.
+            if self.memo is not None:  # (again) this process's, with the watch armed now if any
+                armed = watch if watch is not None and watch.valid else None
+                self.memo.put(real, dataclasses.replace(snap, watch=armed, ignore_id=ignore_id))
+                if armed is not None:
+                    self._watch = None
+            return PutResult(tree=snap.tree, files=snap.files, size=snap.size, uploaded_files=0,
+                             uploaded_bytes=0, hashed_files=0)
         tree, data = make_tree(kind, self.entries)
+        changed = False
         if not self.writer.present(tree.hash, len(data)):
             if unverified and self._verify(unverified, previous):
                 tree, data = make_tree(kind, self.entries)
+                changed = True
             self.writer.put_bytes(data, tree.hash)
+        now = time.time_ns()
         if self.stat_cache is not None and self.to_record:
-            self.stat_cache.record(self.to_record)
+            self.stat_cache.record(self.to_record, now)
+        if self.memo is not None and kind == "dir":
+            snapshot = None
+            if not changed:  # entries re-read by _verify: rare, not worth tracking
+                for path, key, h in self.to_record:
+                    rel = self._rel_of.get(path)
+                    if rel is not None and not key.is_racy(now):
+                        trusted[rel] = (path, key, h)
+                snapshot = Snapshot(tree.hash, len(tree.entries), tree.size, trusted,
+                                     watch if watch is not None and watch.valid else None, ignore_id)
+                if snapshot.watch is not None:
+                    self._watch = None  # the snapshot's now
+            self.memo.put(real, snapshot, persist=self.arm_watch)
         return PutResult(
             tree=tree.hash,
             files=len(tree.entries),
@@ -285,7 +346,7 @@ class TreeWriter:
         )
 
     def _items(
-        self, root: Path, ignore: IgnoreFn | None
+        self, root: Path, ignore: IgnoreFn | None, watch: FolderWatch | None = None
     ) -> tuple[Literal["dir", "file"], str, Iterable[ScanItem]]:
         real = os.path.realpath(root)
         try:
@@ -293,7 +354,7 @@ class TreeWriter:
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
         if stat.S_ISDIR(st.st_mode):
-            return "dir", real, scan_tree(real, ignore)
+            return "dir", real, scan_tree(real, ignore, watch)
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
             raise UsageError(f"cannot capture {root}: it is a {_kind(st.st_mode)}, not a file or folder")
         name = os.path.basename(os.path.abspath(root))
@@ -302,29 +363,46 @@ class TreeWriter:
     def _classify(
         self,
         items: Iterable[ScanItem],
-        read_cache: Callable[[], dict[str, tuple[StatKey, str]]],
+        cached: dict[str, tuple[StatKey, str]],
         unverified: list[tuple[int, str]],
+        snap: Snapshot | None = None,
+        trusted: dict[str, tuple[str, StatKey, str]] | None = None,
     ) -> Iterator[Future[list[_Ingested | None]]]:
         """Stat-cache hits become entries at once (their blobs checked later only if needed);
-        misses are grouped into batches (fewer tasks, less hand-over between threads). A
-        capture whose misses fit in one batch hashes them on the calling thread: it would
-        only wait for the pool (and start its threads) otherwise."""
+        misses are grouped into batches (fewer tasks, less hand-over between threads).
+        With `snap` (this process's last capture of the folder) it answers instead of `cached`,
+        and a name it does not know is looked up in the stat cache alone. `trusted` collects
+        the hits (for the next snapshot)."""
         batch: list[ScanItem] = []
         batch_bytes = 0
         submitted = False
-        cached: dict[str, tuple[StatKey, str]] | None = None
+        by_rel = snap.by_rel if snap is not None else None
+        trusted = {} if trusted is None else trusted
+        entries, on_file = self.entries, self.on_file
         for item in items:
-            if cached is None:
-                cached = read_cache()
             st = item.st
-            key = StatKey(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            hit = cached.get(item.path)
-            if hit is not None and hit[0] == key:
-                unverified.append((len(self.entries), item.path))
-                self.entries.append(TreeEntry(item.rel, hit[1], key.size, mode_of(st.st_mode)))
-                if self.on_file is not None:
-                    self.on_file(key.size)
+            # A plain tuple equals the StatKey of the same fields (StatKey is a NamedTuple).
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            h: str | None = None
+            if by_rel is not None:
+                known = by_rel.get(item.rel)
+                if known is not None and known[1] == key and known[0] == item.path:
+                    h = known[2]
+                    self._snap_hits += 1
+                elif self.stat_cache is not None:
+                    h = self.stat_cache.lookup(item.path, StatKey._make(key))
+            else:
+                hit = cached.get(item.path)
+                if hit is not None and hit[0] == key:
+                    h = hit[1]
+            if h is not None:
+                trusted[item.rel] = (item.path, key, h)  # type: ignore[assignment]
+                unverified.append((len(entries), item.path))
+                entries.append(TreeEntry(item.rel, h, st.st_size, EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+                if on_file is not None:
+                    on_file(st.st_size)
                 continue
+            self._rel_of[item.path] = item.rel
             batch.append(item)
             batch_bytes += st.st_size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
@@ -332,6 +410,8 @@ class TreeWriter:
                 submitted = True
                 batch, batch_bytes = [], 0
         if batch and not submitted:
+            # A capture whose misses fit in one batch hashes them on the calling thread: it
+            # would only wait for the pool (and start its threads) otherwise.
             done: Future[list[_Ingested | None]] = Future()
             done.set_result(self._ingest_batch(batch))
             yield done

@@ -18,15 +18,17 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from studio.objects.watch import FolderWatch
 
 log = logging.getLogger(__name__)
 
 IgnoreFn = Callable[[str, bool], bool]
 
 
-@dataclass(frozen=True)
-class ScanItem:
+class ScanItem(NamedTuple):  # a tuple: one per file of every capture
     rel: str  # POSIX path relative to the root (the tree entry path)
     path: str  # absolute path to open (may be a symlink inside the root)
     st: os.stat_result  # stat of the file's content (symlinks followed)
@@ -45,11 +47,14 @@ def _utf8(name: str, where: str) -> bool:
     return True
 
 
-def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanItem]:
-    """Yield every file to capture under the directory `root_real` (already resolved)."""
+def scan_tree(root_real: str, ignore: IgnoreFn | None = None, watch: FolderWatch | None = None) -> Iterator[ScanItem]:
+    """Yield every file to capture under the directory `root_real` (already resolved).
+    `watch` is armed on each directory before it is listed, and told about each file kept."""
     stack: list[tuple[str, str]] = [(root_real, "")]
     while stack:
         dirpath, prefix = stack.pop()
+        if watch is not None:
+            watch.arm_dir(dirpath, prefix)
         try:
             entries = list(os.scandir(dirpath))
         except OSError as exc:
@@ -57,13 +62,15 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanIt
             continue
         subdirs: list[tuple[str, str]] = []
         for entry in entries:
-            if not _utf8(entry.name, dirpath):
+            if not (entry.name.isascii() or _utf8(entry.name, dirpath)):
                 continue
             rel = prefix + entry.name
             try:
                 if entry.is_symlink():
                     item = _follow_link(entry, rel, root_real)
                     if item is not None and not (ignore and ignore(rel, False)):
+                        if watch is not None:
+                            watch.note_file(item.st, True)
                         yield item
                     continue
                 if entry.is_dir(follow_symlinks=False):
@@ -76,6 +83,8 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None) -> Iterator[ScanIt
             except FileNotFoundError:  # deleted while we looked: not part of this version
                 continue
             if stat.S_ISREG(st.st_mode):
+                if watch is not None:
+                    watch.note_file(st, False)
                 yield ScanItem(rel, entry.path, st)
             else:
                 log.debug("skipping %s: not a regular file", entry.path)

@@ -19,8 +19,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from studio.exceptions import StoreError
 
@@ -39,8 +39,10 @@ CREATE TABLE IF NOT EXISTS stat (
 """
 
 
-@dataclass(frozen=True)
-class StatKey:
+class StatKey(NamedTuple):
+    """A tuple, not a dataclass: a re-capture builds and compares one per file (10,000s),
+    and a tuple's construction and equality run in C."""
+
     inode: int
     size: int
     mtime_ns: int
@@ -104,7 +106,8 @@ class StatCache:
             except sqlite3.Error as exc:  # a cache: a failure only costs re-hashing
                 log.warning("stat cache %s unreadable (%s); hashing instead", self.path, exc)
                 return {}
-        return {r[0]: (StatKey(r[1], r[2], r[3], r[4]), r[5]) for r in rows}
+        make = StatKey._make
+        return {r[0]: (make(r[1:5]), r[5]) for r in rows}
 
     def record(self, items: Iterable[tuple[str, StatKey, str]], now_ns: int | None = None) -> int:
         """Store (path, stat key, hash) rows in one transaction, skipping racy ones. Returns rows written."""

@@ -24,6 +24,7 @@ from studio.objects.backends.local import LocalBackend
 from studio.objects.hashing import VerifyingReader, check_hash, hash_bytes, is_hash, object_key
 from studio.objects.ingest import BlobWriter, PutResult, TreeWriter
 from studio.objects.materialize import BlobSource, Materializer
+from studio.objects.memo import CaptureMemo
 from studio.objects.scan import IgnoreFn
 from studio.objects.statcache import StatCache
 from studio.objects.tree import Tree, decode_manifest, make_tree
@@ -72,6 +73,9 @@ class ObjectStore:
         self.workers = workers or (LOCAL_WORKERS if local else REMOTE_WORKERS)
         self._writer = BlobWriter(backend, backend.staging_dir or self.cache.staging_dir, freshen_after)
         self._source = BlobSource(backend, self.cache)
+        # Shared with `for_experiment` views (the same store); its snapshots on disk live
+        # beside the stat cache they stand in for.
+        self._memo = CaptureMemo(disk=stat_cache.path.parent / "capture-snapshots" if stat_cache is not None else None)
 
     @property
     def url(self) -> str:
@@ -98,7 +102,7 @@ class ObjectStore:
     # -- writing -----------------------------------------------------------------------
     def put_tree(
         self, root: Path, ignore: IgnoreFn | None = None, previous: str | None = None, *, link: bool = False,
-        on_file: Callable[[int], None] | None = None,
+        on_file: Callable[[int], None] | None = None, watch: bool = False,
     ) -> PutResult:
         """Store a folder (kind "dir") or a single file (kind "file") and its tree.
 
@@ -108,6 +112,14 @@ class ObjectStore:
         the files are never rewritten in place (metric segments), so a local store on the same
         file system hard-links new ones instead of copying them (each stored once on disk).
         `on_file(size)` is told about each file as it is done (progress bars).
+
+        The store remembers its last capture of a few folders: capturing one again compares
+        the scan with it (no stat-cache read, no manifest rebuilt if nothing changed). `watch`
+        (a folder captured again and again: `studio run`'s workspace) also keeps that capture on
+        disk for the next process, and (Linux, local file systems) arms an inotify watch on
+        the folder while scanning, so that its next capture with the same ignore rules needs no
+        scan at all while nothing it keeps changed (`studio.objects.watch`); `release(root)`
+        drops it.
         """
         if _empty_folder(root):  # most run folders at most checkpoints: no scan, no pool
             tree, data = _EMPTY_TREE
@@ -115,8 +127,12 @@ class ObjectStore:
             return PutResult(tree=tree, files=0, size=0, uploaded_files=0, uploaded_bytes=0, hashed_files=0)
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
-                                link=link, on_file=on_file)
+                                link=link, on_file=on_file, memo=self._memo, watch=watch)
             return writer.run(Path(root), ignore, previous)
+
+    def release(self, root: Path) -> None:
+        """Forget the last capture of `root` (closing its watch, if any)."""
+        self._memo.put(os.path.realpath(root), None)
 
     def put_bytes(self, data: bytes) -> str:
         h = hash_bytes(data)

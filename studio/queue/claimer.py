@@ -5,7 +5,11 @@ PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so any number of workers on any number
 share a queue with no broker. This module adds the worker-side policy:
 
 - idle polling every `poll_seconds` (0.2 s by default), so an idle worker starts a submitted
-  experiment well within a second; a claim on an empty queue is one indexed query;
+  experiment well within a second; a claim on an empty queue is one indexed query. On a
+  SQLite database (one machine) the worker also looks every `PROBE_SECONDS` whether the
+  database files changed (a commit by any process changes their size or mtime): a `stat`,
+  no query. If they did, it claims at once, so a submitted experiment is picked up within
+  a few tens of milliseconds rather than half a poll on average;
 - every few seconds, `requeue_expired`: experiments whose worker stopped heartbeating go back
   on their queue (or become `lost` once `max_attempts` are used up), and queued experiments
   older than their `--lifetime` are discarded. Every worker does this for every queue, so a
@@ -17,6 +21,7 @@ share a queue with no broker. This module adds the worker-side policy:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +34,40 @@ from studio.meta.base import MetaStore
 log = logging.getLogger(__name__)
 
 MAX_ERROR_PAUSE = 10.0
+#: How often an idle worker on SQLite looks at the database files, and the least time between
+#: two claims that such a change brings forward (a busy database must not turn idle workers'
+#: polling into a claim, a short write transaction, per commit of every running experiment).
+PROBE_SECONDS = 0.02
+MIN_CLAIM_GAP = 0.05
+
+
+class ChangeProbe:
+    """`probe() -> changed?` for a SQLite database: whether its file or its WAL changed size or
+    mtime since the last call. For other stores (or no file) it never reports a change."""
+
+    def __init__(self, database_url: str | None) -> None:
+        from studio.meta.lite import sqlite_file
+
+        db = sqlite_file(database_url) if database_url else None
+        self.files = [str(db), f"{db}-wal"] if db is not None else []
+        self._last = self._state()
+
+    def _state(self) -> tuple[tuple[int, int], ...]:
+        state = []
+        for path in self.files:
+            try:
+                st = os.stat(path)
+                state.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                state.append((-1, -1))
+        return tuple(state)
+
+    def __call__(self) -> bool:
+        if not self.files:
+            return False
+        now = self._state()
+        changed, self._last = now != self._last, now
+        return changed
 
 
 def requeue_interval(settings: Settings) -> float:
@@ -56,6 +95,7 @@ class Claimer:
         self.resources = resources
         self._next_sweep = 0.0
         self.requeued: list[str] = []
+        self.probe = ChangeProbe(getattr(settings, "database_url", None))
 
     def sweep(self, force: bool = False) -> list[str]:
         """Run `requeue_expired` if it is due (or `force`); returns the keys it changed."""
@@ -118,14 +158,23 @@ class Claimer:
                 return exp
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            _sleep(pause, should_stop)
+            self.probe()  # what the claim itself (and a sweep) wrote is no news
+            _sleep(pause, should_stop, self.probe)
         return None
 
 
-def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
-    end = time.monotonic() + seconds
+def _sleep(seconds: float, should_stop: Callable[[], bool], changed: Callable[[], bool] | None = None) -> None:
+    """Sleep up to `seconds`; from MIN_CLAIM_GAP on, return early once `changed()` says so."""
+    start = time.monotonic()
+    end = start + seconds
+    step = PROBE_SECONDS if changed is not None else 0.05
+    seen = False
     while not should_stop():
-        left = end - time.monotonic()
+        now = time.monotonic()
+        left = end - now
         if left <= 0:
             return
-        time.sleep(min(left, 0.05))
+        seen = seen or (changed is not None and changed())
+        if seen and now - start >= MIN_CLAIM_GAP - PROBE_SECONDS:
+            return
+        time.sleep(min(left, step))

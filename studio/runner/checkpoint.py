@@ -94,6 +94,13 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
 
+    def release(self) -> None:
+        """After the final checkpoint: the store forgets its last captures of these paths (and
+        closes the watch `studio run` armed on the workspace)."""
+        objects = self.ctx.objects_for(self.key)
+        for path in self.paths.values():
+            objects.release(path)
+
     def checkpoint(
         self,
         end: dict[str, Any] | None = None,

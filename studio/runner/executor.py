@@ -25,6 +25,7 @@ from studio.runner.collectors import output_metrics_logger, start_sampler
 from studio.runner.lease import LeaseKeeper
 from studio.runner.process import (
     ExitWaiter,
+    Prestarted,
     Signals,
     die_with_parent_fn,
     kill_tree,
@@ -73,7 +74,11 @@ class Executor:
         self.stop_grace = stop_grace
         self.handback_on_sigterm = False
 
-    def run(self, exp: Experiment, launch: Launch) -> Outcome:
+    def run(self, exp: Experiment, launch: Launch, prestarted: Prestarted | None = None) -> Outcome:
+        """Supervise `launch` to its outcome. `prestarted`: a reaper started while the run was
+        being prepared (its interpreter start then costs the run nothing); used if it is
+        still there, else the script starts under a new one. The caller cancels it if this
+        raises first."""
         settings = self.ctx.settings
         meta = self.ctx.meta
         output_path = launch.output_file or launch.paths["output"]
@@ -124,7 +129,12 @@ class Executor:
         signals.on_signal = on_signal
         signals.install()
         try:
-            child = subprocess.Popen(
+            if prestarted is not None and reaper_argv is not None:
+                try:
+                    child = prestarted.launch(launch.argv, str(launch.cwd), launch.env)
+                except OSError as exc:
+                    log.debug("the reaper started ahead is gone (%s): starting another", exc)
+            child = child or subprocess.Popen(
                 reaper_argv or launch.argv,
                 cwd=str(launch.cwd),
                 env=launch.env,
@@ -213,6 +223,8 @@ class Executor:
             except Exception as exc:  # the run's outcome still gets recorded
                 log.error("final checkpoint of %s failed: %s", exp.key, exc)
                 unsaved.append(f"final checkpoint: {_short(exc)}")
+            finally:
+                checkpointer.release()
         if keeper.lost or not keeper.renew():
             log.warning("lost the lease on %s before recording its outcome", exp.key)
             return Outcome(Status.LOST, returncode, "lease lost")

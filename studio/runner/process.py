@@ -115,6 +115,66 @@ def with_reaper(argv: list[str]) -> list[str] | None:
     return [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()), *argv]
 
 
+class Prestarted:
+    """A reaper started before its script is known (Linux): `launch(argv, cwd, env)` hands it
+    the script and returns its Popen, exactly as `Popen(with_reaper(argv), ...)` would;
+    `cancel()` lets it exit running nothing. See `_reaper.py`."""
+
+    def __init__(self) -> None:
+        argv = with_reaper(["-"])
+        if argv is None:
+            raise OSError("no reaper on this platform")
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+
+    @classmethod
+    def start(cls) -> Prestarted | None:
+        """A reaper starting now, or None where there is none (or it could not start)."""
+        try:
+            return cls()
+        except OSError:
+            return None
+
+    def launch(self, argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start `argv` in `cwd` with exactly `env`. OSError if the reaper is gone (the caller
+        then starts the script the usual way)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.stdin is None:
+            raise OSError("reaper already used")
+        fields = [cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+        try:
+            if proc.poll() is not None:
+                raise OSError("the reaper exited before its script was known")
+            proc.stdin.write(b"\0".join(os.fsencode(f) for f in fields))
+            proc.stdin.close()
+        except OSError:
+            _discard(proc)
+            raise
+        proc.stdin = None
+        return proc
+
+    def cancel(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _discard(proc)
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    """Close the reaper's pipes and reap it (told to run nothing, it exits at once)."""
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def kill_tree(proc: subprocess.Popen[bytes], reaper: bool, wait: float = 0.0) -> None:
     """SIGKILL everything the run started. The reaper does it on SIGUSR1 (it alone sees
     descendants that left the process group); its group gets SIGKILL if it has not exited

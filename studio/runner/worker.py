@@ -190,10 +190,13 @@ class Worker:
 
     # -- one experiment ----------------------------------------------------------------
     def run_one(self, exp: Experiment) -> Outcome:
+        from studio.runner.process import Prestarted
         from studio.runner.remote import stored_launch
         from studio.runner.venv import InstallError, prepare_env
 
         workdir = self.root / exp.key
+        # Its interpreter starts while the workspace is materialized and the environment checked.
+        reaper = Prestarted.start()
         shutil.rmtree(workdir, ignore_errors=True)
         try:
             with LeaseKeeper(self.ctx, exp.key, self.id) as beat:
@@ -218,7 +221,7 @@ class Worker:
                 _append_text(launch.paths["output"], "".join(n if n.endswith("\n") else n + "\n" for n in env.notes))
             executor = Executor(self.ctx, self.id)
             executor.handback_on_sigterm = True
-            outcome = executor.run(exp, launch)
+            outcome = executor.run(exp, launch, prestarted=reaper)
             if outcome.status == Status.QUEUED or (outcome.reason or "").startswith("interrupted"):
                 self.stopping = True  # SIGTERM (handed back) or Ctrl-C reached us through the executor
             return outcome
@@ -228,6 +231,8 @@ class Worker:
             log.error("experiment %s: %s", exp.key, exc, exc_info=not isinstance(exc, StudioError))
             return Outcome(Status.LOST, None, str(exc))
         finally:
+            if reaper is not None:
+                reaper.cancel()  # unused (the experiment did not start): it exits
             if not self.opts.keep_workdirs:
                 shutil.rmtree(workdir, ignore_errors=True)
 

@@ -175,3 +175,34 @@ def test_list_show_and_purge_leave_running_alone(studio_home: Path, db_url: str,
     with pytest.raises(StudioError, match="no queue named"):
         queue_experiments(ctx, "nope")
     ctx.close()
+
+
+def test_idle_worker_on_sqlite_claims_on_a_commit_not_the_next_poll(studio_home: Path, tmp_path: Path) -> None:
+    """With a poll far longer than the test, the submitted experiment is still claimed: the
+    worker saw the database files change (SQLite, one machine: `ChangeProbe`)."""
+    db_url = f"sqlite:///{tmp_path / 'probe.db'}"
+    ctx = make_ctx(studio_home, db_url, poll_seconds=600.0)
+    store = open_meta_store(db_url)
+    claimer = Claimer(ctx.meta, ctx.settings, "q", "w")
+    got: list[Experiment | None] = []
+    t = threading.Thread(target=lambda: got.append(claimer.wait_claim(idle_timeout=None)), daemon=True)
+    t.start()
+    time.sleep(0.3)  # it has found the queue empty and sleeps for its 600 s poll
+    key = add(store, 1)[0]
+    t.join(timeout=30)
+    assert got and got[0] is not None and got[0].key == key
+    store.close()
+    ctx.close()
+
+
+def test_change_probe(tmp_path: Path) -> None:
+    from studio.queue.claimer import ChangeProbe
+
+    db_url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = open_meta_store(db_url)
+    probe = ChangeProbe(db_url)
+    assert probe() is False  # nothing since it was made
+    add(store, 1)
+    assert probe() is True and probe() is False
+    assert ChangeProbe("postgresql://u@h/db")() is False and ChangeProbe(None)() is False
+    store.close()
