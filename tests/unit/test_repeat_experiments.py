@@ -336,8 +336,8 @@ def test_small_captures_use_no_thread_pool_and_empty_folders_no_stat_cache_query
     (empty := tmp_path / "empty").mkdir()
     objects.put_tree(empty)
     assert queries == []
-    again = objects.put_tree(folder)  # files: the cache is read (once)
-    assert again.tree == first.tree and len(queries) == 1
+    again = objects.put_tree(folder)  # files: at most one read of the cache (none when this
+    assert again.tree == first.tree and len(queries) <= 1  # process's snapshot of it answers)
 
 
 def test_wal_checkpoints_can_move_to_a_background_thread(tmp_path: Path) -> None:
