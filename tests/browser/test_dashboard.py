@@ -391,6 +391,26 @@ def test_runs_and_charts_view(site: Site, page: Any) -> None:
     assert page.input_value("#group-by") == "lr"
 
 
+def test_chromium_gets_brotli_and_revalidates_with_etags(site: Site, page: Any) -> None:
+    seen: dict[str, dict[str, str]] = {}
+    page.on("response", lambda r: seen.setdefault(r.url.split("?")[0].removeprefix(site.base), {
+        **r.all_headers(), "status": str(r.status), "sent": r.request.all_headers().get("accept-encoding", "")}))
+    page.goto(site.base + "/project/vision")
+    page.click("#view-charts")
+    page.wait_for_selector("#run-panels .panel-plot[data-metric='loss'][data-rendered='3']")
+    plotly, js = seen["/vendor/plotly.min.js"], seen["/static/panels.js"]
+    assert "br" in plotly["sent"]  # what Chromium offers on a loopback (secure) origin
+    for headers in (plotly, js, seen["/project/vision"]):
+        assert headers["content-encoding"] == "br" and "accept-encoding" in headers["vary"].lower()
+    series = [h for u, h in seen.items() if u.startswith("/api/charts/series")]
+    assert series and all(h["content-encoding"] == "br" for h in series if int(h.get("content-length") or 2000) > 1024)
+    assert plotly["etag"].endswith('-br"') and plotly["cache-control"] == "public, max-age=86400"
+    # A conditional request with the ETag the browser holds is answered without a body.
+    revalidated = httpx.get(site.base + "/vendor/plotly.min.js",
+                            headers={"accept-encoding": "br", "if-none-match": plotly["etag"]}, timeout=30)
+    assert revalidated.status_code == 304
+
+
 def _rgb(hex_colour: str) -> str:
     n = int(hex_colour[1:], 16)
     return f"rgb({n >> 16},{(n >> 8) & 255},{n & 255})"
