@@ -188,6 +188,33 @@ def _finite_list(a: np.ndarray) -> list[float | None]:
     return [v if np.isfinite(v) else None for v in a.tolist()]
 
 
+def run_start(loaded: dict[str, KeySeries]) -> float | None:
+    """A run's first wall-clock time over all its series: zero of the relative-time axis."""
+    firsts = [float(np.nanmin(s.times)) for s in loaded.values()
+              if s.times is not None and len(s.times) and not np.isnan(s.times).all()]
+    return min(firsts) if firsts else None
+
+
+def step_range(s: KeySeries, t_min: float | None, t_max: float | None) -> tuple[float | None, float | None]:
+    """The steps of the points whose wall-clock times fall in [t_min, t_max] (a chart zoomed on a
+    time axis asks for those steps). With no point inside, the points on either side, so the
+    line still crosses the view; a series without times: everything (None, None)."""
+    if s.times is None or not len(s.steps):
+        return None, None
+    t = s.times
+    lo = -np.inf if t_min is None else t_min
+    hi = np.inf if t_max is None else t_max
+    known = ~np.isnan(t)
+    inside = np.flatnonzero(known & (t >= lo) & (t <= hi))
+    if len(inside):
+        return float(s.steps[inside[0]]), float(s.steps[inside[-1]])
+    before = np.flatnonzero(known & (t < lo))
+    after = np.flatnonzero(known & (t > hi))
+    first = s.steps[before[-1]] if len(before) else s.steps[0]
+    last = s.steps[after[0]] if len(after) else s.steps[-1]
+    return float(first), float(last)
+
+
 def bucketed(
     s: KeySeries, buckets: int, x_min: float | None = None, x_max: float | None = None, with_time: bool = False
 ) -> dict[str, Any]:

@@ -258,6 +258,17 @@ def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str,
     assert set(data["runs"][keys["second"]]) == {"loss", "acc"}
     assert "t" not in client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
     error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
+    # Zoom on a time axis (this run logged every point at once; tests/unit/test_server_series.py
+    # and the browser test zoom into spread times): the steps logged within the range.
+    start = data["starts"][keys["best"]]
+    assert start == min(best["t"])
+    query = {"keys": keys["best"], "metrics": "loss", "buckets": 100, "time": "true"}
+    for axis, offset in [("time", start), ("relative", 0.0)]:
+        z = client.get("/api/charts/series", params={**query, "x_axis": axis, "x_min": offset - 1, "x_max": offset + 1}).json()
+        assert z["runs"][keys["best"]]["loss"]["count"] == best["count"]
+        z = client.get("/api/charts/series", params={**query, "x_axis": axis, "x_min": offset - 10, "x_max": offset - 5}).json()
+        assert z["runs"][keys["best"]]["loss"]["x"] == [0, 1]  # nothing inside: the first point (and its neighbour)
+    error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss", "x_axis": "days"}), 422)
 
 
 def test_series_bad_input(reader: tuple[TestClient, dict[str, str]]) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 
-from studio.server.series import KeySeries, SeriesCache, bucketed  # noqa: E402
+from studio.server.series import KeySeries, SeriesCache, bucketed, run_start, step_range  # noqa: E402
 from studio.tracking.segments import SegmentNamer, write_segment_to  # noqa: E402
 
 
@@ -59,3 +59,16 @@ def test_cache_reads_new_segments_only(tmp_path: Path) -> None:
     second = cache.load(tmp_path)
     assert second["acc"].values.tolist() == [-float(i) for i in range(15)]
     assert cache.load(tmp_path) is second
+
+
+def test_a_time_range_is_the_steps_logged_within_it() -> None:
+    times = np.array([100.0, 101.0, np.nan, 103.0, 104.0, 105.0])
+    s = KeySeries(np.array([0, 10, 20, 30, 40, 50], dtype=np.int64), np.zeros(6), times)
+    assert step_range(s, 100.5, 104.0) == (10.0, 40.0)
+    assert step_range(s, None, 101.0) == (0.0, 10.0)
+    assert step_range(s, 101.2, 102.9) == (10.0, 30.0)  # nothing inside: the points either side
+    assert step_range(s, 200.0, 300.0) == (50.0, 50.0)
+    assert step_range(series([1.0, 2.0]), 0.0, 1.0) == (None, None)  # no times: everything
+    other = KeySeries(np.array([0], dtype=np.int64), np.zeros(1), np.array([99.5]))
+    assert run_start({"a": s, "b": other, "c": series([1.0])}) == 99.5
+    assert run_start({"c": series([1.0])}) is None
