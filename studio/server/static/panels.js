@@ -31,6 +31,7 @@ class RunPanels {
     this.onInfo = options.onInfo || (() => {});
     this.state = { x: options.x || "step", smoothing: Number(options.smoothing || 0), logy: new Set(options.logy || []) };
     this.onState = options.onState || (() => {});
+    this.ready = options.ready || (() => Promise.resolve());  // plotly.js loaded
     this.runs = [];
     this.metrics = [];
     this.primary = null;
@@ -40,6 +41,7 @@ class RunPanels {
     this.zoom = {};  // metric -> [x0, x1] on the current x axis (seconds for time axes)
     this.starts = {};  // run key -> its first wall-clock time (the server's; zero of relative time)
     this.token = 0;
+    this.times = {};  // performance.now() of the last refresh's steps (bench/bench_charts.py reads them)
     this.build();
   }
 
@@ -154,14 +156,19 @@ class RunPanels {
     const started = performance.now();
     let data;
     try {
-      data = await this.fetchSeries(this.metrics, null);
+      [data] = await Promise.all([
+        this.fetchSeries(this.metrics, null).then((d) => { this.times.fetched = performance.now(); return d; }),
+        this.ready(),
+      ]);
     } catch (err) { this.info.textContent = err.message; return; }
     if (token !== this.token) return;
+    this.times.started = started;
     this.data = data;
     let points = 0, sampled = false;
     for (const series of Object.values(data)) for (const s of Object.values(series)) { points += s.count; sampled = sampled || s.sampled; }
     this.info.textContent = `${this.runs.length} run${this.runs.length === 1 ? "" : "s"}, ${points.toLocaleString()} points` +
       (sampled ? ", drawn as min/max buckets (zoom for detail)" : "");
+    this.times.drawStart = performance.now();
     this.drawAll();
     this.root.dataset.fetchMs = String(Math.round(performance.now() - started));
   }
@@ -295,7 +302,7 @@ class RunPanels {
       this.drawn = (this.drawn || 0) + 1;
       if (this.drawn >= Object.keys(this.divs).length) {
         this.root.dataset.drawn = String(this.drawn);
-        window.studioPanelsDrawn = performance.now();
+        window.studioPanelsDrawn = this.times.drawn = performance.now();
       }
     });
     if (!div.dataset.bound) {
