@@ -137,7 +137,7 @@ def start_servers(home: Path, trees: dict[str, Path]) -> tuple[list[Any], dict[s
     for name, tree in trees.items():
         env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOML_")}
         env.update(STUDIOML_HOME=str(home), PYTHONPATH=str(tree))
-        proc, base = start_ui(env)
+        proc, base = start_ui(env, cwd=tree)
         procs.append(proc)
         bases[name] = base
     return procs, bases

@@ -107,7 +107,8 @@
     chartedSig = sig;
     charted = runs;
     if (!panels) {
-      // plotly.js (parsed in ~0.3 s) loads while the series are fetched: the panels draw once both are in.
+      // plotly.js (parsed in ~0.3 s) loads while the series are fetched, after the table is painted
+      // (its parsing would hold the table back): the panels draw once both are in.
       panels = new RunPanels($("run-panels"), {
         x: url.searchParams.get("x") || "step", smoothing: url.searchParams.get("smooth") || 0,
         logy: (url.searchParams.get("logy") || "").split(",").filter(Boolean), onState: () => saveUrl(),
@@ -395,7 +396,6 @@
     load();
   });
 
-  if (state.view === "charts") loadPlotly().catch(() => {});  // alongside the rows, not after them
   load();
   setInterval(poll, 2000);
   setInterval(() => { if (!document.hidden && !root.classList.contains("loading")) load(); }, 30000);
