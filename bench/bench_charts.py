@@ -11,7 +11,7 @@ segments as a long run writes, a spike at a random step) in a temp STUDIOML_HOME
 navigation start: the table painted, plotly.js loaded, the series fetched (`/api/charts/series`,
 one request per 100 runs), and every curve drawn (`window.studioPanelsDrawn`); cold (first
 visit: segments read from the store) and warm (median of `--repeat` later visits); plus the
-series request alone over HTTP. Checks that every run's spike survives the min/max bucketing.
+series request alone over HTTP, and the CPU seconds each server process used for all of it. Checks that every run's spike survives the min/max bucketing.
 
 First page: N experiments (3 params, 2 metric summaries each) through the MetaStore; the
 first table page (50 rows, newest first) served over HTTP and painted in Chromium, and the same
@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,8 +153,8 @@ def stop(procs: list[Any]) -> None:
 def charts(runs_list: list[int], points: int, repeat: int, trees: dict[str, Path]) -> None:
     print(f"\n### Runs and charts: N runs x {points:,} points, every curve in one panel\n")
     print("| runs x points | tree | drawn, cold | drawn, warm | of which: table painted | plotly.js loaded | "
-          "series fetched | `/api/charts/series` alone | spikes kept |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "series fetched | `/api/charts/series` alone | server CPU, all visits | spikes kept |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for runs in runs_list:
         with tempfile.TemporaryDirectory(prefix="studio-bench-charts-") as tmp:
             root = Path(tmp)
@@ -165,12 +166,14 @@ def charts(runs_list: list[int], points: int, repeat: int, trees: dict[str, Path
             procs, bases = start_servers(home, trees)
             try:
                 results = measure(bases, runs, repeat)
+                cpu = [sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs]
             finally:
                 stop(procs)
-            for name, r in results.items():
+            for (name, r), server_cpu in zip(results.items(), cpu, strict=True):
                 w = r["warm"]
                 print(f"| {runs} x {points:,} | {name} | {_ms(r['cold'])} | **{_ms(w['drawn'])}** | {_ms(w['table'])} | "
-                      f"{_ms(w['plotly'])} | {_ms(w['fetched'])} | {_ms(r['api'])} | {r['spikes']}/{runs} |", flush=True)
+                      f"{_ms(w['plotly'])} | {_ms(w['fetched'])} | {_ms(r['api'])} | {server_cpu:.1f} s | "
+                      f"{r['spikes']}/{runs} |", flush=True)
 
 
 def first_page(sizes: list[int], repeat: int, trees: dict[str, Path]) -> None:

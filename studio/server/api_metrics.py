@@ -104,13 +104,17 @@ def many_series(
     starts: dict[str, float | None] = {}
     for exp in found:
         folder = metrics_dir(ctx, exp)
-        loaded = cache(request).load(folder) if folder is not None else {}
-        start = run_start(loaded) if time or x_axis == "relative" else None
-        starts[exp.key] = start
-        runs[exp.key] = {
-            name: bucketed(loaded[name], buckets, *_steps(loaded[name], x_axis, x_min, x_max, start), with_time=time)
-            for name in names if name in loaded
-        }
+        if folder is None:
+            runs[exp.key], starts[exp.key] = {}, None
+        elif x_min is None and x_max is None:  # the whole range: what every view first shows
+            runs[exp.key], starts[exp.key] = cache(request).overview(folder, names, buckets, with_time=time)
+        else:
+            loaded = cache(request).load(folder)
+            start = starts[exp.key] = run_start(loaded) if time or x_axis == "relative" else None
+            runs[exp.key] = {
+                name: bucketed(loaded[name], buckets, *_steps(loaded[name], x_axis, x_min, x_max, start), with_time=time)
+                for name in names if name in loaded
+            }
     out: dict[str, Any] = {"runs": runs, "missing": [k for k in wanted if k not in runs]}
     if time:
         out["starts"] = starts
