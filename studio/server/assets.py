@@ -5,7 +5,7 @@ localhost) gets the file brotli-compressed, one that accepts gzip gets gzip, any
 file as it is. Each representation is made once per file content and kept in memory; brotli at
 its best quality (11: plotly.js 4.8 MB -> 1.1 MB, against gzip's 1.4 MB) takes half a minute on
 a busy machine, so the first request gets a quick quality-5 copy while the best one is built in
-a background thread and stored under `<STUDIOML_HOME>/cache/assets` (named by the content's
+a background thread at idle priority and stored under `<STUDIOML_HOME>/cache/assets` (named by the content's
 hash): later servers on this machine start with it.
 
 Caching headers: `ETag` is weak (`W/"<content hash>-<encoding>"`: the quick and the best brotli
@@ -146,6 +146,10 @@ class Assets:
         return bytes(brotli.compress(entry.identity, quality=QUICK_QUALITY))
 
     def _build_best(self, entry: _Entry) -> None:
+        try:  # idle priority for this thread alone (Linux): the server's requests come first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             best = bytes(_brotli().compress(entry.identity, quality=BEST_QUALITY))
             path = self._best_path(entry)
