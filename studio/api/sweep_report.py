@@ -57,13 +57,14 @@ class SweepReporter:
         self._counts = (done, total)
 
     def progress(self, line: str, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < self.min_interval:
-            return
-        self._last = now
         from studio.progress import DISPLAY
 
-        if self._on_display and not final:
+        now = time.monotonic()
+        bar = self._on_display and not final  # rich redraws at its own pace: every change goes in
+        if not bar and not final and now - self._last < self.min_interval:
+            return
+        self._last = now
+        if bar:
             if not DISPLAY.enabled:
                 return  # --quiet
             done, total = self._counts
