@@ -61,6 +61,13 @@ def test_worker_on_a_terminal_shows_its_environment_build_and_transfers(studio_h
     assert ELAPSED.search(text)
     # On a terminal the bars replace the lines a worker in the background writes.
     assert "downloaded " not in text and "uploaded " not in text
+    # `artifacts get` draws on the same display: a bar on a terminal, the path alone when piped.
+    code, out = on_terminal(["artifacts", "get", key, "workspace", str(tmp_path / "got")], env={"TERM": "xterm"})
+    assert code == 0, out
+    assert f"{key}/workspace ━" in ANSI.sub("", out)
+    assert (tmp_path / "got" / "data.bin").stat().st_size == BIG
+    piped = studio("artifacts", "get", key, "workspace", str(tmp_path / "again"), check=True)
+    assert piped.stdout.strip() == str(tmp_path / "again") and piped.stderr == ""
 
 
 def test_worker_in_the_background_logs_one_line_per_transfer(studio_home: Path, tmp_path: Path) -> None:
