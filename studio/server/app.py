@@ -105,9 +105,9 @@ class Compression:
 def _brotli_responder() -> Any:
     """starlette's gzip responder with brotli as its compressor; None without brotli (or with a
     starlette older than 0.46, whose gzip middleware has no responder to build on)."""
-    from studio.server.assets import _brotli
+    from studio.server.assets import brotli_module
 
-    brotli = _brotli()
+    brotli = brotli_module()
     try:
         from starlette.middleware.gzip import IdentityResponder
     except ImportError:

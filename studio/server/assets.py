@@ -82,7 +82,7 @@ class Assets:
         coding = "identity"
         if kind.startswith(_TEXTUAL):
             codings = accepted(request.headers.get("accept-encoding", ""))
-            if "br" in codings and _brotli() is not None:
+            if "br" in codings and brotli_module() is not None:
                 coding = "br"
             elif "gzip" in codings:
                 coding = "gzip"
@@ -135,7 +135,7 @@ class Assets:
             return None
 
     def _quick_brotli(self, entry: _Entry) -> bytes:
-        brotli = _brotli()
+        brotli = brotli_module()
         if len(entry.identity) < 256 << 10:  # small files: the best quality costs nothing
             return bytes(brotli.compress(entry.identity, quality=BEST_QUALITY))
         with self._lock:
@@ -151,7 +151,7 @@ class Assets:
         except (AttributeError, OSError):
             pass
         try:
-            best = bytes(_brotli().compress(entry.identity, quality=BEST_QUALITY))
+            best = bytes(brotli_module().compress(entry.identity, quality=BEST_QUALITY))
             path = self._best_path(entry)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ class Assets:
             log.warning("could not build the brotli copy of an asset", exc_info=True)
 
 
-def _brotli():  # type: ignore[no-untyped-def]
+def brotli_module():  # type: ignore[no-untyped-def]
     """The `brotli` module (the `ui` extra brings it), or None: then gzip is offered instead."""
     try:
         import brotli
