@@ -202,11 +202,12 @@ def mlflow_queries(store: Any, exp_id: str) -> dict[str, Callable[[], Any]]:
 
 
 # -- server and browser ------------------------------------------------------------------
-def start_ui(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_ui(env: dict[str, str], cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`studio ui` on a free port; `cwd` decides which tree `python -m studio` imports first."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--port", str(port)], env=env, cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):

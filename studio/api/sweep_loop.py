@@ -242,6 +242,7 @@ class SweepRunner:
             self._record([t for t in trials if t.key in by_key], by_key)
             line = self._summary()
             if line != last_line:
+                self._tell_counts()
                 self.report.progress(line)
                 last_line = line
             if len(finished) == len(keys) or len(exps) < len(keys) and len(finished) == len(exps):
@@ -252,6 +253,7 @@ class SweepRunner:
             time.sleep(POLL_SECONDS)
         exps = self.ctx.meta.get_experiments(keys)
         self._record(trials, {e.key: e for e in exps}, final=True)
+        self._tell_counts()
         self.report.progress(self._summary(), final=True)
         self.state.save(self.ctx.meta)
 
@@ -345,6 +347,14 @@ class SweepRunner:
             if t.status == "finished" and t.value is not None and (best is None or self.objective.better(t.value, best[1])):
                 best = (t, t.value)
         return best
+
+    def _tell_counts(self) -> None:
+        """Trials done of the total, for a reporter that draws a bar (`trials` is optional)."""
+        tell = getattr(self.report, "trials", None)
+        if tell is not None:
+            total = self._total()
+            done = sum(1 for t in self.state.trials if t.status not in ("queued", "running"))
+            tell(done, total if isinstance(total, int) else None)
 
     def _summary(self) -> str:
         counts: dict[str, int] = {}

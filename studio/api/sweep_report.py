@@ -1,14 +1,17 @@
 """What a sweep tells its user: a live summary line, messages, warnings and the final ranking.
 
-The default reporter writes progress to stderr (rewriting one line on a terminal, one line per
-change otherwise) and the ranked table to stdout. Library callers pass their own object with
-the same four methods.
+The default reporter writes progress to stderr (a bar of trials done with the summary line on
+a terminal, one line per change otherwise) and the ranked table to stdout. Library callers pass
+their own object with the same four methods (`trials(done, total)`, telling the bar's counts
+before each `progress`, is optional).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TextIO
 
 from studio.search.fitness import Objective
@@ -25,11 +28,18 @@ class SweepReporter:
         self.err = err or sys.stderr
         self.out = out or sys.stdout
         self.tty = bool(getattr(self.err, "isatty", lambda: False)())
+        # The terminal of the shared display (which replaces sys.stderr while it draws).
+        self._on_display = self.tty and self.err is sys.stderr
         self.min_interval = min_interval
         self._last = 0.0
         self._open_line = False
+        self._counts: tuple[int, int | None] = (0, None)
+        self._bar: tuple[ExitStack, Any] | None = None  # on a terminal: (its closer, the task)
 
     def _end_line(self) -> None:
+        if self._bar is not None:
+            self._bar[0].close()
+            self._bar = None
         if self._open_line:
             self.err.write("\n")
             self._open_line = False
@@ -42,12 +52,28 @@ class SweepReporter:
     def warn(self, text: str) -> None:
         self.message(f"warning: {text}")
 
+    def trials(self, done: int, total: int | None) -> None:
+        """The counts of the next `progress` line (the bar's position on a terminal)."""
+        self._counts = (done, total)
+
     def progress(self, line: str, final: bool = False) -> None:
+        from studio.progress import DISPLAY
+
         now = time.monotonic()
-        if not final and now - self._last < self.min_interval:
+        bar = self._on_display and not final  # rich redraws at its own pace: every change goes in
+        if not bar and not final and now - self._last < self.min_interval:
             return
         self._last = now
-        if self.tty:
+        if bar:
+            if not DISPLAY.enabled:
+                return  # --quiet
+            done, total = self._counts
+            if self._bar is None:
+                stack = ExitStack()
+                self._bar = (stack, stack.enter_context(DISPLAY.count(_without_counts(line), total, done)))
+            self._bar[1].update(completed=done, total=total, description=_without_counts(line))
+        elif self.tty:
+            self._end_line()
             self.err.write("\r\x1b[2K" + line)
             self._open_line = True
             if final:
@@ -59,6 +85,15 @@ class SweepReporter:
     def ranking(self, state: SweepState, objective: Objective, rows: list[dict[str, Any]]) -> None:
         self._end_line()
         print_ranking(state, objective, rows, self.out)
+
+
+def _without_counts(line: str) -> str:
+    """`sweep P: 3/10 done (1 running), best ...` -> `sweep P: 1 running, best ...` (the bar shows 3/10)."""
+    m = re.match(r"(sweep \S+): \d+/\S+ done(?: \(([^)]*)\))?(.*)$", line)
+    if m is None:
+        return line
+    name, parts, rest = m.groups()
+    return name + (f": {parts}" if parts else "") + rest
 
 
 def format_params(params: dict[str, Any]) -> str:

@@ -21,23 +21,13 @@ def artifacts() -> None:
 @click.argument("dest", required=False, type=click.Path())
 def get(key: str, tag: str, dest: str | None, config: str | None) -> None:
     """Copy artifact TAG of experiment KEY to DEST (default: ./TAG)."""
-    import sys
-
     from studio.api.experiments import fetch_artifact
-
-    if not sys.stderr.isatty():
-        path = fetch_artifact(context(config), key, tag, Path(dest) if dest else None)
-        click.echo(str(path))
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from studio.progress import DISPLAY
 
     # A bar on the terminal (stderr), the path alone on stdout for scripts.
-    with Progress(TextColumn(f"{key}/{tag}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("get", total=None)
+    with DISPLAY.bar(f"{key}/{tag}", None) as bar:
         path = fetch_artifact(context(config), key, tag, Path(dest) if dest else None,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              progress=lambda done, total: bar.update(completed=done, total=total))
     click.echo(str(path))
 
 

@@ -86,6 +86,10 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
         metric=flags["metric"],
     )
     talk = not quiet and sys.stderr.isatty()
+    if quiet:
+        from studio.progress import DISPLAY
+
+        DISPLAY.silence()  # transfers to a studio server draw bars too
     if talk:
         opts.notice = lambda text: click.echo(f"studio: {text}", err=True)
         opts.progress = capture_bar
@@ -127,22 +131,13 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
 
 def capture_bar(total: int) -> tuple[Any, Any]:
     """A transient bar on stderr for capturing a large workspace: (advance(n), close())."""
-    import threading
+    from contextlib import ExitStack
 
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from studio.progress import DISPLAY
 
-    bar = Progress(TextColumn("capturing workspace"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task("capture", total=total)
-    lock = threading.Lock()
-    bar.start()
-
-    def advance(n: int) -> None:
-        with lock:  # called from the capture's worker threads
-            bar.advance(task, n)
-
-    return advance, bar.stop
+    stack = ExitStack()
+    task = stack.enter_context(DISPLAY.bar("capturing workspace", total, min_bytes=0))
+    return task.advance, stack.close
 
 
 def closing_line(exp: Any) -> str:

@@ -21,7 +21,7 @@ from studio.cli.main import setup_logging
 @click.option("--ram", default=None, help="Memory to offer, e.g. 16g (default: detected).")
 @click.option("--hdd", default=None, help="Disk to offer, e.g. 100G (default: free space of STUDIOML_HOME).")
 @click.option("--echo", is_flag=True, help="Also print the experiments' output here.")
-@click.option("--quiet", is_flag=True, hidden=True, help="No progress lines (local pools use this).")
+@click.option("--quiet", is_flag=True, hidden=True, help="No progress bars or lines (local pools use this).")
 @click.option("--keep-workdirs", is_flag=True, hidden=True, help="Keep each run's directory (debugging).")
 @click.option("--token-from", default=None, envvar="STUDIOML_TOKEN_FROM", metavar="SOURCE",
               help="Read the server token from env:NAME, file:PATH, ssm:PARAM or secretsmanager:ID.")
@@ -50,7 +50,11 @@ def worker(config: str | None, queue: str, single_run: bool, timeout: str | None
 
         ctx = Context(ctx.settings.replace(api_token=resolve_token(token_from)))
     opts = WorkerOptions(queue=queue, single_run=single_run, idle_timeout=idle, resources=overrides,
-                         echo=echo, keep_workdirs=keep_workdirs)
+                         echo=echo, keep_workdirs=keep_workdirs, transfers=not quiet)
+    if quiet:
+        from studio.progress import DISPLAY
+
+        DISPLAY.silence()
     def say(text: str) -> None:
         if not quiet:
             click.echo(f"studio: {text}", err=True)

@@ -58,6 +58,10 @@ class ObjectStore:
     re-hashing files whose stat has not changed.
     """
 
+    #: Told about tree transfers that have no `on_file` of their own, for bars or log lines
+    #: (`studio.progress.TransferLog`; `studio worker` sets one). None: nobody is told.
+    observer: Any = None
+
     def __init__(
         self,
         backend: ObjectBackend,
@@ -125,6 +129,11 @@ class ObjectStore:
             tree, data = _EMPTY_TREE
             self._writer.put_bytes(data, tree)
             return PutResult(tree=tree, files=0, size=0, uploaded_files=0, uploaded_bytes=0, hashed_files=0)
+        if on_file is None and self.observer is not None:
+            with self.observer.upload(Path(root)) as up:
+                result = self.put_tree(root, ignore, previous, link=link, on_file=up.on_file, watch=watch)
+                up.moved(result.uploaded_bytes, result.uploaded_files)
+                return result
         with self._pool() as pool:
             writer = TreeWriter(self._writer, pool, 4 * self.workers, self.stat_cache, self.get_tree,
                                 link=link, on_file=on_file, memo=self._memo, watch=watch)
@@ -188,6 +197,11 @@ class ObjectStore:
         files the tree does not name; rewrites a file only if its content differs. `on_file(size)`
         is called (from worker threads) as each file is done, for progress bars."""
         tree = self.get_tree(tree_hash)
+        if on_file is None and self.observer is not None:
+            total = sum(e.size for e in tree.entries)
+            with self.observer.download(Path(dest), total, len(tree.entries)) as on_file:
+                with self._pool() as pool:
+                    return Materializer(self._source, pool, self.stat_cache, on_file).run(tree, Path(dest), readonly)
         with self._pool() as pool:
             return Materializer(self._source, pool, self.stat_cache, on_file).run(tree, Path(dest), readonly)
 

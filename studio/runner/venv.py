@@ -235,35 +235,44 @@ def _cached_venv(root: Path, wanted: list[str], extra: list[str], differing: lis
             log.warning("removing incomplete environment %s (an earlier build was interrupted)", dest)
             shutil.rmtree(dest, ignore_errors=True)
         started = time.monotonic()
-        python = _make_venv(dest, base)
-        notes: list[str] = []
-        installed = wanted
-        try:
-            _pip_install(python, wanted)
-        except InstallError as exc:
-            if not differing:
+        from studio.progress import DISPLAY
+
+        with DISPLAY.status(f"building Python environment: {' '.join(wanted)}"):
+            return _build(dest, wanted, extra, differing, base, started)
+
+
+def _build(dest: Path, wanted: list[str], extra: list[str], differing: list[str], base: str,
+           started: float) -> PythonEnv:
+    """Make the virtualenv at `dest` and install into it (the caller holds its lock)."""
+    python = _make_venv(dest, base)
+    notes: list[str] = []
+    installed = wanted
+    try:
+        _pip_install(python, wanted)
+    except InstallError as exc:
+        if not differing:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        notes.append(
+            "studio: could not install the submitter's versions of "
+            f"{', '.join(differing)}; running with the worker's versions instead\n"
+            + _tail(exc.output, 20)
+        )
+        installed = extra
+        if extra:
+            try:
+                _pip_install(python, extra)
+            except InstallError:
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
-            notes.append(
-                "studio: could not install the submitter's versions of "
-                f"{', '.join(differing)}; running with the worker's versions instead\n"
-                + _tail(exc.output, 20)
-            )
-            installed = extra
-            if extra:
-                try:
-                    _pip_install(python, extra)
-                except InstallError:
-                    shutil.rmtree(dest, ignore_errors=True)
-                    raise
-        notes.append(
-            f"studio: created Python environment {dest.name} in {time.monotonic() - started:.1f}s"
-            + (f" with {' '.join(installed)}" if installed else "")
-        )
-        info = {"python": python, "installed": installed, "notes": notes, "created": time.time()}
-        tmp = dest / f".ready-{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(info, indent=1))
-        os.replace(tmp, dest / READY)
+    notes.append(
+        f"studio: created Python environment {dest.name} in {time.monotonic() - started:.1f}s"
+        + (f" with {' '.join(installed)}" if installed else "")
+    )
+    info = {"python": python, "installed": installed, "notes": notes, "created": time.time()}
+    tmp = dest / f".ready-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, dest / READY)
     return PythonEnv(python=python, path=dest, installed=tuple(installed), created=True, notes=tuple(notes))
 
 

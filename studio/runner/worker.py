@@ -51,6 +51,7 @@ class WorkerOptions:
     echo: bool = False  # copy the experiments' output to this terminal
     keep_workdirs: bool = False
     worker_id: str | None = None
+    transfers: bool = False  # artifact transfers of 1 MiB+: a bar on a terminal, else a line via on_event
 
 
 class Worker:
@@ -68,6 +69,17 @@ class Worker:
         self.on_event = on_event or (lambda text: log.info("%s", text))
         self.stopping = False
         self.done: list[tuple[str, Outcome]] = []
+        if opts.transfers:
+            from studio.progress import TransferLog
+
+            ctx.objects.observer = TransferLog(self.on_event, label=self._transfer_label)
+
+    def _transfer_label(self, path: Path) -> str:
+        """`KEY/workspace` for what lies in this worker's run directories."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
@@ -202,6 +214,8 @@ class Worker:
             with LeaseKeeper(self.ctx, exp.key, self.id) as beat:
                 try:
                     env = prepare_env(self.ctx.settings.home, exp.pythonenv, exp.python_pkgs)
+                    if env.created and env.notes:
+                        self.on_event(f"{exp.key}: {env.notes[-1].removeprefix('studio: ')}")
                     launch = stored_launch(self.ctx, exp, workdir, python=env.python, echo=self.opts.echo,
                                            extra_env=self.resources.child_env(exp.resources))
                 except InstallError as exc:

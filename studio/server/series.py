@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ CACHE_ENTRIES = 512
 #: Bytes of points the cache keeps (steps, values and wall times: 24 bytes a point); enough for
 #: a runs+charts view of 100 runs of 100k points without reading segments again.
 CACHE_BYTES = 512 * 1024 * 1024
+#: Whole-range bucketed series kept by `SeriesCache.overview` (points, over all entries): what
+#: a runs+charts view shows before any zoom, so a view of more runs than CACHE_BYTES holds
+#: (500 runs of 100k points are 1.2 GB of points) is drawn again without reading segments.
+VIEW_POINTS = 4_000_000
 _INDEX_TYPES = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
 
 
@@ -142,6 +146,8 @@ class SeriesCache:
         self.max_bytes = max_bytes
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._views: OrderedDict[tuple[Any, ...], _View] = OrderedDict()
+        self._view_points = 0
 
     def load(self, folder: Path) -> dict[str, KeySeries]:
         names = tuple(list_segments(folder))
@@ -181,11 +187,85 @@ class SeriesCache:
     def _bytes(self) -> int:
         return sum(s.nbytes for e in self._cache.values() for s in e.keys.values())
 
+    def overview(self, folder: Path, names: list[str], buckets: int,
+                 with_time: bool = False) -> tuple[dict[str, dict[str, Any]], float | None]:
+        """`bucketed(series, buckets)` over the whole range for each of `names` the folder has,
+        and the run's start (`run_start`). Kept per state of the folder (its segment names), so
+        revisiting a view costs no segment reads even when the points were evicted."""
+        key = (str(folder), tuple(list_segments(folder)), buckets, with_time)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+        if view is not None and all(n in view.series or n in view.absent for n in names):
+            return {n: view.series[n] for n in names if n in view.series}, view.start
+        loaded = self.load(folder)
+        fresh = _View(start=run_start(loaded)) if view is None else view
+        added = 0
+        for name in names:
+            if name in fresh.series or name in fresh.absent:
+                continue
+            if name not in loaded:
+                fresh.absent.add(name)
+                continue
+            fresh.series[name] = bucketed(loaded[name], buckets, with_time=with_time)
+            added += len(fresh.series[name]["x"])
+        with self._lock:
+            current = self._views.get(key)
+            if current is None:  # a live folder's older states go: they are never asked for again
+                for stale in [k for k in self._views if k[0] == key[0] and k[2:] == key[2:]]:
+                    self._view_points -= _points(self._views.pop(stale))
+                self._views[key] = fresh
+            if current is None or current is fresh:
+                self._view_points += added
+            self._views.move_to_end(key)
+            while len(self._views) > 1 and self._view_points > VIEW_POINTS:
+                self._view_points -= _points(self._views.popitem(last=False)[1])
+        return {n: fresh.series[n] for n in names if n in fresh.series}, fresh.start
+
+
+def _points(view: _View) -> int:
+    return sum(len(v["x"]) for v in view.series.values())
+
+
+@dataclass
+class _View:
+    start: float | None
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
+
 
 def _finite_list(a: np.ndarray) -> list[float | None]:
     if np.isfinite(a).all():
         return a.tolist()  # type: ignore[no-any-return]
     return [v if np.isfinite(v) else None for v in a.tolist()]
+
+
+def run_start(loaded: dict[str, KeySeries]) -> float | None:
+    """A run's first wall-clock time over all its series: zero of the relative-time axis."""
+    firsts = [float(np.nanmin(s.times)) for s in loaded.values()
+              if s.times is not None and len(s.times) and not np.isnan(s.times).all()]
+    return min(firsts) if firsts else None
+
+
+def step_range(s: KeySeries, t_min: float | None, t_max: float | None) -> tuple[float | None, float | None]:
+    """The steps of the points whose wall-clock times fall in [t_min, t_max] (a chart zoomed on a
+    time axis asks for those steps). With no point inside, the points on either side, so the
+    line still crosses the view; a series without times: everything (None, None)."""
+    if s.times is None or not len(s.steps):
+        return None, None
+    t = s.times
+    lo = -np.inf if t_min is None else t_min
+    hi = np.inf if t_max is None else t_max
+    known = ~np.isnan(t)
+    inside = np.flatnonzero(known & (t >= lo) & (t <= hi))
+    if len(inside):
+        return float(s.steps[inside[0]]), float(s.steps[inside[-1]])
+    before = np.flatnonzero(known & (t < lo))
+    after = np.flatnonzero(known & (t > hi))
+    first = s.steps[before[-1]] if len(before) else s.steps[0]
+    last = s.steps[after[0]] if len(after) else s.steps[-1]
+    return float(first), float(last)
 
 
 def bucketed(

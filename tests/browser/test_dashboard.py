@@ -391,6 +391,71 @@ def test_runs_and_charts_view(site: Site, page: Any) -> None:
     assert page.input_value("#group-by") == "lr"
 
 
+def test_chromium_gets_brotli_and_revalidates_with_etags(site: Site, page: Any) -> None:
+    seen: dict[str, dict[str, str]] = {}
+    page.on("response", lambda r: seen.setdefault(r.url.split("?")[0].removeprefix(site.base), {
+        **r.all_headers(), "status": str(r.status), "sent": r.request.all_headers().get("accept-encoding", "")}))
+    page.goto(site.base + "/project/vision")
+    page.click("#view-charts")
+    page.wait_for_selector("#run-panels .panel-plot[data-metric='loss'][data-rendered='3']")
+    plotly, js = seen["/vendor/plotly.min.js"], seen["/static/panels.js"]
+    assert "br" in plotly["sent"]  # what Chromium offers on a loopback (secure) origin
+    for headers in (plotly, js, seen["/project/vision"]):
+        assert headers["content-encoding"] == "br" and "accept-encoding" in headers["vary"].lower()
+    series = [h for u, h in seen.items() if u.startswith("/api/charts/series")]
+    assert series and all(h["content-encoding"] == "br" for h in series if int(h.get("content-length") or 2000) > 1024)
+    assert plotly["etag"].endswith('-br"') and plotly["cache-control"] == "public, max-age=86400"
+    # A conditional request with the ETag the browser holds is answered without a body.
+    revalidated = httpx.get(site.base + "/vendor/plotly.min.js",
+                            headers={"accept-encoding": "br", "if-none-match": plotly["etag"]}, timeout=30)
+    assert revalidated.status_code == 304
+
+
+LONG = """\
+import time, studio
+for i in range(20000):
+    studio.log(i, loss=1.0 / (1 + i))
+    if i % 1000 == 999:
+        time.sleep(0.05)  # spread over a second or more of wall time
+"""
+
+
+@pytest.mark.parametrize("axis", ["relative", "time"])
+def test_zooming_on_a_time_axis_fetches_finer_points(site: Site, page: Any, axis: str) -> None:
+    project = f"zoom-{axis}"
+    (site.workspace / "long.py").write_text(LONG)
+    assert f"(project {project})" in studio(site.env, site.workspace, "run", "--project", project, "long.py")
+    page.goto(f"{site.base}/project/{project}")
+    page.wait_for_selector("#runs tbody tr[data-key]")
+    page.click("#view-charts")
+    loss = "#run-panels .panel-plot[data-metric='loss']"
+    page.wait_for_selector(f"{loss}[data-rendered='1']")
+    with page.expect_response(lambda r: "/api/charts/series" in r.url and "time=true" in r.url):
+        page.select_option("#x-axis", axis)
+    page.wait_for_function(f"document.querySelector(\"{loss}\").layout.xaxis.type === '{'date' if axis == 'time' else 'linear'}'")
+    plot = f"document.querySelector(\"{loss}\")"
+    whole = [x for x in page.evaluate(f"{plot}.data[0].x") if x is not None]
+    assert len(whole) < 5000  # 20,000 points drawn as min/max buckets
+    # Zoom on the middle fifth of the run's time, as a drag on the chart does (plotly reports a
+    # date axis's range as UTC date strings).
+    first, last = min(whole), max(whole)
+    lo, hi = first + (last - first) * 0.4, first + (last - first) * 0.6
+    shown = [lo, hi]
+    if axis == "time":  # x is epoch milliseconds
+        import datetime as dt
+
+        shown = [dt.datetime.fromtimestamp(v / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] for v in (lo, hi)]
+    with page.expect_response(lambda r: "x_min=" in r.url) as zoomed:
+        page.evaluate(f"Plotly.relayout({plot}, {{'xaxis.range': {shown!r}}})")
+    assert f"x_axis={axis}" in zoomed.value.url and zoomed.value.status == 200
+    page.wait_for_function(f"{plot}.data[0].x.length !== {len(whole)}")
+    xs = [x for x in page.evaluate(f"{plot}.data[0].x") if x is not None]
+    inside = [x for x in xs if lo <= x <= hi]
+    coarse = [x for x in whole if lo <= x <= hi]
+    assert len(inside) > 3 * len(coarse), (len(inside), len(coarse))  # finer than before the zoom
+    assert len(xs) - len(inside) <= 2  # the range asked for, plus one point beyond each edge
+
+
 def _rgb(hex_colour: str) -> str:
     n = int(hex_colour[1:], 16)
     return f"rgb({n >> 16},{(n >> 8) & 255},{n & 255})"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +59,33 @@ def popen_studio(
         text=True,
         stdin=subprocess.DEVNULL,
     )
+
+
+def on_terminal(args: list[str], answer: str = "", env: dict[str, str] | None = None,
+                cwd: Path | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run `studio ARGS` with a pseudo-terminal as stdin/stdout/stderr; type `answer` once it asks."""
+    master, slave = pty.openpty()
+    full_env = {**os.environ, "COLUMNS": "120", "LINES": "40", "PAGER": "cat", "TERM": "dumb", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "studio", *args], stdin=slave, stdout=slave,
+                            stderr=slave, env=full_env, close_fds=True, cwd=cwd)
+    os.close(slave)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if answer and not sent and b"[y/N]" in out:
+            os.write(master, answer.encode() + b"\n")
+            sent = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(master)
+    return proc.wait(30), out.decode(errors="replace")

@@ -7,19 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from studio.api.context import Context
 from studio.entities import Experiment, Status
-from tests.e2e.helpers import studio, studio_json
+from tests.e2e.helpers import on_terminal, studio, studio_json
 from tests.fixtures.dashboard import populate
 
 
@@ -105,36 +101,6 @@ def test_kill_refuses_without_a_terminal_unless_yes(keys: dict[str, str]) -> Non
     assert keys["second"] in {r["key"] for r in studio_json("runs", "list", "all")}  # nothing half-done
     studio("runs", "kill", "--yes", keys["second"], check=True)
     assert keys["second"] not in {r["key"] for r in studio_json("runs", "list", "all")}
-
-
-def on_terminal(args: list[str], answer: str = "", env: dict[str, str] | None = None,
-                cwd: Path | None = None) -> tuple[int, str]:
-    """Run `studio ARGS` with a pseudo-terminal as stdin/stdout; type `answer` once it asks."""
-    master, slave = pty.openpty()
-    full_env = dict(os.environ, COLUMNS="120", LINES="40", PAGER="cat", TERM="dumb", **(env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "studio", *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=full_env, close_fds=True, cwd=cwd)
-    os.close(slave)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if answer and not sent and b"[y/N]" in out:
-            os.write(master, answer.encode() + b"\n")
-            sent = True
-        if proc.poll() is not None and not ready:
-            break
-    os.close(master)
-    return proc.wait(30), out.decode(errors="replace")
 
 
 def test_kill_asks_on_a_terminal(keys: dict[str, str]) -> None:

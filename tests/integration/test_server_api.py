@@ -258,6 +258,17 @@ def test_series_of_many_runs_with_wall_times(reader: tuple[TestClient, dict[str,
     assert set(data["runs"][keys["second"]]) == {"loss", "acc"}
     assert "t" not in client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss"}).json()["runs"][keys["best"]]["loss"]
     error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": ",".join(f"m{i}" for i in range(51))}), 400)
+    # Zoom on a time axis (this run logged every point at once; tests/unit/test_server_series.py
+    # and the browser test zoom into spread times): the steps logged within the range.
+    start = data["starts"][keys["best"]]
+    assert start == min(best["t"])
+    query = {"keys": keys["best"], "metrics": "loss", "buckets": 100, "time": "true"}
+    for axis, offset in [("time", start), ("relative", 0.0)]:
+        z = client.get("/api/charts/series", params={**query, "x_axis": axis, "x_min": offset - 1, "x_max": offset + 1}).json()
+        assert z["runs"][keys["best"]]["loss"]["count"] == best["count"]
+        z = client.get("/api/charts/series", params={**query, "x_axis": axis, "x_min": offset - 10, "x_max": offset - 5}).json()
+        assert z["runs"][keys["best"]]["loss"]["x"] == [0, 1]  # nothing inside: the first point (and its neighbour)
+    error(client.get("/api/charts/series", params={"keys": keys["best"], "metrics": "loss", "x_axis": "days"}), 422)
 
 
 def test_series_bad_input(reader: tuple[TestClient, dict[str, str]]) -> None:
@@ -423,6 +434,66 @@ def test_compression_and_cache_headers(reader: tuple[TestClient, dict[str, str]]
     # Artifact files and archives go out as stored: never compressed on the way.
     archive = client.get(f"/api/experiments/{keys['best']}/artifacts/workspace/archive", headers=gz)
     assert archive.status_code == 200 and "content-encoding" not in archive.headers
+
+
+def test_brotli_when_the_client_accepts_it(reader: tuple[TestClient, dict[str, str]]) -> None:
+    from studio.server.app import plotly_js
+
+    client, _ = reader
+    original = plotly_js().read_bytes()
+    sizes = {}
+    for accept in ["br", "gzip, deflate, br, zstd", "gzip", "br;q=0, gzip", ""]:
+        resp = client.get("/vendor/plotly.min.js", headers={"accept-encoding": accept})
+        coding = "br" if "br" in accept and "q=0" not in accept else "gzip" if "gzip" in accept else None
+        assert resp.headers.get("content-encoding") == coding, accept
+        assert resp.content == original  # httpx decodes both
+        assert resp.headers["vary"] == "Accept-Encoding" and resp.headers["cache-control"] == "public, max-age=86400"
+        assert resp.headers["etag"].startswith('W/"') and resp.headers["etag"].endswith(f'-{coding or "identity"}"')
+        sizes[coding] = resp.num_bytes_downloaded
+        # A cached copy is revalidated without a body; another coding's ETag does not match.
+        again = client.get("/vendor/plotly.min.js", headers={"accept-encoding": accept,
+                                                             "if-none-match": resp.headers["etag"]})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == resp.headers["etag"]
+    assert sizes["br"] < sizes["gzip"] < sizes[None] / 3
+    other = client.get("/vendor/plotly.min.js", headers={"accept-encoding": "gzip", "if-none-match": 'W/"x-br"'})
+    assert other.status_code == 200
+    # Scripts, styles and pages and JSON: brotli too (the JSON and pages compressed on the way).
+    js = client.get("/static/table.js", headers={"accept-encoding": "br"})
+    assert js.headers["content-encoding"] == "br" and js.headers["content-type"].startswith("text/javascript")
+    page = client.get("/all", headers={"accept-encoding": "gzip, br", "accept": "text/html"})
+    assert page.headers["content-encoding"] == "br" and "experiments" in page.text
+    assert "accept-encoding" in page.headers["vary"].lower()
+    rows = client.get("/api/experiments", params={"limit": 100}, headers={"accept-encoding": "br"})
+    assert rows.headers["content-encoding"] == "br" and rows.json()
+    assert client.get("/static/no-such.js").status_code == 404
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+    head = client.head("/static/style.css", headers={"accept-encoding": "br"})
+    assert head.status_code == 200 and head.headers["content-encoding"] == "br" and int(head.headers["content-length"]) > 0
+
+
+def test_large_assets_get_the_best_brotli_once_and_keep_it(tmp_path: Path) -> None:
+    """The first request gets a quick copy; the best one is built aside, kept on disk, and what
+    a later server (a new Assets) serves from the start."""
+    import brotli
+    from starlette.requests import Request
+
+    from studio.server.assets import BEST_QUALITY, Assets
+
+    asset = tmp_path / "big.js"
+    asset.write_text("".join(f"var v{i} = {i * 7919 % 10007};\n" for i in range(40_000)))  # ~0.8 MB
+    request = Request({"type": "http", "method": "GET", "path": "/x", "query_string": b"",
+                       "headers": [(b"accept-encoding", b"br")]})
+    cache = tmp_path / "cache"
+    first = Assets(cache).response(request, asset, "no-cache")
+    assert brotli.decompress(first.body) == asset.read_bytes()
+    best = brotli.compress(asset.read_bytes(), quality=BEST_QUALITY)
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("*.br")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (stored,) = cache.glob("*.br")
+    assert stored.read_bytes() == best and len(best) < len(first.body)
+    later = Assets(cache).response(request, asset, "no-cache")
+    assert later.body == best and later.headers["etag"] == first.headers["etag"]
 
 
 def test_assets_come_from_the_package(reader: tuple[TestClient, dict[str, str]]) -> None:

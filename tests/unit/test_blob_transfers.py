@@ -10,7 +10,8 @@ import pytest
 from studio.config import load_settings
 from studio.exceptions import IntegrityError, UsageError
 from studio.objects import backend_for_url, open_object_store
-from studio.objects.backends.http import HttpBackend, _Bars, hash_of
+from studio.objects.backends.http import HttpBackend, hash_of
+from studio.progress import Display
 from studio.server.transfers import MAX_PARTS, MIN_PART, part_size_for
 
 
@@ -63,7 +64,7 @@ def test_parts_are_large_enough_and_few_enough() -> None:
 
 
 def test_progress_is_quiet_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    with _Bars().bar("upload", 1 << 30) as advance:
+    with Display().bar("upload", 1 << 30) as advance:
         advance(1 << 29)
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""

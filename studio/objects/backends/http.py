@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +37,7 @@ from studio import exceptions
 from studio.exceptions import IntegrityError, NotFoundError, StoreError, UsageError
 from studio.objects.backends.base import ObjectBackend
 from studio.objects.hashing import check_hash
+from studio.progress import DISPLAY
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,6 @@ TIMEOUT_S = 120.0
 KEEPALIVE_S = 2.0
 CONNECT_RETRIES = 4  # a connection that failed before reaching anyone: wait and try again
 URL_RENEWALS = 3  # a presigned URL refused by the storage (expired): ask the server again
-PROGRESS_MIN_BYTES = 1 << 20
 STAT_BATCH = 1000
 
 
@@ -57,51 +54,6 @@ def hash_of(key: str) -> str:
     if len(parts) != 3 or parts[0] != "objects":
         raise UsageError(f"{key!r} is not an object key; a studio server stores only content-addressed objects")
     return check_hash(parts[1] + parts[2])
-
-
-class _Bars:
-    """One rich progress display shared by every transfer of this process, shown only on a
-    terminal (rich allows one live display at a time; transfers run on many threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._progress: Any = None
-        self._active = 0
-
-    @contextmanager
-    def bar(self, label: str, total: int, done: int = 0) -> Iterator[Any]:
-        if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
-            yield lambda n: None
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        with self._lock:
-            if self._progress is None:
-                self._progress = Progress(
-                    TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), transient=True, console=Console(stderr=True),
-                )  # fmt: skip
-                self._progress.start()
-            progress = self._progress
-            task = progress.add_task(label, total=total, completed=done)
-            self._active += 1
-        try:
-            yield lambda n: progress.advance(task, n)
-        finally:
-            with self._lock:
-                progress.remove_task(task)
-                self._active -= 1
-                if self._active == 0:
-                    progress.stop()
-                    self._progress = None
 
 
 class HttpBackend(ObjectBackend):
@@ -131,9 +83,10 @@ class HttpBackend(ObjectBackend):
             )
             # Presigned URLs carry their own authority: this client never sends the token.
             storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, limits=limits)
-            _shared = (api, storage, _Bars())
+            _shared = (api, storage)
         self._shared = _shared
-        self._api, self._storage, self._bars = _shared
+        self._api, self._storage = _shared
+        self._bars = DISPLAY  # per-blob bars on a terminal
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r}, experiment={self.experiment!r})"

@@ -2,7 +2,8 @@
    (train/, eval/, ...; system metrics last, with units), the runs' own metric first. Every run
    shown is one colour in every panel; runs can be grouped (mean line, min/max band).
    Points come from /api/charts/series in one request per 100 runs: min/max buckets, so spikes survive;
-   zooming a panel on steps asks for that range again, finer. */
+   zooming a panel asks for that range again, finer, on any x axis (a range of wall or relative
+   time is sent as such: the server picks each run's steps logged within it). */
 "use strict";
 
 class RunPanels {
@@ -30,14 +31,17 @@ class RunPanels {
     this.onInfo = options.onInfo || (() => {});
     this.state = { x: options.x || "step", smoothing: Number(options.smoothing || 0), logy: new Set(options.logy || []) };
     this.onState = options.onState || (() => {});
+    this.ready = options.ready || (() => Promise.resolve());  // plotly.js loaded
     this.runs = [];
     this.metrics = [];
     this.primary = null;
     this.groups = null;
     this.hidden = new Set();
     this.data = {};  // run key -> metric -> {x, y, t}
-    this.zoom = {};  // metric -> [x0, x1] (step axis only)
+    this.zoom = {};  // metric -> [x0, x1] on the current x axis (seconds for time axes)
+    this.starts = {};  // run key -> its first wall-clock time (the server's; zero of relative time)
     this.token = 0;
+    this.times = {};  // performance.now() of the last refresh's steps (bench/bench_charts.py reads them)
     this.build();
   }
 
@@ -137,9 +141,11 @@ class RunPanels {
     for (let i = 0; i < metrics.length; i += 50) mchunks.push(metrics.slice(i, i + 50));
     await Promise.all(chunks.flatMap((ks) => mchunks.map(async (ms) => {
       const q = { keys: ks.join(","), metrics: ms.join(","), buckets: this.buckets(), time: this.state.x !== "step" ? "true" : "" };
-      if (range) { q.x_min = Math.floor(range[0]); q.x_max = Math.ceil(range[1]); }
+      if (range && this.state.x === "step") { q.x_min = Math.floor(range[0]); q.x_max = Math.ceil(range[1]); }
+      else if (range) { q.x_axis = this.state.x; q.x_min = range[0]; q.x_max = range[1]; }
       const data = await studio.api(`/api/charts/series?${studio.query(q)}`);
       for (const [k, series] of Object.entries(data.runs)) Object.assign(out[k] || (out[k] = {}), series);
+      Object.assign(this.starts, data.starts || {});
     })));
     return out;
   }
@@ -150,14 +156,19 @@ class RunPanels {
     const started = performance.now();
     let data;
     try {
-      data = await this.fetchSeries(this.metrics, null);
+      [data] = await Promise.all([
+        this.fetchSeries(this.metrics, null).then((d) => { this.times.fetched = performance.now(); return d; }),
+        this.ready(),
+      ]);
     } catch (err) { this.info.textContent = err.message; return; }
     if (token !== this.token) return;
+    this.times.started = started;
     this.data = data;
     let points = 0, sampled = false;
     for (const series of Object.values(data)) for (const s of Object.values(series)) { points += s.count; sampled = sampled || s.sampled; }
     this.info.textContent = `${this.runs.length} run${this.runs.length === 1 ? "" : "s"}, ${points.toLocaleString()} points` +
       (sampled ? ", drawn as min/max buckets (zoom for detail)" : "");
+    this.times.drawStart = performance.now();
     this.drawAll();
     this.root.dataset.fetchMs = String(Math.round(performance.now() - started));
   }
@@ -178,9 +189,19 @@ class RunPanels {
     if (this.state.x === "step") return s.x;
     const t = s.t || [];
     if (this.state.x === "time") return t.map((v) => (v === null ? null : v * 1000));
-    let t0 = Infinity;
-    for (const series of Object.values(this.data[runKey] || {})) for (const v of series.t || []) if (v !== null && v < t0) t0 = v;
+    let t0 = this.starts[runKey];
+    if (t0 === undefined || t0 === null) {
+      t0 = Infinity;
+      for (const series of Object.values(this.data[runKey] || {})) for (const v of series.t || []) if (v !== null && v < t0) t0 = v;
+    }
     return t.map((v) => (v === null ? null : v - t0));
+  }
+
+  /* A plotly x range in seconds on a time axis (plotly gives dates as "2026-12-04 13:45:12.3",
+     in the UTC the axis was drawn in from epoch milliseconds), or in steps. */
+  rangeOf(range) {
+    if (this.state.x !== "time") return range.map(Number);
+    return range.map((v) => (typeof v === "number" ? v : Date.parse(String(v).replace(" ", "T") + "Z")) / 1000);
   }
 
   drawAll() {
@@ -281,18 +302,19 @@ class RunPanels {
       this.drawn = (this.drawn || 0) + 1;
       if (this.drawn >= Object.keys(this.divs).length) {
         this.root.dataset.drawn = String(this.drawn);
-        window.studioPanelsDrawn = performance.now();
+        window.studioPanelsDrawn = this.times.drawn = performance.now();
       }
     });
     if (!div.dataset.bound) {
       div.dataset.bound = "1";
       let timer = null;
       div.on("plotly_relayout", (ev) => {
-        if (this.state.x !== "step") return;
         let next;
         if (ev["xaxis.autorange"]) next = null;
-        else if (ev["xaxis.range[0]"] !== undefined) next = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+        else if (ev["xaxis.range[0]"] !== undefined) next = this.rangeOf([ev["xaxis.range[0]"], ev["xaxis.range[1]"]]);
+        else if (ev["xaxis.range"]) next = this.rangeOf(ev["xaxis.range"]);
         else return;
+        if (next && next.some((v) => !Number.isFinite(v))) return;
         clearTimeout(timer);
         timer = setTimeout(() => this.zoomTo(metric, next), 150);
       });
