@@ -126,6 +126,11 @@ def _owners(request: Request) -> Owners:
     return state.store_owners  # type: ignore[no-any-return]
 
 
+def owner_of(request: Request, key: str) -> str:
+    """The owner of experiment `key` (cached; NotFoundError if there is none). Blocking."""
+    return _owners(request).get(context(request).meta, key)
+
+
 def _action(method: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     action = STORE_METHODS.get(method, SERVER_ONLY)
     if method in ("update_experiment", "set_status"):
@@ -143,7 +148,7 @@ def _authorize(request: Request, who: Principal | None, method: str, args: list[
         return action
     if method not in KEYED or not args:
         raise UsageError(f"{method}: the experiment key is the first argument")
-    owner = _owners(request).get(context(request).meta, str(args[0]))
+    owner = owner_of(request, str(args[0]))
     authorize(who, action, owner=owner, what=f"on experiment {args[0]} (store method {method})")
     return action
 
@@ -180,18 +185,26 @@ async def call(method: str, request: Request) -> Response:
     except (ValueError, TypeError, AttributeError) as exc:
         return _error("UsageError", f"malformed call: {exc}", 400)
     store = context(request).meta
-    try:
-        action = await run_in_threadpool(_authorize, request, who, method, args, kwargs)
+    skew = clock_skew(request)
+
+    def run() -> bytes:
+        # One worker thread per call: the owner lookup (when not cached), the store call and
+        # the audit entry are database work; the answer is encoded here too, off the event loop.
+        action = _authorize(request, who, method, args, kwargs)
         assert who is not None  # authorize refuses nobody
-        _rewrite(auth, who, method, args, kwargs, clock_skew(request))
-        result = await run_in_threadpool(getattr(store, method), *args, **kwargs)
+        _rewrite(auth, who, method, args, kwargs, skew)
+        result = getattr(store, method)(*args, **kwargs)
         if method in ("delete_experiment", "update_experiment") and args:
             _owners(request).forget(str(args[0]))
         if auth.accounts is not None and RULES[action].audit:
             detail = f"to {kwargs.get('owner')}" if action == "change-owner" else f"store method {method}"
             auth.accounts.record(who.name, action, str(args[0]) if args else "", detail)
+        return wire.dumps({"result": result})
+
+    try:
+        answer = await run_in_threadpool(run)
     except StudioError as exc:
         return _error(type(exc).__name__, str(exc), status_for(exc))
     except TypeError as exc:  # wrong arguments for the method
         return _error("UsageError", f"{method}: {exc}", 400)
-    return _answer({"result": result})
+    return Response(answer, media_type="application/json")

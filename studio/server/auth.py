@@ -208,8 +208,10 @@ def _check_csrf(request: Request) -> None:
         )
 
 
-def guard(request: Request) -> None:
-    """App-wide dependency: every route passes the rules table (see the module docstring)."""
+async def guard(request: Request) -> None:
+    """App-wide dependency: every route passes the rules table (see the module docstring).
+    Async, so a request costs no thread hop for it; only a caller not resolved yet on a team
+    server (a database lookup) is resolved on a worker thread."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     action = route_action(request.method, path)
@@ -217,7 +219,12 @@ def guard(request: Request) -> None:
         raise PermissionDeniedError(f"{request.method} {path} has no authorization rule; refused")
     if RULES[action].public:
         return
-    who = current_principal(request)
+    if auth_of(request).team_mode and not hasattr(request.state, "principal"):
+        from starlette.concurrency import run_in_threadpool
+
+        who = await run_in_threadpool(current_principal, request)
+    else:
+        who = current_principal(request)
     _check_csrf(request)
     authorize(who, action, owner=who.name if who else None, what=f"({request.method} {path})")
 
@@ -239,11 +246,19 @@ def check_request(request: Request) -> str | None:
     return None
 
 
+def identity_checked(request: Request) -> bool:
+    """Whether `check_identity` has anything to check (a write to a team server)."""
+    return (
+        auth_of(request).team_mode
+        and request.method not in SAFE_METHODS
+        and request.url.path not in ("/login", "/logout")
+    )
+
+
 def check_identity(request: Request) -> AuthenticationError | None:
     """On a team server, a write from nobody (no, a wrong or a revoked token) is refused
     before its body is read, so no malformed body gets a more telling answer than 401."""
-    auth = auth_of(request)
-    if not auth.team_mode or request.method in SAFE_METHODS or request.url.path in ("/login", "/logout"):
+    if not identity_checked(request):
         return None
     try:
         who = current_principal(request)
