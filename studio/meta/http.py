@@ -50,6 +50,7 @@ class HttpMetaStore(MetaStore):
                 f"database {url} is a studio server: run `studio login {url}` (or set STUDIOML_API_TOKEN)"
             )
         self.url = url.rstrip("/")
+        self._old_server = False  # it lacks the batched calls (put_checkpoint)
         self._client = httpx.Client(
             base_url=f"{self.url}/api/store/",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -132,6 +133,19 @@ class HttpMetaStore(MetaStore):
 
     def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
         self._call("put_artifact", key, artifact)
+
+    def put_checkpoint(self, key: str, artifacts: Sequence[ArtifactSpec], at: float) -> None:
+        # One call (the server's store does it in one transaction), not one per artifact; a
+        # server older than this call gets them one by one.
+        if not self._old_server:
+            try:
+                self._call("put_checkpoint", key, list(artifacts), at)
+                return
+            except UsageError as exc:
+                if "no store method" not in str(exc):
+                    raise
+                self._old_server = True
+        super().put_checkpoint(key, artifacts, at)
 
     def referenced_trees(self) -> set[str]:
         return set(self._call("referenced_trees"))

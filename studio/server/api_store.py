@@ -51,12 +51,12 @@ router = APIRouter(prefix="/api/store", include_in_schema=False)
 #: The MetaStore methods a client may call.
 METHODS = frozenset(
     name
-    for name, member in vars(MetaStore).items()
-    if getattr(member, "__isabstractmethod__", False) and STORE_METHODS.get(name, SERVER_ONLY) != SERVER_ONLY
+    for name, action in STORE_METHODS.items()
+    if action != SERVER_ONLY and callable(getattr(MetaStore, name, None)) and not name.startswith("_")
 )
 #: Methods whose first argument is an experiment key (owner rules look at its owner).
 KEYED = frozenset({
-    "update_experiment", "set_status", "delete_experiment", "put_artifact", "heartbeat",
+    "update_experiment", "set_status", "delete_experiment", "put_artifact", "put_checkpoint", "heartbeat",
     "request_stop", "append_output", "put_metric_summaries",
 })
 TIME_FIELDS = ("time_added", "time_started", "time_last_checkpoint", "time_finished", "heartbeat", "lease_expires")
@@ -163,6 +163,8 @@ def _rewrite(auth: Auth, who: Principal, method: str, args: list[Any], kwargs: d
         args[0] = exp.replace(**changes)
     elif method in ("update_experiment", "set_status"):
         kwargs.update(_shift(kwargs, skew))
+    elif method == "put_checkpoint" and skew and len(args) >= 3 and isinstance(args[2], int | float):
+        args[2] += skew  # the checkpoint's time
 
 
 @router.post("/{method}")

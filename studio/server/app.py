@@ -37,7 +37,7 @@ from studio.exceptions import (
     StudioError,
     UsageError,
 )
-from studio.server.auth import Auth, check_identity, check_request, guard, identity_checked
+from studio.server.auth import Auth, check_identity, check_request, guard, identity_checked, needs_lookup
 from studio.server.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,10 @@ class Gate:
             await SafeJSONResponse({"detail": refused, "error": "Forbidden"}, status_code=403)(scope, receive, send)
             return
         if identity_checked(request):
-            nobody = await run_in_threadpool(check_identity, request)  # a database lookup
+            if needs_lookup(request):
+                nobody = await run_in_threadpool(check_identity, request)  # a database lookup
+            else:
+                nobody = check_identity(request)
             if nobody is not None:
                 body = {"detail": str(nobody), "error": type(nobody).__name__}
                 await SafeJSONResponse(body, status_code=401)(scope, receive, send)

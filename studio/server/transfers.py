@@ -96,8 +96,9 @@ class StreamTransfers(Transfers):
             offset = 0
         return {"present": False, "mode": self.mode, "offset": offset, "part_size": STREAM_CHUNK}
 
-    def write(self, h: str, offset: int, chunks: Any) -> int:
-        """Write the bytes of `chunks` at `offset` of the staged upload; the new size."""
+    def write(self, h: str, offset: int, chunks: Any, whole: bool = False) -> int:
+        """Write the bytes of `chunks` at `offset` of the staged upload; the new size. `whole`:
+        they are the whole blob (at offset 0), so whatever an earlier attempt left after them goes."""
         path = self._staged(h)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -105,15 +106,19 @@ class StreamTransfers(Transfers):
             if offset > have:
                 raise ConflictError(f"upload of {h[:12]} holds {have} bytes, not {offset}: resume from {have}")
             os.lseek(fd, offset, os.SEEK_SET)
+            end = offset
             for chunk in chunks:
                 view = memoryview(chunk)
+                end += len(view)
                 while view:
                     view = view[os.write(fd, view) :]
+            if whole:
+                os.ftruncate(fd, end)
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
 
-    async def write_async(self, h: str, offset: int, stream: Any) -> int:
+    async def write_async(self, h: str, offset: int, stream: Any, whole: bool = False) -> int:
         from starlette.concurrency import run_in_threadpool
 
         buffered: list[bytes] = []
@@ -123,7 +128,7 @@ class StreamTransfers(Transfers):
             if total > 2 * STREAM_CHUNK:
                 raise UsageError(f"send chunks of at most {2 * STREAM_CHUNK} bytes")
             buffered.append(chunk)
-        return cast(int, await run_in_threadpool(self.write, h, offset, buffered))
+        return cast(int, await run_in_threadpool(self.write, h, offset, buffered, whole))
 
     def complete(self, h: str, size: int, upload: str | None, parts: list[dict[str, Any]] | None) -> None:
         path = self._staged(h)

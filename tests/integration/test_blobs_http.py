@@ -134,6 +134,48 @@ def test_stream_upload_resumes_from_what_the_server_holds(serve: Serve, tmp_path
     assert (tmp_path / "server-objects" / object_key(h)).read_bytes() == data
 
 
+def test_small_blobs_go_in_one_request_once_the_client_knows_the_server_streams(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    backend = HttpBackend(url, TOKEN, experiment=KEY)
+    sent: list[str] = []
+    original = httpx.Client.request
+
+    def spy(self: httpx.Client, method: str, path: Any, **kw: Any) -> httpx.Response:
+        sent.append(f"{method} {str(path).split('/')[0]}")
+        return original(self, method, path, **kw)
+
+    blobs = []
+    for i in range(3):
+        data = os.urandom(1000 + i)
+        f = tmp_path / f"blob{i}"
+        f.write_bytes(data)
+        blobs.append((f, data, hashlib.sha256(data).hexdigest()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(httpx.Client, "request", spy)
+        for f, _, h in blobs:
+            backend.for_experiment(KEY).put_file(f, object_key(h), move=True)
+    # the first: begin, chunk, complete; then one request each
+    assert sent == ["POST uploads", "PUT uploads", "POST uploads", "PUT uploads", "PUT uploads"]
+    for f, data, h in blobs:
+        assert (tmp_path / "server-objects" / object_key(h)).read_bytes() == data and not f.exists()
+    assert not list((tmp_path / "server-objects" / "tmp").iterdir())
+    # Wrong bytes in one request: refused, nothing stored; a stale longer staging file is cut.
+    claimed = hashlib.sha256(b"the real content").hexdigest()
+    call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "experiment": KEY}, content=b"x" * 100)
+    answer = call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "size": 16, "experiment": KEY},
+                  content=b"something else!!")  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["error"] == "IntegrityError"
+    assert not (tmp_path / "server-objects" / object_key(claimed)).exists()
+    assert not list((tmp_path / "server-objects" / "tmp").iterdir())
+    answer = call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "size": 16, "experiment": KEY},
+                  content=b"the real content")  # fmt: skip
+    assert answer.json() == {"offset": 16, "stored": claimed}
+    # ... and the one-request form needs the same rights as any upload
+    refused = call(url, "PUT", f"uploads/{claimed}", token="wrong", params={"offset": 0, "size": 16, "experiment": KEY},
+                   content=b"the real content")  # fmt: skip
+    assert refused.status_code == 401
+
+
 def test_wrong_bytes_are_refused_and_nothing_is_stored(serve: Serve, tmp_path: Path) -> None:
     url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
     claimed = hashlib.sha256(b"the real content").hexdigest()

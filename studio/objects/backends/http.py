@@ -13,7 +13,8 @@ the server says (`studio.server.api_blobs`):
   lists the parts already there and the client sends only the others. A URL that expired
   meanwhile (the storage answers 403) is asked for again;
 - with a local store (or any store the server cannot sign URLs for): through the server, in
-  chunks at an offset, resumed from the size the server already holds;
+  chunks at an offset, resumed from the size the server already holds; once the client knows
+  the server streams, a small blob (up to 4 MiB) goes in one request, stored at once;
 - downloads resume with HTTP ranges, and the ObjectStore verifies every blob it reads.
 
 Content addressing is kept: before sending anything the client asks whether the server has
@@ -49,6 +50,7 @@ CONNECT_RETRIES = 4  # a connection that failed before reaching anyone: wait and
 URL_RENEWALS = 3  # a presigned URL refused by the storage (expired): ask the server again
 PROGRESS_MIN_BYTES = 1 << 20
 STAT_BATCH = 1000
+SMALL_UPLOAD = 4 << 20  # to a streaming server, a blob up to this size goes in one request
 
 
 def hash_of(key: str) -> str:
@@ -131,9 +133,10 @@ class HttpBackend(ObjectBackend):
             )
             # Presigned URLs carry their own authority: this client never sends the token.
             storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, limits=limits)
-            _shared = (api, storage, _Bars())
+            _shared = (api, storage, _Bars(), {})
         self._shared = _shared
-        self._api, self._storage, self._bars = _shared
+        # `_learned["mode"]`: how the server took the last upload ("stream" or "s3")
+        self._api, self._storage, self._bars, self._learned = _shared
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r}, experiment={self.experiment!r})"
@@ -285,10 +288,15 @@ class HttpBackend(ObjectBackend):
     def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
         h = hash_of(key)
         size = os.stat(local_path).st_size
+        if self._learned.get("mode") == "stream" and size <= SMALL_UPLOAD and self._put_whole(h, size, local_path):
+            if move:
+                os.unlink(local_path)
+            return
         for _attempt in range(URL_RENEWALS + 1):
             start = self._post("uploads", {"hash": h, "size": size})
             if start.get("present"):
                 break
+            self._learned["mode"] = start["mode"]
             try:
                 if start["mode"] == "stream":
                     self._stream_upload(h, size, local_path, int(start["offset"]), int(start["part_size"]))
@@ -303,6 +311,26 @@ class HttpBackend(ObjectBackend):
             raise StoreError(f"upload of {h[:12]} to {self.url} did not complete; run the command again")
         if move:
             os.unlink(local_path)
+
+    def _put_whole(self, h: str, size: int, path: Path) -> bool:
+        """A small blob to a streaming server in one request (the server stores it at once);
+        False if the server did not (an older server, or a broken connection): then the
+        caller goes the long way, which resumes from what the server holds."""
+        import httpx
+
+        data = path.read_bytes()
+        if len(data) != size:
+            return False
+        try:
+            answer = self._request(
+                "PUT", f"uploads/{h}", params={"offset": 0, "size": size, "experiment": self.experiment or ""},
+                content=data, headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+        except StoreError as exc:
+            if isinstance(exc.__cause__, httpx.TransportError):
+                return False
+            raise
+        return bool(answer.get("stored"))
 
     def _stream_upload(self, h: str, size: int, path: Path, offset: int, chunk: int) -> None:
         import httpx
