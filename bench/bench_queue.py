@@ -139,7 +139,7 @@ def server_mode(a: argparse.Namespace) -> None:
     server_env = dict(base, STUDIOML_HOME=str(root / "server"))
 
     def add_user(name: str, *flags: str) -> str:
-        return subprocess.run([sys.executable, "-m", "studio", "users", "add", name, *flags], env=server_env,
+        return subprocess.run([sys.executable, "-m", "studio", "users", "add", name, *flags], env=server_env, cwd=root,
                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
 
     user, worker_token = add_user("alice"), add_user("w1", "--worker")
@@ -147,7 +147,8 @@ def server_mode(a: argparse.Namespace) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "studio", "server", "--port", str(port)], env=server_env,
+    # cwd=root: `python -m` imports from the current directory first, which must not be a checkout
+    server = subprocess.Popen([sys.executable, "-m", "studio", "server", "--port", str(port)], env=server_env, cwd=root,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -181,7 +182,7 @@ def server_mode(a: argparse.Namespace) -> None:
             "print((time.perf_counter() - t) / len(keys))\n"
             "print(' '.join(keys))\n"
         )
-        out = subprocess.run([sys.executable, "-c", submit_code, str(ws), str(a.experiments)], env=submitter,
+        out = subprocess.run([sys.executable, "-c", submit_code, str(ws), str(a.experiments)], env=submitter, cwd=root,
                              capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
         t_submit, keys = float(out[0]), out[1].split()
         direct = []
@@ -193,7 +194,7 @@ def server_mode(a: argparse.Namespace) -> None:
         cpu0 = _cpu_seconds(server.pid)
         t = time.perf_counter()
         workers = [subprocess.Popen([sys.executable, "-m", "studio", "worker", "--queue", "throughput", "--timeout", "1"],
-                                    env=worker_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    env=worker_env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL) for _ in range(a.workers)]  # fmt: skip
         for w in workers:
             w.wait(timeout=1800)

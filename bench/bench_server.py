@@ -234,7 +234,7 @@ def run_clients(code: str, n: int, argv: list[str], env: dict[str, str], work: P
 
 def add_user(env: dict[str, str], name: str, *flags: str) -> str:
     """A team server's account (`studio users add`); its token."""
-    proc = subprocess.run([sys.executable, "-m", "studio", "users", "add", name, *flags], env=env,
+    proc = subprocess.run([sys.executable, "-m", "studio", "users", "add", name, *flags], env=env, cwd=env["STUDIOML_HOME"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     return proc.stdout.strip()
 
@@ -243,6 +243,7 @@ def bench_studio(args: argparse.Namespace, tmp: Path, tree: Path = ROOT) -> dict
     """One run of the studio side, with the server, clients and workers importing `tree`."""
     tmp = Path(tempfile.mkdtemp(dir=tmp))
     server_home = tmp / "server"
+    server_home.mkdir()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, STUDIOML_HOME=str(server_home), PYTHONPATH=str(tree))
@@ -254,7 +255,8 @@ def bench_studio(args: argparse.Namespace, tmp: Path, tree: Path = ROOT) -> dict
     else:  # `studio ui` with a shared token
         env["STUDIOML_SERVER_TOKEN"] = client_token = worker_token = TOKEN
         command = "ui"
-    server = subprocess.Popen([sys.executable, "-m", "studio", command, "--port", str(port)], env=env,
+    # cwd: `python -m` imports from the current directory first, which must not be a checkout
+    server = subprocess.Popen([sys.executable, "-m", "studio", command, "--port", str(port)], env=env, cwd=server_home,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                               start_new_session=True)  # fmt: skip
     try:

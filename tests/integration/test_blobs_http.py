@@ -364,3 +364,37 @@ def test_a_blob_relied_on_is_freshened_for_the_collector(serve: Serve, tmp_path:
     assert backend.freshen(object_key(h), 13, 3600.0) and not backend.freshen(object_key(h), 12, 3600.0)
     with pytest.raises(UsageError, match="studio gc"):
         backend.delete_if_older(object_key(h), time.time())
+
+
+def test_blobs_confirmed_lately_are_not_asked_about_again(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    backend = HttpBackend(url, TOKEN, experiment=KEY)
+    data = b"content relied on by many captures"
+    h = hashlib.sha256(data).hexdigest()
+    other = hashlib.sha256(b"not stored").hexdigest()
+    asked: list[dict[str, Any]] = []
+    original = httpx.Client.request
+
+    def spy(self: httpx.Client, method: str, path: Any, **kw: Any) -> httpx.Response:
+        if str(path) == "stat":
+            asked.append(kw["json"])
+        return original(self, method, path, **kw)
+
+    f = tmp_path / "blob"
+    f.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(httpx.Client, "request", spy)
+        backend.put_file(f, object_key(h))
+        # just stored: a capture relying on it (freshening at 60 s or more) need not ask
+        assert backend.sizes([h], freshen_after=60) == {h: len(data)} and asked == []
+        # one not stored is asked about, and the server freshens at half the caller's age
+        assert backend.sizes([h, other], freshen_after=60) == {h: len(data), other: None}
+        assert asked[-1]["hashes"] == [other] and asked[-1]["freshen_after"] == 30
+        # a stricter caller, or one not freshening (plain existence), asks the server
+        backend.sizes([h], freshen_after=10)
+        assert asked[-1] == {"hashes": [h], "freshen_after": 5, "experiment": KEY}
+        backend.sizes([h])
+        assert asked[-1] == {"hashes": [h], "experiment": KEY}
+        count = len(asked)
+        backend.for_experiment(KEY).sizes([h], freshen_after=10)  # confirmed at 10 s just now: shared
+        assert len(asked) == count

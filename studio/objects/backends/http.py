@@ -50,7 +50,9 @@ CONNECT_RETRIES = 4  # a connection that failed before reaching anyone: wait and
 URL_RENEWALS = 3  # a presigned URL refused by the storage (expired): ask the server again
 PROGRESS_MIN_BYTES = 1 << 20
 STAT_BATCH = 1000
-SMALL_UPLOAD = 4 << 20  # to a streaming server, a blob up to this size goes in one request
+SMALL_UPLOAD = 4 << 20
+KNOWN_BLOBS = 100_000  # blobs remembered as stored (see HttpBackend.sizes)
+UPLOADED_TRUST = 60.0  # a blob just stored counts as confirmed for captures freshening at >= 60 s  # to a streaming server, a blob up to this size goes in one request
 
 
 def hash_of(key: str) -> str:
@@ -133,10 +135,11 @@ class HttpBackend(ObjectBackend):
             )
             # Presigned URLs carry their own authority: this client never sends the token.
             storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, limits=limits)
-            _shared = (api, storage, _Bars(), {})
+            _shared = (api, storage, _Bars(), {}, {})
         self._shared = _shared
-        # `_learned["mode"]`: how the server took the last upload ("stream" or "s3")
-        self._api, self._storage, self._bars, self._learned = _shared
+        # `_learned["mode"]`: how the server took the last upload ("stream" or "s3");
+        # `_known`: blob hash -> (size, trusted until, for freshen_after up to), see `sizes`
+        self._api, self._storage, self._bars, self._learned, self._known = _shared
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r}, experiment={self.experiment!r})"
@@ -189,15 +192,42 @@ class HttpBackend(ObjectBackend):
         """The stored size of each blob, None for those the server lacks: one request per
         thousand hashes, so a capture asks once what it needs to send. With `freshen_after`,
         the server also freshens each stored blob older than that many seconds (the caller
-        relies on it instead of sending it, so a concurrent `studio gc` must spare it)."""
+        relies on it instead of sending it, so a concurrent `studio gc` must spare it).
+
+        With `freshen_after`, a blob this process stored or had confirmed (and freshened)
+        within the last `freshen_after / 2` seconds is not asked about again: the server is
+        asked to freshen at half that age, so such a blob is never older than `freshen_after`
+        when relied on (the collector's rule holds), and a worker's many captures of the
+        same trees cost no round trip each."""
         found: dict[str, int | None] = {}
-        for i in range(0, len(hashes), STAT_BATCH):
-            body: dict[str, Any] = {"hashes": list(hashes[i : i + STAT_BATCH])}
+        ask = list(hashes)
+        if freshen_after is not None:
+            ask = []
+            now = time.monotonic()
+            for h in hashes:
+                known = self._known.get(h)
+                if known is not None and known[1] > now and known[2] <= freshen_after:
+                    found[h] = known[0]
+                else:
+                    ask.append(h)
+        for i in range(0, len(ask), STAT_BATCH):
+            body: dict[str, Any] = {"hashes": ask[i : i + STAT_BATCH]}
             if freshen_after is not None:
-                body["freshen_after"] = freshen_after
+                body["freshen_after"] = freshen_after / 2
             answer = self._post("stat", body)
-            found.update({h: (None if s is None else int(s)) for h, s in answer["sizes"].items()})
+            got = {h: (None if s is None else int(s)) for h, s in answer["sizes"].items()}
+            found.update(got)
+            if freshen_after is not None:
+                for h, size in got.items():
+                    if size is not None:
+                        self._remember(h, size, freshen_after)
         return found
+
+    def _remember(self, h: str, size: int, freshen_after: float) -> None:
+        """Blob `h` is stored and at most `freshen_after / 2` old now (see `sizes`)."""
+        if len(self._known) >= KNOWN_BLOBS:
+            self._known.clear()
+        self._known[h] = (size, time.monotonic() + freshen_after / 2, freshen_after)
 
     def size(self, key: str) -> int | None:
         h = hash_of(key)
@@ -289,6 +319,7 @@ class HttpBackend(ObjectBackend):
         h = hash_of(key)
         size = os.stat(local_path).st_size
         if self._learned.get("mode") == "stream" and size <= SMALL_UPLOAD and self._put_whole(h, size, local_path):
+            self._remember(h, size, UPLOADED_TRUST)
             if move:
                 os.unlink(local_path)
             return
@@ -309,6 +340,7 @@ class HttpBackend(ObjectBackend):
             break
         else:
             raise StoreError(f"upload of {h[:12]} to {self.url} did not complete; run the command again")
+        self._remember(h, size, UPLOADED_TRUST)
         if move:
             os.unlink(local_path)
 
