@@ -6,7 +6,8 @@ When the metadata store is a studio server and no storage is configured, the ser
 object store too (`Settings.storage_url` defaults to the database URL). The bytes move as
 the server says (`studio.server.api_blobs`):
 
-- with S3 behind the server: straight to and from the bucket with short-lived presigned URLs
+- with S3 (or GCS, signed with a service-account key) behind the server: straight to and
+  from the bucket with short-lived presigned URLs
   the server issues after checking the caller's rights. Uploads go in parts to a staging key;
   the server verifies the hash of the assembled object before it becomes `objects/<hash>`,
   so no client can store wrong bytes under a hash. An interrupted upload resumes: the server
@@ -392,12 +393,10 @@ class HttpBackend(ObjectBackend):
     def _part_upload(self, h: str, size: int, path: Path, start: dict[str, Any]) -> None:
         """Send the parts the storage lacks with presigned URLs; record every part's ETag in
         `start["_etags"]` for the server to assemble."""
-        if start.get("url"):  # small enough for one PUT
-            with open(path, "rb") as src:
-                data = src.read()
+        if start.get("url"):  # one PUT of the whole blob (small on S3; any size on GCS)
             with self._bars.bar(f"upload {h[:12]}", size) as advance:
-                self._put_part(str(start["url"]), data)
-                advance(len(data))
+                self._put_part(str(start["url"]), path, size)
+                advance(size)
             return
         part_size = int(start["part_size"])
         count = max(1, -(-size // part_size))
@@ -416,12 +415,17 @@ class HttpBackend(ObjectBackend):
                     advance(len(data))
         start["_etags"] = [{"number": n, "etag": etags[n]} for n in sorted(etags)]
 
-    def _put_part(self, url: str, data: bytes) -> str:
+    def _put_part(self, url: str, data: bytes | Path, size: int = 0) -> str:
+        """PUT `data` (bytes, or `size` bytes of a file, streamed) to a presigned URL; its ETag."""
         import httpx
 
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                response = self._storage.put(url, content=data)
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        response = self._storage.put(url, content=_chunks(src), headers={"Content-Length": str(size)})
+                else:
+                    response = self._storage.put(url, content=data)
             except httpx.TransportError as exc:
                 if attempt == CONNECT_RETRIES:
                     raise StoreError(f"cannot reach the storage behind {self.url}: {exc}") from exc
@@ -444,6 +448,11 @@ class HttpBackend(ObjectBackend):
 
     def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         raise UsageError(f"objects of {self.url} are listed by the server: run `studio gc` on the server")
+
+
+def _chunks(src: BinaryIO) -> Iterator[bytes]:
+    while chunk := src.read(1 << 20):
+        yield chunk
 
 
 class _Renew(Exception):
