@@ -37,7 +37,14 @@ from studio.exceptions import (
     StudioError,
     UsageError,
 )
-from studio.server.auth import Auth, check_identity, check_request, guard, identity_checked, needs_lookup
+from studio.server.auth import (
+    Auth,
+    check_identity,
+    check_request,
+    guard,
+    identity_checked,
+    needs_lookup,
+)
 from studio.server.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
