@@ -24,7 +24,6 @@ asked for. Neither class checks who calls: `api_blobs` does, before calling them
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import os
 import re
@@ -341,116 +340,15 @@ def _require_botocore() -> Any:
     return botocore
 
 
-class GcsTransfers(Transfers):
-    """V4 signed URLs on the server's GCS bucket (see the module docstring), signed with the
-    service-account key of GOOGLE_APPLICATION_CREDENTIALS. An upload is one signed PUT of the
-    whole blob to a staging key (GCS takes objects of up to 5 TiB in one PUT); the server then
-    hashes the staged object and, if it matches, copies it to `objects/<hash>` (a GCS-side
-    copy). An interrupted upload is sent again from the start (no resumable sessions yet)."""
-
-    mode = "gcs"
-
-    def __init__(self, store: ObjectStore, expiry: float, signer: Any) -> None:
-        storage = _require_gcs()
-        from google.auth.credentials import AnonymousCredentials
-
-        self.store = store
-        rest = store.url.split("://", 1)[1]
-        self.bucket_name, _, prefix = rest.partition("/")
-        self.prefix = prefix.strip("/")
-        self.signer = signer
-        self.expiry = int(max(1, expiry))
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        # An emulator takes no credentials; the signed URLs then point at it too.
-        self.endpoint = emulator.rstrip("/") if emulator else "https://storage.googleapis.com"
-        self.client = storage.Client(
-            project=getattr(signer, "project_id", None) or "studio",
-            credentials=AnonymousCredentials() if emulator else signer,
-        )
-        self.bucket = self.client.bucket(self.bucket_name)
-        self._retry = importlib.import_module("google.cloud.storage.retry").DEFAULT_RETRY
-        self._not_found = importlib.import_module("google.api_core.exceptions").NotFound
-
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
-    def _staging_key(self, h: str, upload_id: str) -> str:
-        if not _ID_RE.match(upload_id):
-            raise UsageError("malformed upload id")
-        return self._key(f"tmp/uploads/{check_hash(h)}/{upload_id}")
-
-    def _size(self, key: str) -> int | None:
-        blob = self.bucket.get_blob(key)
-        return None if blob is None else int(blob.size or 0)
-
-    def _sign(self, key: str, method: str) -> str:
-        import datetime
-
-        return str(self.bucket.blob(key).generate_signed_url(
-            version="v4", expiration=datetime.timedelta(seconds=self.expiry), method=method,
-            credentials=self.signer, api_access_endpoint=self.endpoint,
-        ))  # fmt: skip
-
-    def sizes(self, hashes: list[str]) -> dict[str, int | None]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if len(hashes) <= 1:
-            return {h: self._size(self._key(object_key(h))) for h in hashes}
-        with ThreadPoolExecutor(min(16, len(hashes))) as pool:  # GCS has no bulk metadata read
-            return dict(zip(hashes, pool.map(lambda h: self._size(self._key(object_key(h))), hashes), strict=True))
-
-    def start(self, h: str, size: int) -> dict[str, Any]:
-        if self._size(self._key(object_key(h))) == size:
-            return {"present": True}
-        upload_id = uuid.uuid4().hex
-        url = self._sign(self._staging_key(h, upload_id), "PUT")
-        return {"present": False, "mode": self.mode, "upload": f"{upload_id}:", "url": url, "part_size": size}
-
-    def complete(self, h: str, size: int, upload: str | None, parts: list[dict[str, Any]] | None) -> None:
-        final = self._key(object_key(h))
-        key = self._staging_key(h, str(upload or "").partition(":")[0])
-        staged = self.bucket.get_blob(key)
-        if staged is None:
-            if self._size(final) == size:  # a concurrent uploader of the same blob finished it
-                return
-            raise ConflictError(f"no upload of {h[:12]} to complete: send it again")
-        try:
-            hasher = hashlib.sha256()
-            got = 0
-            with staged.open("rb", chunk_size=CHUNK) as body:
-                while chunk := body.read(CHUNK):
-                    hasher.update(chunk)
-                    got += len(chunk)
-            if hasher.hexdigest() != h or got != size:
-                raise IntegrityError(
-                    f"uploaded bytes hash to {hasher.hexdigest()[:12]} ({got} bytes), not {h[:12]} ({size}): "
-                    "refused, send it again"
-                )
-            # Content-addressed: a copy repeated after a dropped connection writes the same bytes.
-            self.bucket.copy_blob(staged, self.bucket, final, retry=self._retry)
-        finally:
-            try:
-                staged.delete(retry=self._retry)
-            except self._not_found:
-                pass
-
-    def download(self, h: str) -> dict[str, Any]:
-        key = self._key(object_key(h))
-        size = self._size(key)
-        if size is None:
-            raise NotFoundError(f"object {h} is not stored here")
-        return {"url": self._sign(key, "GET"), "size": size}
-
-
 def gcs_signer() -> tuple[Any, str]:
     """Service-account credentials that can sign V4 URLs (from GOOGLE_APPLICATION_CREDENTIALS),
     or (None, why not)."""
+    import json
+
     path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if not path:
         return None, "GOOGLE_APPLICATION_CREDENTIALS names no service-account key"
     try:
-        import json
-
         info = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         return None, f"cannot read GOOGLE_APPLICATION_CREDENTIALS ({exc})"
@@ -459,17 +357,11 @@ def gcs_signer() -> tuple[Any, str]:
     try:
         from google.oauth2 import service_account
     except ImportError:
-        return None, "google-auth is not installed (install studio-experiments[gcs])"
+        return None, "google-auth is not installed (pip install 'studio-experiments[gcs]')"
     try:
         return service_account.Credentials.from_service_account_info(info), ""
     except ValueError as exc:
         return None, f"the service-account key cannot sign ({exc})"
-
-
-def _require_gcs() -> Any:
-    from studio import exceptions
-
-    return exceptions.require("google.cloud.storage", "gcs")
 
 
 def transfers_for(store: ObjectStore, settings: Settings) -> Transfers:
@@ -480,6 +372,12 @@ def transfers_for(store: ObjectStore, settings: Settings) -> Transfers:
     if scheme in ("gs", "gcs"):
         signer, why = gcs_signer()
         if signer is not None:
+            try:
+                from studio.server.gcs_transfers import GcsTransfers
+            except ImportError as exc:
+                from studio.exceptions import MissingDependencyError
+
+                raise MissingDependencyError.for_extra("google-cloud-storage (to sign GCS URLs)", "gcs") from exc
             return GcsTransfers(store, settings.signed_url_seconds, signer)
         log.info("storage %s: blobs stream through this server (no signed URLs: %s)", url, why)
     return StreamTransfers(store)
