@@ -379,5 +379,7 @@ def transfers_for(store: ObjectStore, settings: Settings) -> Transfers:
 
                 raise MissingDependencyError.for_extra("google-cloud-storage (to sign GCS URLs)", "gcs") from exc
             return GcsTransfers(store, settings.signed_url_seconds, signer)
-        log.info("storage %s: blobs stream through this server (no signed URLs: %s)", url, why)
+        # A key that was meant to sign but cannot is worth a warning; no key at all is a choice.
+        level = logging.WARNING if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") else logging.INFO
+        log.log(level, "storage %s: blobs stream through this server (no signed URLs: %s)", url, why)
     return StreamTransfers(store)
