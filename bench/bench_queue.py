@@ -1,6 +1,7 @@
 """Queue and workers: pickup latency, throughput through 2 workers, cached --python-pkg env.
 
     python bench/bench_queue.py [--experiments 200] [--latency-runs 10]
+    python bench/bench_queue.py --server [--experiments 50] [--workers 2]   # through a team server
 
 All on the embedded defaults (SQLite + local object store) in a temp STUDIOML_HOME, with real
 `studio worker` processes. Prints a Markdown table for docs/benchmarks.md.
@@ -17,6 +18,14 @@ All on the embedded defaults (SQLite + local object store) in a temp STUDIOML_HO
 3. Cached environment: two experiments with the same `--python-pkg` (a local wheel, pip
    offline); time from claim to the script's start for the first (virtualenv built) and the
    second (cache hit).
+
+`--server`: part 2 through a team server instead: `studio server` (SQLite + local object
+store in its own home) on loopback, experiments submitted by a user holding only the URL and
+a token (`database: {type: http, serverUrl}`), drained by `studio worker` processes holding
+only the URL and a worker token. Besides the overhead per experiment, it counts the HTTP
+requests the workers make per experiment, by route (httpx, patched in the worker processes
+through a `sitecustomize` module), and the server's CPU seconds. `--tree PATH` runs the
+server, the submitter and the workers on another checkout (a before/after comparison).
 """
 
 from __future__ import annotations
@@ -90,13 +99,161 @@ def wait_terminal(ctx, keys: list[str], timeout: float = 600, poll: float = 0.05
     raise RuntimeError("experiments did not finish in time")
 
 
+#: Loaded by every worker process (`sitecustomize`): count its HTTP requests by route and
+#: write them to $BENCH_HTTP_LOG/<pid>.json at exit.
+COUNTER = """
+import atexit, collections, json, os, re, sys
+httpx = None
+if os.environ.get("BENCH_HTTP_LOG") and "worker" in sys.argv:  # not the scripts the workers run
+    import httpx
+if httpx is not None:
+    counts = collections.Counter()
+    _send = httpx.Client.send
+    def send(self, request, **kw):
+        counts[request.method + " " + re.sub(r"[0-9a-f]{64}", "{hash}", request.url.path)] += 1
+        return _send(self, request, **kw)
+    httpx.Client.send = send
+    def dump():
+        if counts:
+            with open(os.path.join(os.environ["BENCH_HTTP_LOG"], f"{os.getpid()}.json"), "w") as f:
+                json.dump(counts, f)
+    atexit.register(dump)
+"""
+
+
+def server_mode(a: argparse.Namespace) -> None:
+    """Part 2 through a team server (see the module docstring)."""
+    import json
+    import socket
+
+    import httpx
+
+    tree = (a.tree or Path(__file__).resolve().parents[1]).resolve()
+    root = Path(tempfile.mkdtemp(prefix="bench-queue-server-"))
+    hook = root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(COUNTER)
+    logs = root / "http"
+    logs.mkdir()
+    ws = root / "ws"
+    ws.mkdir()
+    (ws / "t.py").write_text(SCRIPT)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOML_", "AWS_"))}
+    base.update(PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
+    server_env = dict(base, STUDIOML_HOME=str(root / "server"))
+
+    def add_user(name: str, *flags: str) -> str:
+        return subprocess.run([sys.executable, "-m", "studio", "users", "add", name, *flags], env=server_env, cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+    user, worker_token = add_user("alice"), add_user("w1", "--worker")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    # cwd=root: `python -m` imports from the current directory first, which must not be a checkout
+    server = subprocess.Popen([sys.executable, "-m", "studio", "server", "--port", str(port)], env=server_env, cwd=root,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the studio server did not start") from None
+                time.sleep(0.2)
+
+        def home(name: str, token: str) -> dict[str, str]:
+            h = root / name
+            h.mkdir()
+            (h / "config.yaml").write_text(f"database:\n  type: http\n  serverUrl: {url}\n")
+            return dict(base, STUDIOML_HOME=str(h), STUDIOML_API_TOKEN=token)
+
+        submitter, worker_env = home("alice", user), home("worker", worker_token)
+        worker_env.update(PYTHONPATH=f"{hook}{os.pathsep}{tree}", BENCH_HTTP_LOG=str(logs))
+        submit_code = (
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from studio.api.context import Context\n"
+            "from studio.api.run import RunOptions\n"
+            "from studio.api.submit import submit\n"
+            "ctx = Context.from_env()\n"
+            "t = time.perf_counter()\n"
+            "keys = [submit(ctx, RunOptions(script='t.py', cwd=Path(sys.argv[1]), queue='throughput', echo=False)).key"
+            " for _ in range(int(sys.argv[2]))]\n"
+            "print((time.perf_counter() - t) / len(keys))\n"
+            "print(' '.join(keys))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", submit_code, str(ws), str(a.experiments)], env=submitter, cwd=root,
+                             capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
+        t_submit, keys = float(out[0]), out[1].split()
+        direct = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, str(ws / "t.py")], check=True, capture_output=True)
+            direct.append(time.perf_counter() - t)
+        t_direct = statistics.median(direct)
+        cpu0 = _cpu_seconds(server.pid)
+        t = time.perf_counter()
+        workers = [subprocess.Popen([sys.executable, "-m", "studio", "worker", "--queue", "throughput", "--timeout", "1"],
+                                    env=worker_env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for _ in range(a.workers)]  # fmt: skip
+        for w in workers:
+            w.wait(timeout=1800)
+        wall = time.perf_counter() - t - 1.0  # the workers' idle timeout after the last one
+        server_cpu = _cpu_seconds(server.pid) - cpu0
+        from studio.meta.http import HttpMetaStore
+
+        store = HttpMetaStore(url, user)
+        statuses = sorted({e.status.value for e in store.get_experiments(keys)})
+        store.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    counts: dict[str, int] = {}
+    for f in logs.glob("*.json"):
+        for route, n in json.loads(f.read_text()).items():
+            counts[route] = counts.get(route, 0) + n
+    n = len(keys)
+    per_exp = a.workers * wall / n
+    print(f"studio tree: {tree}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+          f"team server (SQLite + local store) on loopback; load {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print("| measure | result |\n|---|---|")
+    print(f"| throughput, {n} trivial experiments, {a.workers} workers through the server | "
+          f"{n / wall:.1f} experiments/s ({wall:.1f} s; statuses {statuses}) |")
+    print(f"| worker time per experiment / `python t.py` alone | {per_exp * 1000:.0f} ms / {t_direct * 1000:.0f} ms "
+          f"(overhead {(per_exp - t_direct) * 1000:.0f} ms) |")
+    print(f"| HTTP requests by the workers per experiment | {sum(counts.values()) / n:.1f} |")
+    print(f"| server CPU per experiment | {server_cpu / n * 1000:.0f} ms |")
+    print(f"| submit through the server (capture + record), per experiment | {t_submit * 1000:.0f} ms |")
+    print("\n| route | requests per experiment |\n|---|---|")
+    for route, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"| {route} | {count / n:.2f} |")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--experiments", type=int, default=200)
+    ap.add_argument("--experiments", type=int, default=None, help="default: 200 (50 with --server)")
     ap.add_argument("--latency-runs", type=int, default=10)
     ap.add_argument("--loop", type=int, default=50, help="experiments of the sequential `studio run` loop")
     ap.add_argument("--only", choices=["latency", "throughput", "env"], help="run one part only")
+    ap.add_argument("--server", action="store_true", help="through a team server on loopback (see above)")
+    ap.add_argument("--workers", type=int, default=2, help="with --server: worker processes")
+    ap.add_argument("--tree", type=Path, help="with --server: the studio checkout to run (default: this one)")
     a = ap.parse_args()
+    if a.server:
+        a.experiments = a.experiments or 50
+        server_mode(a)
+        return
+    a.experiments = a.experiments or 200
 
     import studio
 

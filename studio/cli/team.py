@@ -43,7 +43,7 @@ def server(
     uvicorn = require("uvicorn", "ui")
     require("fastapi", "ui")
     from studio.server.accounts import Accounts
-    from studio.server.app import create_app
+    from studio.server.app import create_app, settle_for_serving
     from studio.server.auth import Auth
 
     if bool(certfile) != bool(keyfile):
@@ -67,6 +67,7 @@ def server(
         )
     scheme = "https" if tls else "http"
     click.echo(f"studio server: {scheme}://{host}:{port} (Ctrl-C to stop)", err=True)
+    settle_for_serving()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                     ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=behind_proxy)

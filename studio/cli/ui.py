@@ -23,7 +23,7 @@ def ui(config: str | None, host: str, port: int, allow_hosts: tuple[str, ...]) -
     uvicorn = require("uvicorn", "ui")
     require("fastapi", "ui")
     from studio.cli.team import _loopback
-    from studio.server.app import create_app
+    from studio.server.app import create_app, settle_for_serving
     from studio.server.auth import Auth
 
     ctx = context(config)
@@ -35,6 +35,7 @@ def ui(config: str | None, host: str, port: int, allow_hosts: tuple[str, ...]) -
             err=True,
         )
     click.echo(f"studio ui: http://{host}:{port} (Ctrl-C to stop)", err=True)
+    settle_for_serving()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

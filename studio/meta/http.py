@@ -14,7 +14,7 @@ reached, or answers with something else than its store API, is a StoreError nami
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from studio import exceptions
@@ -50,6 +50,7 @@ class HttpMetaStore(MetaStore):
                 f"database {url} is a studio server: run `studio login {url}` (or set STUDIOML_API_TOKEN)"
             )
         self.url = url.rstrip("/")
+        self._old_server = False  # it lacks the batched calls (put_checkpoint)
         self._client = httpx.Client(
             base_url=f"{self.url}/api/store/",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -135,6 +136,24 @@ class HttpMetaStore(MetaStore):
 
     def put_artifact(self, key: str, artifact: ArtifactSpec) -> None:
         self._call("put_artifact", key, artifact)
+
+    def put_checkpoint(
+        self, key: str, artifacts: Sequence[ArtifactSpec], at: float, *, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        # One call (the server's store does it in one transaction), not one per artifact; a
+        # server older than this call gets them one by one.
+        if not self._old_server:
+            try:
+                if fields:
+                    self._call("put_checkpoint", key, list(artifacts), at, fields=dict(fields))
+                else:
+                    self._call("put_checkpoint", key, list(artifacts), at)
+                return
+            except UsageError as exc:
+                if "no store method" not in str(exc):
+                    raise
+                self._old_server = True
+        super().put_checkpoint(key, artifacts, at, fields=fields)
 
     def referenced_trees(self) -> set[str]:
         return set(self._call("referenced_trees"))

@@ -320,7 +320,9 @@ class TreeWriter:
             if unverified and self._verify(unverified, previous):
                 tree, data = make_tree(kind, self.entries)
                 changed = True
-            self.writer.put_bytes(data, tree.hash)
+                self.writer.put_bytes(data, tree.hash)
+            else:  # just found missing: no second question to the store (a round trip to a server)
+                self.writer._store_bytes(data, tree.hash)
         now = time.time_ns()
         if self.stat_cache is not None and self.to_record:
             self.stat_cache.record(self.to_record, now)

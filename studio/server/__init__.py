@@ -17,6 +17,9 @@ Layout::
     accounts.py     users, token hashes and the audit log in the server's database
     api_auth.py     /login, /logout, /api/session, /api/audit
     pages.py        HTML pages at upstream's addresses; they only call the JSON API
+    api_blobs.py    /api/blobs/...: the object store for clients holding a URL and a token
+    transfers.py    how blobs move: presigned S3 URLs, or streaming through the server
+    gcs_transfers.py  V4 signed GCS URLs (a gs:// server with a service-account key)
 
 This package imports FastAPI; `import studio` never imports it.
 """

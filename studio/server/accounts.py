@@ -9,8 +9,10 @@ Tokens are 256 random bits (`secrets.token_urlsafe`), so a plain SHA-256 is a so
 (no salt or slow hash is needed for high-entropy secrets; those protect guessable passwords).
 Lookup is by hash, then the stored hash is compared again with `hmac.compare_digest`.
 Revoking a user disables all of their tokens at once; `rotate` revokes every token of a user
-and issues a new one; a token may expire (`--expires 90d`). Imports neither FastAPI nor anything else heavy: the `studio users`
-commands use it on the server machine.
+and issues a new one; a token may expire (`--expires 90d`). A server trusts a verified token
+for up to `TOKEN_CACHE_S` (1 s) before asking the database again, so a token revoked from
+another process (`studio users revoke`) stops working within that second. Imports neither
+FastAPI nor anything else heavy: the `studio users` commands use it on the server machine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -76,11 +79,20 @@ def _expiry(now: float, expires_in: float | None) -> float | None:
     return now + expires_in
 
 
+#: A verified token is trusted this long before the database is asked again: a server then
+#: costs no query per request, and a revoked token stops working within this time.
+TOKEN_CACHE_S = 1.0
+TOKEN_CACHE_SIZE = 10_000
+
+
 class Accounts:
     """Users, token hashes and the audit log (see the module docstring). Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cache_seconds: float = TOKEN_CACHE_S) -> None:
         self._tx = Transactions(engine)
+        self._cache_seconds = cache_seconds
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token hash -> (who, until)
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def for_store(cls, meta: MetaStore) -> Accounts:
@@ -145,6 +157,7 @@ class Accounts:
             self._record(s, actor, "revoke", name, "user and all tokens revoked")
 
         self._tx.write(revoke)
+        self._forget_verified()
 
     def rotate(self, name: str, actor: str, expires_in: float | None = None) -> str:
         """Revoke every token of `name` and return a new one (re-enables a revoked user)."""
@@ -162,6 +175,7 @@ class Accounts:
             self._record(s, actor, "rotate", name, "old tokens revoked, new token issued")
 
         self._tx.write(rotate)
+        self._forget_verified()
         return token
 
     def principal_for(self, token: str) -> Principal | None:
@@ -170,23 +184,48 @@ class Accounts:
             return None
         return self.principal_for_hash(token_hash(token))
 
+    def cached(self, digest: str) -> Principal | None:
+        """The account verified for this token hash within the last TOKEN_CACHE_S, or None."""
+        with self._cache_lock:
+            found = self._verified.get(digest)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def _forget_verified(self) -> None:
+        with self._cache_lock:
+            self._verified.clear()
+
     def principal_for_hash(self, digest: str) -> Principal | None:
         """As `principal_for`, from the token's hash (a browser session keeps only that)."""
+        who = self.cached(digest)
+        if who is not None:
+            return who
+        now = time.time()
 
         def read(s: Any) -> Any:
             return s.execute(
-                select(TOKENS.c.hash, USERS.c.name, USERS.c.role)
+                select(TOKENS.c.hash, USERS.c.name, USERS.c.role, TOKENS.c.expires)
                 .join(USERS, USERS.c.name == TOKENS.c.user_name)
                 .where(
                     TOKENS.c.hash == digest, TOKENS.c.revoked.is_(None), USERS.c.revoked.is_(None),
-                    or_(TOKENS.c.expires.is_(None), TOKENS.c.expires > time.time()),
+                    or_(TOKENS.c.expires.is_(None), TOKENS.c.expires > now),
                 )
             ).first()
 
         row = self._tx.read(read)
         if row is None or not hmac.compare_digest(str(row[0]), digest):
             return None
-        return Principal(str(row[1]), str(row[2]))
+        who = Principal(str(row[1]), str(row[2]))
+        if self._cache_seconds > 0:
+            # Never trusted past the token's own expiry.
+            expires = row[3] if row[3] is not None else float("inf")
+            until = time.monotonic() + min(self._cache_seconds, expires - now)
+            with self._cache_lock:
+                if len(self._verified) >= TOKEN_CACHE_SIZE:
+                    self._verified.clear()
+                self._verified[digest] = (who, until)
+        return who
 
     def has_users(self) -> bool:
         return self._tx.read(lambda s: s.execute(select(USERS.c.name).limit(1)).first() is not None)

@@ -177,6 +177,25 @@ def _principal_for_hash(auth: Auth, digest: str) -> Principal | None:
     return accounts.principal_for_hash(digest) if accounts is not None else None
 
 
+def needs_lookup(request: Request) -> bool:
+    """Whether resolving the caller may query the database (a team server, and a token or
+    session not verified moments ago): callers on the event loop then use a worker thread."""
+    auth = auth_of(request)
+    if auth.accounts is None or hasattr(request.state, "principal"):
+        return False
+    try:
+        token = bearer(request)
+    except AuthenticationError:
+        return False  # refused without a lookup
+    if token is None:
+        sid = request.cookies.get(COOKIE)
+        digest = auth.sessions.get(sid) if sid else None
+        return digest is not None and auth.accounts.cached(digest) is None
+    from studio.server.accounts import token_hash
+
+    return auth.accounts.cached(token_hash(token)) is None
+
+
 def current_principal(request: Request) -> Principal | None:
     """The caller (cached on the request); None when nobody is authenticated."""
     if not hasattr(request.state, "principal"):
@@ -208,8 +227,10 @@ def _check_csrf(request: Request) -> None:
         )
 
 
-def guard(request: Request) -> None:
-    """App-wide dependency: every route passes the rules table (see the module docstring)."""
+async def guard(request: Request) -> None:
+    """App-wide dependency: every route passes the rules table (see the module docstring).
+    Async, so a request costs no thread hop for it; only a caller whose token must be looked
+    up in a team server's database is resolved on a worker thread."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     action = route_action(request.method, path)
@@ -217,7 +238,12 @@ def guard(request: Request) -> None:
         raise PermissionDeniedError(f"{request.method} {path} has no authorization rule; refused")
     if RULES[action].public:
         return
-    who = current_principal(request)
+    if needs_lookup(request):
+        from starlette.concurrency import run_in_threadpool
+
+        who = await run_in_threadpool(current_principal, request)
+    else:
+        who = current_principal(request)
     _check_csrf(request)
     authorize(who, action, owner=who.name if who else None, what=f"({request.method} {path})")
 
@@ -239,11 +265,19 @@ def check_request(request: Request) -> str | None:
     return None
 
 
+def identity_checked(request: Request) -> bool:
+    """Whether `check_identity` has anything to check (a write to a team server)."""
+    return (
+        auth_of(request).team_mode
+        and request.method not in SAFE_METHODS
+        and request.url.path not in ("/login", "/logout")
+    )
+
+
 def check_identity(request: Request) -> AuthenticationError | None:
     """On a team server, a write from nobody (no, a wrong or a revoked token) is refused
     before its body is read, so no malformed body gets a more telling answer than 401."""
-    auth = auth_of(request)
-    if not auth.team_mode or request.method in SAFE_METHODS or request.url.path in ("/login", "/logout"):
+    if not identity_checked(request):
         return None
     try:
         who = current_principal(request)

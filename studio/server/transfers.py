@@ -8,7 +8,10 @@
   is the announced hash copies it to `objects/<hash>` (an S3-side copy) and drops the staging
   key. The staging key is a function of the hash, so an interrupted upload is found again by
   listing the multipart uploads under it: resuming needs no state on the client or here.
-- `StreamTransfers` (a local folder, or any store it cannot sign for, e.g. gs://): bytes go
+- `GcsTransfers` (gs:// storage with a service-account key): the same with V4 signed URLs,
+  an upload being one signed PUT to a staging key (see the class).
+- `StreamTransfers` (a local folder, or any store it cannot sign for: gs:// without a
+  service-account key, other fsspec stores): bytes go
   through the server in chunks written at an offset to `<staging>/upload-<hash>` (the store's
   `tmp/`, whose leftovers `studio gc` purges); the completed file is hashed and moved into
   the store only if it matches.
@@ -97,8 +100,9 @@ class StreamTransfers(Transfers):
             offset = 0
         return {"present": False, "mode": self.mode, "offset": offset, "part_size": STREAM_CHUNK}
 
-    def write(self, h: str, offset: int, chunks: Any) -> int:
-        """Write the bytes of `chunks` at `offset` of the staged upload; the new size."""
+    def write(self, h: str, offset: int, chunks: Any, whole: bool = False) -> int:
+        """Write the bytes of `chunks` at `offset` of the staged upload; the new size. `whole`:
+        they are the whole blob (at offset 0), so whatever an earlier attempt left after them goes."""
         path = self._staged(h)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -106,10 +110,14 @@ class StreamTransfers(Transfers):
             if offset > have:
                 raise ConflictError(f"upload of {h[:12]} holds {have} bytes, not {offset}: resume from {have}")
             os.lseek(fd, offset, os.SEEK_SET)
+            end = offset
             for chunk in chunks:
                 view = memoryview(chunk)
+                end += len(view)
                 while view:
                     view = view[os.write(fd, view) :]
+            if whole:
+                os.ftruncate(fd, end)
             return os.fstat(fd).st_size
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -118,7 +126,7 @@ class StreamTransfers(Transfers):
         finally:
             os.close(fd)
 
-    async def write_async(self, h: str, offset: int, stream: Any) -> int:
+    async def write_async(self, h: str, offset: int, stream: Any, whole: bool = False) -> int:
         from starlette.concurrency import run_in_threadpool
 
         buffered: list[bytes] = []
@@ -128,7 +136,7 @@ class StreamTransfers(Transfers):
             if total > 2 * STREAM_CHUNK:
                 raise UsageError(f"send chunks of at most {2 * STREAM_CHUNK} bytes")
             buffered.append(chunk)
-        return cast(int, await run_in_threadpool(self.write, h, offset, buffered))
+        return cast(int, await run_in_threadpool(self.write, h, offset, buffered, whole))
 
     def complete(self, h: str, size: int, upload: str | None, parts: list[dict[str, Any]] | None) -> None:
         path = self._staged(h)
@@ -337,8 +345,46 @@ def _require_botocore() -> Any:
     return botocore
 
 
+def gcs_signer() -> tuple[Any, str]:
+    """Service-account credentials that can sign V4 URLs (from GOOGLE_APPLICATION_CREDENTIALS),
+    or (None, why not)."""
+    import json
+
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not path:
+        return None, "GOOGLE_APPLICATION_CREDENTIALS names no service-account key"
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"cannot read GOOGLE_APPLICATION_CREDENTIALS ({exc})"
+    if info.get("type") != "service_account":
+        return None, f"GOOGLE_APPLICATION_CREDENTIALS holds {info.get('type')!r} credentials, not a service-account key"
+    try:
+        from google.oauth2 import service_account
+    except ImportError:
+        return None, "google-auth is not installed (pip install 'studio-experiments[gcs]')"
+    try:
+        return service_account.Credentials.from_service_account_info(info), ""
+    except ValueError as exc:
+        return None, f"the service-account key cannot sign ({exc})"
+
+
 def transfers_for(store: ObjectStore, settings: Settings) -> Transfers:
     url = store.url
-    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("s3", "s3a"):
         return S3Transfers(store, settings.signed_url_seconds)
+    if scheme in ("gs", "gcs"):
+        signer, why = gcs_signer()
+        if signer is not None:
+            try:
+                from studio.server.gcs_transfers import GcsTransfers
+            except ImportError as exc:
+                from studio.exceptions import MissingDependencyError
+
+                raise MissingDependencyError.for_extra("google-cloud-storage (to sign GCS URLs)", "gcs") from exc
+            return GcsTransfers(store, settings.signed_url_seconds, signer)
+        # A key that was meant to sign but cannot is worth a warning; no key at all is a choice.
+        level = logging.WARNING if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") else logging.INFO
+        log.log(level, "storage %s: blobs stream through this server (no signed URLs: %s)", url, why)
     return StreamTransfers(store)

@@ -134,6 +134,48 @@ def test_stream_upload_resumes_from_what_the_server_holds(serve: Serve, tmp_path
     assert (tmp_path / "server-objects" / object_key(h)).read_bytes() == data
 
 
+def test_small_blobs_go_in_one_request_once_the_client_knows_the_server_streams(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    backend = HttpBackend(url, TOKEN, experiment=KEY)
+    sent: list[str] = []
+    original = httpx.Client.request
+
+    def spy(self: httpx.Client, method: str, path: Any, **kw: Any) -> httpx.Response:
+        sent.append(f"{method} {str(path).split('/')[0]}")
+        return original(self, method, path, **kw)
+
+    blobs = []
+    for i in range(3):
+        data = os.urandom(1000 + i)
+        f = tmp_path / f"blob{i}"
+        f.write_bytes(data)
+        blobs.append((f, data, hashlib.sha256(data).hexdigest()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(httpx.Client, "request", spy)
+        for f, _, h in blobs:
+            backend.for_experiment(KEY).put_file(f, object_key(h), move=True)
+    # the first: begin, chunk, complete; then one request each
+    assert sent == ["POST uploads", "PUT uploads", "POST uploads", "PUT uploads", "PUT uploads"]
+    for f, data, h in blobs:
+        assert (tmp_path / "server-objects" / object_key(h)).read_bytes() == data and not f.exists()
+    assert not list((tmp_path / "server-objects" / "tmp").iterdir())
+    # Wrong bytes in one request: refused, nothing stored; a stale longer staging file is cut.
+    claimed = hashlib.sha256(b"the real content").hexdigest()
+    call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "experiment": KEY}, content=b"x" * 100)
+    answer = call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "size": 16, "experiment": KEY},
+                  content=b"something else!!")  # fmt: skip
+    assert answer.status_code == 422 and answer.json()["error"] == "IntegrityError"
+    assert not (tmp_path / "server-objects" / object_key(claimed)).exists()
+    assert not list((tmp_path / "server-objects" / "tmp").iterdir())
+    answer = call(url, "PUT", f"uploads/{claimed}", params={"offset": 0, "size": 16, "experiment": KEY},
+                  content=b"the real content")  # fmt: skip
+    assert answer.json() == {"offset": 16, "stored": claimed}
+    # ... and the one-request form needs the same rights as any upload
+    refused = call(url, "PUT", f"uploads/{claimed}", token="wrong", params={"offset": 0, "size": 16, "experiment": KEY},
+                   content=b"the real content")  # fmt: skip
+    assert refused.status_code == 401
+
+
 def test_wrong_bytes_are_refused_and_nothing_is_stored(serve: Serve, tmp_path: Path) -> None:
     url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
     claimed = hashlib.sha256(b"the real content").hexdigest()
@@ -322,3 +364,37 @@ def test_a_blob_relied_on_is_freshened_for_the_collector(serve: Serve, tmp_path:
     assert backend.freshen(object_key(h), 13, 3600.0) and not backend.freshen(object_key(h), 12, 3600.0)
     with pytest.raises(UsageError, match="studio gc"):
         backend.delete_if_older(object_key(h), time.time())
+
+
+def test_blobs_confirmed_lately_are_not_asked_about_again(serve: Serve, tmp_path: Path) -> None:
+    url = serve(tmp_path / "server", str(tmp_path / "server-objects"))
+    backend = HttpBackend(url, TOKEN, experiment=KEY)
+    data = b"content relied on by many captures"
+    h = hashlib.sha256(data).hexdigest()
+    other = hashlib.sha256(b"not stored").hexdigest()
+    asked: list[dict[str, Any]] = []
+    original = httpx.Client.request
+
+    def spy(self: httpx.Client, method: str, path: Any, **kw: Any) -> httpx.Response:
+        if str(path) == "stat":
+            asked.append(kw["json"])
+        return original(self, method, path, **kw)
+
+    f = tmp_path / "blob"
+    f.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(httpx.Client, "request", spy)
+        backend.put_file(f, object_key(h))
+        # just stored: a capture relying on it (freshening at 60 s or more) need not ask
+        assert backend.sizes([h], freshen_after=60) == {h: len(data)} and asked == []
+        # one not stored is asked about, and the server freshens at half the caller's age
+        assert backend.sizes([h, other], freshen_after=60) == {h: len(data), other: None}
+        assert asked[-1]["hashes"] == [other] and asked[-1]["freshen_after"] == 30
+        # a stricter caller, or one not freshening (plain existence), asks the server
+        backend.sizes([h], freshen_after=10)
+        assert asked[-1] == {"hashes": [h], "freshen_after": 5, "experiment": KEY}
+        backend.sizes([h])
+        assert asked[-1] == {"hashes": [h], "experiment": KEY}
+        count = len(asked)
+        backend.for_experiment(KEY).sizes([h], freshen_after=10)  # confirmed at 10 s just now: shared
+        assert len(asked) == count

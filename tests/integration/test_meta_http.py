@@ -113,3 +113,37 @@ def test_db_commands_on_a_server_url_say_where_to_run_them(tmp_path: Path) -> No
     proc = studio("db", "upgrade", env={"STUDIOML_HOME": str(tmp_path), "STUDIOML_DATABASE_URL": "http://127.0.0.1:9"})
     assert proc.returncode != 0 and "is a studio server: run `studio db` commands on the server itself" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_is_one_call_and_an_older_server_gets_it_piecewise(served: tuple[str, str]) -> None:
+    import httpx
+
+    from studio.entities import ArtifactSpec
+
+    url, token = served
+    store = open_meta_store(url, token=token)
+    try:
+        key = store.create_experiment(Experiment(key="k-ckpt", project="p")).key
+        calls: list[str] = []
+        original = httpx.Client.post
+
+        def spy(self: httpx.Client, path: str, **kw: object) -> httpx.Response:
+            calls.append(path)
+            return original(self, path, **kw)  # type: ignore[arg-type]
+
+        artifacts = [ArtifactSpec(tag="a", tree="1" * 64), ArtifactSpec(tag="b", tree="2" * 64)]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(httpx.Client, "post", spy)
+            store.put_checkpoint(key, artifacts, 1234.5)
+            assert calls == ["put_checkpoint"]
+            exp = store.get_experiment(key)
+            assert exp.time_last_checkpoint is not None and {"a", "b"} <= set(exp.artifacts)
+            # An older server answers "no store method": the calls it knows, one by one.
+            calls.clear()
+            mp.setattr("studio.server.api_store.METHODS", frozenset({"put_artifact", "update_experiment"}))
+            store.put_checkpoint(key, [ArtifactSpec(tag="c", tree="3" * 64)], 1235.0)
+            store.put_checkpoint(key, [ArtifactSpec(tag="d", tree="4" * 64)], 1236.0)
+            assert calls == ["put_checkpoint", "put_artifact", "update_experiment", "put_artifact", "update_experiment"]
+        assert {"c", "d"} <= set(store.get_experiment(key).artifacts)
+    finally:
+        store.close()

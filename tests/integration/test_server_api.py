@@ -665,3 +665,15 @@ def test_tensorboard_starts_on_the_tb_folder(tmp_path: Path) -> None:
     boards = client.app.state.tensorboards  # type: ignore[attr-defined]
     assert boards._running == {}
     ctx.close()
+
+
+def test_every_response_says_how_long_the_server_took(reader: tuple[TestClient, dict[str, str]]) -> None:
+    import re
+
+    client, keys = reader
+    for path in ("/api/health", "/api/experiments", f"/api/experiments/{next(iter(keys.values()))}", "/", "/no-such-page"):
+        timing = client.get(path).headers.get("server-timing", "")
+        assert re.fullmatch(r"app;dur=\d+\.\d\d", timing), (path, timing)
+    # also on refusals made before any route (a Host outside the allow-list)
+    refused = client.get("/api/health", headers={"Host": "attacker.example"})
+    assert refused.status_code == 403 and refused.headers["server-timing"].startswith("app;dur=")

@@ -31,6 +31,7 @@ EXTRA_MODULES = {
     "studio/cli/cloud.py": "aws",
     "studio/cloud/gce.py": "gcp",
     "studio/objects/backends/http.py": "remote",
+    "studio/server/gcs_transfers.py": "gcs",  # before studio/server/: the first prefix that matches wins
     "studio/server/": "ui",
     "studio/cli/ui.py": "ui",
     "studio/workbook/": "workbook",

@@ -98,3 +98,43 @@ def test_accounts(tmp_path: Path) -> None:
         ]
     finally:
         store.close()
+
+
+def test_a_verified_token_is_trusted_for_at_most_the_cache_time(tmp_path: Path) -> None:
+    from studio.meta import open_meta_store
+    from studio.server.accounts import Accounts, token_hash
+
+    store = open_meta_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        server = Accounts.for_store(store)  # the server's
+        cli = Accounts(server._tx.engine)  # `studio users revoke`, another process
+        token = cli.add_user("alice", "user")
+        assert server.cached(token_hash(token)) is None
+        assert server.principal_for(token) == ALICE and server.cached(token_hash(token)) == ALICE
+        cli.revoke("alice", "root")
+        assert server.principal_for(token) == ALICE  # trusted for up to TOKEN_CACHE_S more
+        time.sleep(1.1)
+        assert server.principal_for(token) is None and server.cached(token_hash(token)) is None
+        # a revocation through the same Accounts (the server's own process) counts at once
+        again = server.rotate("alice", "root")
+        assert server.principal_for(again) == ALICE
+        server.revoke("alice", "root")
+        assert server.principal_for(again) is None
+        # a token is never trusted past its own expiry
+        brief = server.add_user("brief", "user", expires_in=0.3)
+        assert server.principal_for(brief) == Principal("brief", "user")
+        time.sleep(0.4)
+        assert server.principal_for(brief) is None
+    finally:
+        store.close()
+
+
+def test_a_checkpoints_fields_are_judged_as_update_experiment_judges_them() -> None:
+    from studio.server.api_store import _action
+
+    assert _action("put_checkpoint", ["k", [], 1.0], {}) == "record"
+    assert _action("put_checkpoint", ["k", [], 1.0], {"fields": {"time_last_checkpoint": 2.0}}) == "record"
+    assert _action("put_checkpoint", ["k", [], 1.0], {"fields": {"git": {"commit": "x"}}}) == "change"
+    assert _action("put_checkpoint", ["k", [], 1.0], {"fields": {"owner": "mallory"}}) == "change-owner"
+    with pytest.raises(UsageError):
+        _action("put_checkpoint", ["k", [], 1.0], {"fields": ["owner"]})

@@ -6,14 +6,16 @@ When the metadata store is a studio server and no storage is configured, the ser
 object store too (`Settings.storage_url` defaults to the database URL). The bytes move as
 the server says (`studio.server.api_blobs`):
 
-- with S3 behind the server: straight to and from the bucket with short-lived presigned URLs
+- with S3 (or GCS, signed with a service-account key) behind the server: straight to and
+  from the bucket with short-lived presigned URLs
   the server issues after checking the caller's rights. Uploads go in parts to a staging key;
   the server verifies the hash of the assembled object before it becomes `objects/<hash>`,
   so no client can store wrong bytes under a hash. An interrupted upload resumes: the server
   lists the parts already there and the client sends only the others. A URL that expired
   meanwhile (the storage answers 403) is asked for again;
 - with a local store (or any store the server cannot sign URLs for): through the server, in
-  chunks at an offset, resumed from the size the server already holds;
+  chunks at an offset, resumed from the size the server already holds; once the client knows
+  the server streams, a small blob (up to 4 MiB) goes in one request, stored at once;
 - downloads resume with HTTP ranges, and the ObjectStore verifies every blob it reads.
 
 Content addressing is kept: before sending anything the client asks whether the server has
@@ -46,6 +48,9 @@ KEEPALIVE_S = 2.0
 CONNECT_RETRIES = 4  # a connection that failed before reaching anyone: wait and try again
 URL_RENEWALS = 3  # a presigned URL refused by the storage (expired): ask the server again
 STAT_BATCH = 1000
+SMALL_UPLOAD = 4 << 20  # to a streaming server, a blob up to this size goes in one request
+KNOWN_BLOBS = 100_000  # blobs remembered as stored (see HttpBackend.sizes)
+UPLOADED_TRUST = 60.0  # a blob just stored counts as confirmed for captures freshening at >= 60 s
 
 
 def hash_of(key: str) -> str:
@@ -83,9 +88,11 @@ class HttpBackend(ObjectBackend):
             )
             # Presigned URLs carry their own authority: this client never sends the token.
             storage = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, limits=limits)
-            _shared = (api, storage)
+            _shared = (api, storage, {}, {})
         self._shared = _shared
-        self._api, self._storage = _shared
+        # `_learned["mode"]`: how the server took the last upload ("stream" or "s3");
+        # `_known`: blob hash -> (size, trusted until, for freshen_after up to), see `sizes`
+        self._api, self._storage, self._learned, self._known = _shared
         self._bars = DISPLAY  # per-blob bars on a terminal
 
     def __repr__(self) -> str:
@@ -139,15 +146,42 @@ class HttpBackend(ObjectBackend):
         """The stored size of each blob, None for those the server lacks: one request per
         thousand hashes, so a capture asks once what it needs to send. With `freshen_after`,
         the server also freshens each stored blob older than that many seconds (the caller
-        relies on it instead of sending it, so a concurrent `studio gc` must spare it)."""
+        relies on it instead of sending it, so a concurrent `studio gc` must spare it).
+
+        With `freshen_after`, a blob this process stored or had confirmed (and freshened)
+        within the last `freshen_after / 2` seconds is not asked about again: the server is
+        asked to freshen at half that age, so such a blob is never older than `freshen_after`
+        when relied on (the collector's rule holds), and a worker's many captures of the
+        same trees cost no round trip each."""
         found: dict[str, int | None] = {}
-        for i in range(0, len(hashes), STAT_BATCH):
-            body: dict[str, Any] = {"hashes": list(hashes[i : i + STAT_BATCH])}
+        ask = list(hashes)
+        if freshen_after is not None:
+            ask = []
+            now = time.monotonic()
+            for h in hashes:
+                known = self._known.get(h)
+                if known is not None and known[1] > now and known[2] <= freshen_after:
+                    found[h] = known[0]
+                else:
+                    ask.append(h)
+        for i in range(0, len(ask), STAT_BATCH):
+            body: dict[str, Any] = {"hashes": ask[i : i + STAT_BATCH]}
             if freshen_after is not None:
-                body["freshen_after"] = freshen_after
+                body["freshen_after"] = freshen_after / 2
             answer = self._post("stat", body)
-            found.update({h: (None if s is None else int(s)) for h, s in answer["sizes"].items()})
+            got = {h: (None if s is None else int(s)) for h, s in answer["sizes"].items()}
+            found.update(got)
+            if freshen_after is not None:
+                for h, size in got.items():
+                    if size is not None:
+                        self._remember(h, size, freshen_after)
         return found
+
+    def _remember(self, h: str, size: int, freshen_after: float) -> None:
+        """Blob `h` is stored and at most `freshen_after / 2` old now (see `sizes`)."""
+        if len(self._known) >= KNOWN_BLOBS:
+            self._known.clear()
+        self._known[h] = (size, time.monotonic() + freshen_after / 2, freshen_after)
 
     def size(self, key: str) -> int | None:
         h = hash_of(key)
@@ -238,10 +272,16 @@ class HttpBackend(ObjectBackend):
     def put_file(self, local_path: Path, key: str, *, move: bool = False) -> None:
         h = hash_of(key)
         size = os.stat(local_path).st_size
+        if self._learned.get("mode") == "stream" and size <= SMALL_UPLOAD and self._put_whole(h, size, local_path):
+            self._remember(h, size, UPLOADED_TRUST)
+            if move:
+                os.unlink(local_path)
+            return
         for _attempt in range(URL_RENEWALS + 1):
             start = self._post("uploads", {"hash": h, "size": size})
             if start.get("present"):
                 break
+            self._learned["mode"] = start["mode"]
             try:
                 if start["mode"] == "stream":
                     self._stream_upload(h, size, local_path, int(start["offset"]), int(start["part_size"]))
@@ -254,8 +294,29 @@ class HttpBackend(ObjectBackend):
             break
         else:
             raise StoreError(f"upload of {h[:12]} to {self.url} did not complete; run the command again")
+        self._remember(h, size, UPLOADED_TRUST)
         if move:
             os.unlink(local_path)
+
+    def _put_whole(self, h: str, size: int, path: Path) -> bool:
+        """A small blob to a streaming server in one request (the server stores it at once);
+        False if the server did not (an older server, or a broken connection): then the
+        caller goes the long way, which resumes from what the server holds."""
+        import httpx
+
+        data = path.read_bytes()
+        if len(data) != size:
+            return False
+        try:
+            answer = self._request(
+                "PUT", f"uploads/{h}", params={"offset": 0, "size": size, "experiment": self.experiment or ""},
+                content=data, headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+        except StoreError as exc:
+            if isinstance(exc.__cause__, httpx.TransportError):
+                return False
+            raise
+        return bool(answer.get("stored"))
 
     def _stream_upload(self, h: str, size: int, path: Path, offset: int, chunk: int) -> None:
         import httpx
@@ -285,12 +346,10 @@ class HttpBackend(ObjectBackend):
     def _part_upload(self, h: str, size: int, path: Path, start: dict[str, Any]) -> None:
         """Send the parts the storage lacks with presigned URLs; record every part's ETag in
         `start["_etags"]` for the server to assemble."""
-        if start.get("url"):  # small enough for one PUT
-            with open(path, "rb") as src:
-                data = src.read()
+        if start.get("url"):  # one PUT of the whole blob (small on S3; any size on GCS)
             with self._bars.bar(f"upload {h[:12]}", size) as advance:
-                self._put_part(str(start["url"]), data)
-                advance(len(data))
+                self._put_part(str(start["url"]), path, size)
+                advance(size)
             return
         part_size = int(start["part_size"])
         count = max(1, -(-size // part_size))
@@ -309,12 +368,17 @@ class HttpBackend(ObjectBackend):
                     advance(len(data))
         start["_etags"] = [{"number": n, "etag": etags[n]} for n in sorted(etags)]
 
-    def _put_part(self, url: str, data: bytes) -> str:
+    def _put_part(self, url: str, data: bytes | Path, size: int = 0) -> str:
+        """PUT `data` (bytes, or `size` bytes of a file, streamed) to a presigned URL; its ETag."""
         import httpx
 
         for attempt in range(CONNECT_RETRIES + 1):
             try:
-                response = self._storage.put(url, content=data)
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        response = self._storage.put(url, content=_chunks(src), headers={"Content-Length": str(size)})
+                else:
+                    response = self._storage.put(url, content=data)
             except httpx.TransportError as exc:
                 if attempt == CONNECT_RETRIES:
                     raise StoreError(f"cannot reach the storage behind {self.url}: {exc}") from exc
@@ -337,6 +401,11 @@ class HttpBackend(ObjectBackend):
 
     def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         raise UsageError(f"objects of {self.url} are listed by the server: run `studio gc` on the server")
+
+
+def _chunks(src: BinaryIO) -> Iterator[bytes]:
+    while chunk := src.read(1 << 20):
+        yield chunk
 
 
 class _Renew(Exception):

@@ -38,6 +38,8 @@ def storage_options_from_env(protocol: str, environ: Mapping[str, str] | None = 
         )
         if endpoint:
             options["endpoint_url"] = endpoint
+    elif protocol in ("gs", "gcs") and env.get("STORAGE_EMULATOR_HOST"):
+        options["token"] = "anon"  # an emulator (gcsfs talks to it) takes no credentials
     return options
 
 
