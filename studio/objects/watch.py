@@ -194,17 +194,26 @@ class FolderWatch:
                 return True
         return False
 
-    def close(self) -> None:
+    def close(self, background: bool = True) -> None:
+        """Stop watching. Closing an inotify descriptor waits for a kernel grace period
+        (0.1-10 ms here): `background` leaves that to a daemon thread, so a run records its
+        outcome meanwhile; never while the interpreter shuts down (a thread started then
+        would never run, and starting it would wait forever)."""
         self.valid = False
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            # Closing an inotify descriptor waits for a kernel grace period (0.1-10 ms here):
-            # a daemon thread pays it while the run records its outcome.
-            threading.Thread(target=os.close, args=(fd,), name="studio-unwatch", daemon=True).start()
+            if background and not sys.is_finalizing():
+                try:
+                    threading.Thread(target=os.close, args=(fd,), name="studio-unwatch", daemon=True).start()
+                    fd = -1
+                except RuntimeError:  # no new threads now
+                    pass
+            if fd >= 0:
+                os.close(fd)
         self._dirs.clear()
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self.close(background=False)
         except Exception:  # noqa: S110 - at interpreter exit: the kernel closes it anyway
             pass

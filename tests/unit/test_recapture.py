@@ -297,3 +297,21 @@ def test_next_process_starts_from_the_snapshot_on_disk(
     for snap in (tmp_path / "capture-snapshots").glob("*.snap"):
         snap.write_bytes(b"garbage")
     assert new_store().put_tree(ws, ignore=workspace_ignore(ws), watch=True).tree == third.tree
+
+
+def test_a_process_holding_a_watch_exits(tmp_path: Path) -> None:
+    """A capture's watch that nobody released (an error before the run started) must not
+    keep the interpreter from exiting (closing it then must not wait for a new thread)."""
+    import subprocess
+    import sys
+
+    ws = _workspace(tmp_path)
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom studio.objects import open_object_store\n"
+        f"s = open_object_store({str(tmp_path / 'store')!r}, Path({str(tmp_path / 'cache')!r}), "
+        f"Path({str(tmp_path / 'stat.db')!r}))\n"
+        f"s.put_tree(Path({str(ws)!r}), watch=True)\n"
+        "keep = s  # held to the end: its watch is closed while the interpreter shuts down\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
