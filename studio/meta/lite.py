@@ -308,11 +308,11 @@ class LiteSqliteStore(MetaStore):
         return _decode(row)
 
     @staticmethod
-    def _state(c: sqlite3.Connection, key: str) -> sqlite3.Row:
+    def _state(c: sqlite3.Connection, key: str) -> dict[str, Any]:
         row = c.execute(_SELECT_STATE, (key,)).fetchone()
         if row is None:
             raise not_found(key)
-        return row
+        return dict(zip(row.keys(), row, strict=True))
 
     @staticmethod
     def _entity(

@@ -208,17 +208,23 @@ class Session:
         HOOKS.discard(self)
         TICKER.discard(self)
         # A tick in progress (a capture) finishes first; none starts after this.
-        if self._busy.acquire(timeout=30):
-            self._stopped = True
-            self._busy.release()
-        else:
-            self._stopped = True
+        idle = self._busy.acquire(timeout=30)
+        self._stopped = True
+        try:
+            self._end(status, reason, returncode, capture=idle)
+        finally:
+            if idle:
+                self._busy.release()
+
+    def _end(self, status: Status, reason: str | None, returncode: int | None, capture: bool) -> None:
+        if not capture:  # a capture wedged (a hung file system): record the end without one
             log.warning("the background work of %s did not finish within 30 s; ending anyway", self.key)
         for ts in list(self.logs.values()):
             _quietly(ts.close, "flush a time series of", self.key)
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
         if not self.owned or self.lease_lost:
-            _quietly(self._capture, "capture the workbook of", self.key)
+            if capture:
+                _quietly(self._capture, "capture the workbook of", self.key)
             return
         if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
             status, reason = Status.STOPPED, "stop requested"
@@ -227,15 +233,16 @@ class Session:
             returncode=returncode, time_finished=time.time(),
         )  # fmt: skip
         # The last capture and the end in one transaction (the end alone if the capture failed).
-        try:
-            self._capture(end=end)
-        except ConflictError as exc:
-            log.warning("could not record the end of %s: %s", self.key, exc)
-            return
-        except Exception:
-            log.warning("could not capture the workbook of %s", self.key, exc_info=True)
-        if self.checkpointer.ended:
-            return
+        if capture:
+            try:
+                self._capture(end=end)
+            except ConflictError as exc:
+                log.warning("could not record the end of %s: %s", self.key, exc)
+                return
+            except Exception:
+                log.warning("could not capture the workbook of %s", self.key, exc_info=True)
+            if self.checkpointer.ended:
+                return
         try:
             self.ctx.meta.set_status(self.key, **end)
         except ConflictError as exc:
