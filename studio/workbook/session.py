@@ -153,17 +153,23 @@ class Session:
         return self._workspace or ([], None)
 
     # -- the background thread -------------------------------------------------------------
+    def beat(self) -> None:
+        """Renew the lease if due (on the ticker's thread, for every session before any
+        session's capture: one session's long capture never lets another's lease lapse)."""
+        with self._busy:
+            now = time.monotonic()
+            if not self._stopped and self.owned and not self.lease_lost and now >= self._next_beat:
+                self._next_beat = now + self.ctx.settings.heartbeat_seconds
+                self._heartbeat()
+
     def tick(self) -> None:
-        """The background work due now (on the ticker's thread): heartbeat, flush rows that
+        """The rest of the background work due now (on the ticker's thread): flush rows that
         waited `flush_after`, capture when something changed."""
         with self._busy:
             if self._stopped:
                 return
             urgent, self._urgent = self._urgent, False
             now = time.monotonic()
-            if self.owned and not self.lease_lost and now >= self._next_beat:
-                self._next_beat = now + self.ctx.settings.heartbeat_seconds
-                self._heartbeat()
             wall = time.time()
             for ts in list(self.logs.values()):
                 oldest = ts.oldest_pending()
@@ -291,11 +297,12 @@ class _Ticker:
             self._wake.clear()
             with self._lock:
                 sessions, stores = list(self._sessions), list(self._stores)
-            for session in sessions:
-                try:
-                    session.tick()
-                except BaseException:
-                    log.exception("the background work of %s failed", session.key)
+            for work in ("beat", "tick"):
+                for session in sessions:
+                    try:
+                        getattr(session, work)()
+                    except BaseException:
+                        log.exception("the background work of %s failed", session.key)
             for store in stores:
                 store.checkpoint_wal()
 
