@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from studio.entities import (
     ArtifactSpec,
@@ -308,11 +308,11 @@ class LiteSqliteStore(MetaStore):
         return _decode(row)
 
     @staticmethod
-    def _state(c: sqlite3.Connection, key: str) -> Mapping[str, Any]:
+    def _state(c: sqlite3.Connection, key: str) -> dict[str, Any]:
         row = c.execute(_SELECT_STATE, (key,)).fetchone()
         if row is None:
             raise not_found(key)
-        return cast("Mapping[str, Any]", row)  # a sqlite3.Row reads as one
+        return dict(zip(row.keys(), row, strict=True))
 
     @staticmethod
     def _entity(

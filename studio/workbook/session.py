@@ -153,17 +153,23 @@ class Session:
         return self._workspace or ([], None)
 
     # -- the background thread -------------------------------------------------------------
+    def beat(self) -> None:
+        """Renew the lease if due (on the ticker's thread, for every session before any
+        session's capture: one session's long capture never lets another's lease lapse)."""
+        with self._busy:
+            now = time.monotonic()
+            if not self._stopped and self.owned and not self.lease_lost and now >= self._next_beat:
+                self._next_beat = now + self.ctx.settings.heartbeat_seconds
+                self._heartbeat()
+
     def tick(self) -> None:
-        """The background work due now (on the ticker's thread): heartbeat, flush rows that
+        """The rest of the background work due now (on the ticker's thread): flush rows that
         waited `flush_after`, capture when something changed."""
         with self._busy:
             if self._stopped:
                 return
             urgent, self._urgent = self._urgent, False
             now = time.monotonic()
-            if self.owned and not self.lease_lost and now >= self._next_beat:
-                self._next_beat = now + self.ctx.settings.heartbeat_seconds
-                self._heartbeat()
             wall = time.time()
             for ts in list(self.logs.values()):
                 oldest = ts.oldest_pending()
@@ -208,17 +214,23 @@ class Session:
         HOOKS.discard(self)
         TICKER.discard(self)
         # A tick in progress (a capture) finishes first; none starts after this.
-        if self._busy.acquire(timeout=30):
-            self._stopped = True
-            self._busy.release()
-        else:
-            self._stopped = True
+        idle = self._busy.acquire(timeout=30)
+        self._stopped = True
+        try:
+            self._end(status, reason, returncode, capture=idle)
+        finally:
+            if idle:
+                self._busy.release()
+
+    def _end(self, status: Status, reason: str | None, returncode: int | None, capture: bool) -> None:
+        if not capture:  # a capture wedged (a hung file system): record the end without one
             log.warning("the background work of %s did not finish within 30 s; ending anyway", self.key)
         for ts in list(self.logs.values()):
             _quietly(ts.close, "flush a time series of", self.key)
         _quietly(self.metrics_logger.flush, "flush the metrics of", self.key)
         if not self.owned or self.lease_lost:
-            _quietly(self._capture, "capture the workbook of", self.key)
+            if capture:
+                _quietly(self._capture, "capture the workbook of", self.key)
             return
         if self.stop_requested and status in (Status.STOPPED, Status.FAILED):
             status, reason = Status.STOPPED, "stop requested"
@@ -227,15 +239,16 @@ class Session:
             returncode=returncode, time_finished=time.time(),
         )  # fmt: skip
         # The last capture and the end in one transaction (the end alone if the capture failed).
-        try:
-            self._capture(end=end)
-        except ConflictError as exc:
-            log.warning("could not record the end of %s: %s", self.key, exc)
-            return
-        except Exception:
-            log.warning("could not capture the workbook of %s", self.key, exc_info=True)
-        if self.checkpointer.ended:
-            return
+        if capture:
+            try:
+                self._capture(end=end)
+            except ConflictError as exc:
+                log.warning("could not record the end of %s: %s", self.key, exc)
+                return
+            except Exception:
+                log.warning("could not capture the workbook of %s", self.key, exc_info=True)
+            if self.checkpointer.ended:
+                return
         try:
             self.ctx.meta.set_status(self.key, **end)
         except ConflictError as exc:
@@ -284,11 +297,12 @@ class _Ticker:
             self._wake.clear()
             with self._lock:
                 sessions, stores = list(self._sessions), list(self._stores)
-            for session in sessions:
-                try:
-                    session.tick()
-                except BaseException:
-                    log.exception("the background work of %s failed", session.key)
+            for work in ("beat", "tick"):
+                for session in sessions:
+                    try:
+                        getattr(session, work)()
+                    except BaseException:
+                        log.exception("the background work of %s failed", session.key)
             for store in stores:
                 store.checkpoint_wal()
 

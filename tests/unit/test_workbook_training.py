@@ -6,6 +6,7 @@ covered in tests/e2e/test_workbook.py.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ def here(studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["-c"])  # no script: nothing to capture as workspace
     saved_env = dict(os.environ)
-    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM))
+    saved = (sys.excepthook, sys.exit, signal.getsignal(signal.SIGTERM), builtins.SystemExit)
     ctx = Context.from_env()
     yield ctx
     ctx.close()
@@ -37,6 +38,7 @@ def here(studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         session.finish(Status.FINISHED)
     sys.excepthook, sys.exit = saved[0], saved[1]
     signal.signal(signal.SIGTERM, saved[2])
+    builtins.SystemExit = saved[3]  # type: ignore[misc]  # an owned session replaced it
     HOOKS.installed = False
     starting._created_here.clear()
     os.environ.clear()
