@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import time
+
 from studio.meta import open_meta_store
-from studio.server.accounts import Accounts
+from studio.server.accounts import TOKEN_CACHE_S, Accounts
 from studio.server.rules import Principal
 from tests.e2e.helpers import studio
 
@@ -17,6 +19,8 @@ def test_accounts_on_postgresql(postgres_url: str, tmp_path) -> None:  # type: i
         accounts = Accounts.for_store(store)
         assert accounts.principal_for(token) == Principal("alice", "admin")
         studio("users", "revoke", "alice", env=env, check=True)
+        # Revoked from another process: a server stops trusting it within TOKEN_CACHE_S.
+        time.sleep(TOKEN_CACHE_S + 0.1)
         assert accounts.principal_for(token) is None
         accounts.record("alice", "delete", "k1", "detail")
         assert [(a["action"], a["target"]) for a in accounts.audit(limit=2)] == [("delete", "k1"), ("revoke", "alice")]
