@@ -189,12 +189,7 @@ def server_mode(a: argparse.Namespace) -> None:
         out = subprocess.run([sys.executable, "-c", submit_code, str(ws), str(a.experiments)], env=submitter, cwd=root,
                              capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
         t_submit, keys = float(out[0]), out[1].split()
-        direct = []
-        for _ in range(5):
-            t = time.perf_counter()
-            subprocess.run([sys.executable, str(ws / "t.py")], check=True, capture_output=True)
-            direct.append(time.perf_counter() - t)
-        t_direct = statistics.median(direct)
+        t_direct = script_alone(ws)
         cpu0 = _cpu_seconds(server.pid)
         t = time.perf_counter()
         workers = [subprocess.Popen([sys.executable, "-m", "studio", "worker", "--queue", "throughput", "--timeout", "1"],
@@ -326,14 +321,19 @@ def pickup_latency(ctx, queue_one, rows, runs: int) -> None:  # type: ignore[no-
                  f"{statistics.median(prepared) * 1000:.0f} ms (max {max(prepared) * 1000:.0f} ms)"))
 
 
-def throughput(ctx, ws: Path, queue_one, rows, n: int, loop: int) -> None:  # type: ignore[no-untyped-def]
-    """N queued experiments drained by 2 workers, against a sequential `studio run` loop."""
+def script_alone(ws: Path) -> float:
+    """Median seconds of `python t.py` by itself (5 runs)."""
     direct = []
     for _ in range(5):
         t = time.perf_counter()
         subprocess.run([sys.executable, str(ws / "t.py")], check=True, capture_output=True)
         direct.append(time.perf_counter() - t)
-    t_direct = statistics.median(direct)
+    return statistics.median(direct)
+
+
+def throughput(ctx, ws: Path, queue_one, rows, n: int, loop: int) -> None:  # type: ignore[no-untyped-def]
+    """N queued experiments drained by 2 workers, against a sequential `studio run` loop."""
+    t_direct = script_alone(ws)
     # The loop a user would write instead of a queue: `for i in ...; do studio run t.py; done`.
     t = time.perf_counter()
     loop_cpu0 = os.times()

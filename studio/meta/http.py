@@ -144,10 +144,7 @@ class HttpMetaStore(MetaStore):
         # server older than this call gets them one by one.
         if not self._old_server:
             try:
-                if fields:
-                    self._call("put_checkpoint", key, list(artifacts), at, fields=dict(fields))
-                else:
-                    self._call("put_checkpoint", key, list(artifacts), at)
+                self._call("put_checkpoint", key, list(artifacts), at, fields=dict(fields) if fields else None)
                 return
             except UsageError as exc:
                 if "no store method" not in str(exc):

@@ -95,7 +95,6 @@ class Worker:
             self.claimer.sweep(force=True)
         except StudioError as exc:
             log.warning("could not check for lapsed leases: %s", exc)
-        self._presence("idle", force=True)
         self._remove_stale_dirs()
         # While this worker runs an experiment its claimer does not sweep: this does, so a
         # lost run anywhere shows `lost` within a fraction of the lease.

@@ -83,10 +83,6 @@ def clock_skew(request: Request) -> float:
     return skew if abs(skew) >= MIN_SKEW_S else 0.0
 
 
-def _shift(fields: dict[str, Any], skew: float) -> dict[str, Any]:
-    return shift_times(fields, skew) if skew else fields
-
-
 class Owners:
     """experiment key -> owner, cached: owner rules need it on every supervisor write."""
 
@@ -158,17 +154,17 @@ def _rewrite(auth: Auth, who: Principal, method: str, args: list[Any], kwargs: d
     """Server-owned values: the owner of what a team member creates, and server time."""
     if method == "create_experiment" and args and isinstance(args[0], Experiment):
         exp: Experiment = args[0]
-        changes = _shift({f: getattr(exp, f) for f in TIME_FIELDS}, skew)
+        changes = shift_times({f: getattr(exp, f) for f in TIME_FIELDS}, skew)
         if auth.team_mode:
             changes["owner"] = who.name
         args[0] = exp.replace(**changes)
     elif method in ("update_experiment", "set_status"):
-        kwargs.update(_shift(kwargs, skew))
+        kwargs.update(shift_times(kwargs, skew))
     elif method == "put_checkpoint" and skew:
         if len(args) >= 3 and isinstance(args[2], int | float):
             args[2] += skew  # the checkpoint's time
         if isinstance(kwargs.get("fields"), dict):
-            kwargs["fields"] = _shift(kwargs["fields"], skew)
+            kwargs["fields"] = shift_times(kwargs["fields"], skew)
 
 
 @router.post("/{method}")
