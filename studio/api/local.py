@@ -46,18 +46,20 @@ def local_paths(ctx: Context, exp: Experiment) -> dict[str, Path]:
     return paths
 
 
-def run_local(ctx: Context, opts: RunOptions, announce: bool = True) -> tuple[Experiment, Outcome]:
+def run_local(ctx: Context, opts: RunOptions, announce: bool = True,
+              reaper: Prestarted | None = None) -> tuple[Experiment, Outcome]:
     """Prepare and supervise the run here. The experiment is recorded `running` under this
     process's lease (see `prepare`); a SIGINT/SIGTERM before the script starts records
-    `stopped`/`killed` (the executor takes over signals once it starts the script)."""
+    `stopped`/`killed` (the executor takes over signals once it starts the script).
+    `reaper`: one the caller started ahead (`studio run`: with a warm start); used or
+    cancelled here."""
     wid = worker_id()
     recording: list[str] = []
     exp: Experiment | None = None
-    reaper: Prestarted | None = None
     with startup_signals() as received:
         try:
             # Its interpreter starts on the other core while the workspace is captured.
-            reaper = Prestarted.start()
+            reaper = reaper or Prestarted.start()
             exp = prepare(ctx, opts, worker=wid, recording=recording)
             if announce:
                 note = names.renamed(opts.key, exp.key)

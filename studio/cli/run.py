@@ -61,6 +61,35 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     # times, some 40 ms of a trivial run; at 10,000 it takes a few passes. Cycles are still
     # collected while the script runs (a supervisor may run for days).
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    reaper = _warm_start(script, args, flags)
+    try:
+        _run(script, args, config, verbose, quiet, reaper, flags)
+    finally:
+        if reaper is not None:
+            reaper.cancel()  # not used (bad input, or not a run here): nothing of the user's ran
+
+
+def _warm_start(script: str, args: tuple[str, ...], flags: dict[str, Any]) -> Any:
+    """For a run here, the reaper and the script's own interpreter, started before anything
+    else (see `studio.runner._reaper`): the interpreter's start then overlaps the capture.
+    The command line is `command_for`'s for the target `resolve_target` finds; if it differs
+    after all, the reaper starts the script the usual way."""
+    if any(flags[name] for name in ("queue", "num_workers", "hyperparams", "optimizer", "cloud")):
+        return None
+    import os
+    from pathlib import Path
+
+    from studio.runner.process import Prestarted
+
+    if flags["module"] or "::" in script:
+        expected = [sys.executable, "-m", script.replace("::", "."), *args]
+    else:
+        expected = [sys.executable, str((Path.cwd() / os.path.expanduser(script)).resolve()), *args]
+    return Prestarted.start(expected)
+
+
+def _run(script: str, args: tuple[str, ...], config: str | None, verbose: str | None, quiet: bool,
+         reaper: Any, flags: dict[str, Any]) -> None:
     setup_logging(verbose)
     from studio.api.run import RunOptions
     from studio.exceptions import UsageError
@@ -117,7 +146,7 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
     from studio.api.local import Interrupted, run_local
 
     try:
-        _exp, outcome = run_local(ctx, opts)
+        _exp, outcome = run_local(ctx, opts, reaper=reaper)
     except Interrupted as exc:
         click.echo(f"studio: {exc}", err=True)
         sys.exit(128 + exc.signum)

@@ -22,6 +22,14 @@ the run's critical path. It then reads what to run from stdin (`read_launch`) an
 script with stdin on /dev/null; stdin closed with nothing written means "not needed": it
 exits at once, running nothing.
 
+Warm start (`SUPERVISOR_PID - ARGV...`: the command line the run is expected to have): the
+reaper also starts ARGV itself at once, as the script's process, with stdin on /dev/null, and
+`warm/sitecustomize.py` holds it, interpreter started, until the launch arrives (see there).
+If the launch has that command line, the same folder, and the same environment but for
+studio's own STUDIOML_* variables (and PYTHONUNBUFFERED=1, which the run always has), it is
+passed on and that process is the script; otherwise that process is killed unstarted and the
+script starts the usual way. STUDIOML_WARM_START=0 turns warm starts off.
+
 SIGINT/SIGTERM/SIGHUP reach the script from the supervisor through the process group that
 the reaper and the script share; the reaper itself ignores them. The script starts with
 SIGINT at its default even where the supervisor inherited it ignored (a shell's background
@@ -112,9 +120,9 @@ def _ignore(signum: int, frame: object) -> None:
     pass
 
 
-def read_launch() -> tuple[list[str], str | None, dict[str, str] | None] | None:
-    """(argv, cwd, env) from stdin: NUL-separated `cwd`, the number of arguments, the
-    arguments, then `NAME=VALUE` pairs (see `studio.runner.process.Prestarted`); None if
+def read_launch() -> tuple[list[str], str | None, dict[str, str] | None, bytes] | None:
+    """(argv, cwd, env, message) from stdin: NUL-separated `cwd`, the number of arguments,
+    the arguments, then `NAME=VALUE` pairs (see `studio.runner.process.Prestarted`); None if
     stdin closed with nothing written."""
     chunks = []
     while True:
@@ -124,11 +132,96 @@ def read_launch() -> tuple[list[str], str | None, dict[str, str] | None] | None:
         chunks.append(chunk)
     if not chunks:
         return None
-    fields = [os.fsdecode(f) for f in b"".join(chunks).split(b"\0")]
+    message = b"".join(chunks)
+    fields = [os.fsdecode(f) for f in message.split(b"\0")]
     count = int(fields[1])
     argv = fields[2:2 + count]
     env = dict(f.partition("=")[::2] for f in fields[2 + count:] if f)
-    return argv, fields[0], env
+    return argv, fields[0], env, message
+
+
+WARM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm")
+
+
+def _warm_env() -> dict[str, str]:
+    """The environment a warm start begins with: the run's, as far as it is known ahead."""
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def start_warm(argv: list[str]) -> tuple[int, int] | None:
+    """Start `argv` held by `warm/sitecustomize.py`: (pid, the pipe's write end), or None."""
+    if os.environ.get("STUDIOML_WARM_START", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if not argv or not os.path.isdir(WARM):
+        return None
+    env = _warm_env()
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = WARM + (os.pathsep + path if path else "")
+    read, write = os.pipe()
+    env["STUDIOML_WARM_FD"] = str(read)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
+    if pid == 0:
+        try:
+            os.close(write)
+            os.set_inheritable(read, True)
+            _exec_script(argv, None, env)
+        except BaseException:  # noqa: BLE001 - the child must never return into main()
+            pass
+        os._exit(127)
+    os.close(read)
+    return pid, write
+
+
+def warm_fits(argv: list[str], cwd: str | None, env: dict[str, str] | None, expected: list[str]) -> bool:
+    """Whether the launch is what the warm start began (see the module's docstring)."""
+    if argv != expected or env is None:
+        return False
+    if cwd and os.path.realpath(cwd) != os.path.realpath(os.getcwd()):
+        return False
+
+    def outside(mapping: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in mapping.items() if not k.startswith("STUDIOML_")}
+
+    return outside(env) == outside(_warm_env())
+
+
+def pass_launch(write: int, message: bytes) -> bool:
+    """Hand the launch to the warm start; False if it is gone (it then gets SIGKILL)."""
+    try:
+        view = memoryview(message)
+        while view:
+            view = view[os.write(write, view):]
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(write)
+
+
+def _exec_script(command: list[str], cwd: str | None, env: dict[str, str] | None) -> None:
+    """In the forked child: what the script starts with, then exec (raises if it cannot)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if env is not None:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        if cwd:
+            os.chdir(cwd)
+        os.execvpe(command[0], command, env)
+    os.execvp(command[0], command)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -153,30 +246,39 @@ def main(argv: list[str]) -> int:
             signal.signal(sig, _ignore)
     if os.getppid() != supervisor:  # the supervisor died before the parent-death signal was set
         return 128 + signal.SIGKILL
-    if command == ["-"]:  # started ahead: wait for what to run
+    script = 0
+    if command[:1] == ["-"]:  # started ahead: wait for what to run
+        expected = command[1:]
+        warm = None
         try:
+            warm = start_warm(expected) if expected else None
             launch = read_launch()
         except Doomed:
-            return 128 + signal.SIGKILL
+            launch = None
         if launch is None:
-            return 0
-        command, cwd, env = launch
-    script = os.fork()
-    if script == 0:
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-            if env is not None:
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.close(null)
-                if cwd:
-                    os.chdir(cwd)
-                os.execvpe(command[0], command, env)
-            os.execvp(command[0], command)
-        except BaseException as exc:  # noqa: BLE001 - the child must never return into main()
-            os.write(2, f"studio: could not start {command[0]}: {exc}\n".encode())
-        os._exit(127)
+            if warm is not None:
+                _kill(warm[0])
+                os.close(warm[1])
+                os.waitpid(warm[0], 0)
+            return 128 + signal.SIGKILL if state["hard"] else 0
+        command, cwd, env, message = launch
+        if warm is not None:  # else it never runs (SIGKILL; reaped below, as not the script)
+            pid, write = warm
+            if not warm_fits(command, cwd, env, expected):
+                _kill(pid)
+                os.close(write)
+            elif pass_launch(write, message):
+                script = pid
+            else:
+                _kill(pid)
+    if not script:
+        script = os.fork()
+        if script == 0:
+            try:
+                _exec_script(command, cwd, env)
+            except BaseException as exc:  # noqa: BLE001 - the child must never return into main()
+                os.write(2, f"studio: could not start {command[0]}: {exc}\n".encode())
+            os._exit(127)
     status = None
     try:
         while status is None:

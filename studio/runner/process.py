@@ -118,21 +118,26 @@ def with_reaper(argv: list[str]) -> list[str] | None:
 class Prestarted:
     """A reaper started before its script is known (Linux): `launch(argv, cwd, env)` hands it
     the script and returns its Popen, exactly as `Popen(with_reaper(argv), ...)` would;
-    `cancel()` lets it exit running nothing. See `_reaper.py`."""
+    `cancel()` lets it exit running nothing. With `expected`, the command line the script
+    will have (`studio run` knows it before it captures), the script's own interpreter starts
+    at once too, held until the launch (a warm start: see `_reaper.py`)."""
 
-    def __init__(self) -> None:
-        argv = with_reaper(["-"])
+    def __init__(self, expected: list[str] | None = None) -> None:
+        argv = with_reaper(["-", *(expected or ())])
         if argv is None:
             raise OSError("no reaper on this platform")
+        # os.environ, which the run's environment is made from (the process's own may differ:
+        # GNU readline, for one, sets LINES and COLUMNS there), so a warm start can match it.
         self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            env=dict(os.environ),
         )
 
     @classmethod
-    def start(cls) -> Prestarted | None:
+    def start(cls, expected: list[str] | None = None) -> Prestarted | None:
         """A reaper starting now, or None where there is none (or it could not start)."""
         try:
-            return cls()
+            return cls(expected)
         except OSError:
             return None
 

@@ -51,3 +51,66 @@ def test_a_missing_program_is_exit_127(tmp_path: Path) -> None:
     proc = reaper.launch(["no-such-program-here"], str(tmp_path), {"PATH": os.environ["PATH"]})
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 127 and b"could not start no-such-program-here" in err
+
+
+WARM_PROBE = """\
+import os, sys
+print(b"STUDIOML_WARM_FD=" in open("/proc/self/environ", "rb").read(), os.getcwd(), os.environ.get("STUDIOML_TAG"),
+      "STUDIOML_WARM_FD" in os.environ, sys.argv[1:])
+open(os.path.join(os.path.dirname(__file__), "ran-" + os.environ["STUDIOML_TAG"]), "w").close()
+"""
+
+
+def _run_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_warm_start_runs_the_expected_command_in_the_process_started_ahead(tmp_path: Path) -> None:
+    (tmp_path / "w.py").write_text(WARM_PROBE)
+    argv = [sys.executable, str(tmp_path / "w.py"), "x"]
+    reaper = Prestarted.start(argv)
+    assert reaper is not None
+    # Studio's own variables may differ: they are set when the launch arrives.
+    proc = reaper.launch(argv, os.getcwd(), _run_env(STUDIOML_TAG="warm", STUDIOML_EXPERIMENT="k"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.decode().split() == ["True", os.getcwd(), "warm", "False", "['x']"]
+
+
+@pytest.mark.parametrize("change", ["argv", "cwd", "env"])
+def test_a_launch_unlike_the_expected_one_starts_cold_and_the_warm_one_never_runs(
+        tmp_path: Path, change: str) -> None:
+    (tmp_path / "w.py").write_text(WARM_PROBE)
+    argv = [sys.executable, str(tmp_path / "w.py"), "x"]
+    reaper = Prestarted.start(argv)
+    assert reaper is not None
+    launch_argv = argv[:2] + ["y"] if change == "argv" else argv
+    cwd = str(tmp_path) if change == "cwd" else os.getcwd()
+    env = _run_env(STUDIOML_TAG="cold", **({"OTHER": "1"} if change == "env" else {}))
+    proc = reaper.launch(launch_argv, cwd, env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.decode().split()[0] == "False" and out.decode().split()[2] == "cold"
+    assert [p.name for p in tmp_path.glob("ran-*")] == ["ran-cold"]  # ran once, the cold way
+
+
+def test_cancelled_warm_start_runs_nothing(tmp_path: Path) -> None:
+    (tmp_path / "w.py").write_text(WARM_PROBE)
+    reaper = Prestarted.start([sys.executable, str(tmp_path / "w.py")])
+    assert reaper is not None and reaper.proc is not None
+    proc = reaper.proc
+    import time
+
+    time.sleep(0.3)  # the warm interpreter is up and waiting
+    reaper.cancel()
+    assert proc.returncode == 0
+    assert list(tmp_path.glob("ran-*")) == []
+    held = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, str(tmp_path / "w.py"))]
+    assert held == []
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
