@@ -1,3 +1,3 @@
-from studio.cli.main import main
+from studio.cli.entry import main
 
 main()

@@ -70,21 +70,27 @@ def run(script: str, args: tuple[str, ...], config: str | None, verbose: str | N
 
 
 def _warm_start(script: str, args: tuple[str, ...], flags: dict[str, Any]) -> Any:
-    """For a run here, the reaper and the script's own interpreter, started before anything
-    else (see `studio.runner._reaper`): the interpreter's start then overlaps the capture.
-    The command line is `command_for`'s for the target `resolve_target` finds; if it differs
-    after all, the reaper starts the script the usual way."""
-    if any(flags[name] for name in ("queue", "num_workers", "hyperparams", "optimizer", "cloud")):
-        return None
-    import os
-    from pathlib import Path
+    """For a run here, the reaper and the script's own interpreter, started ahead (see
+    `studio.runner._reaper`): the interpreter's start then overlaps the capture. Usually
+    `studio.cli.entry` started them before click was imported; if it guessed another command
+    line (or none), that one is cancelled and they start now. The command line is
+    `command_for`'s for `resolve_target`'s target; if it differs after all, the reaper starts
+    the script the usual way."""
+    from studio.cli.entry import expected_command, take_early
 
+    early = take_early()
+    if any(flags[name] for name in ("queue", "num_workers", "hyperparams", "optimizer", "cloud")):
+        expected = None
+    else:
+        expected = expected_command(script, args, flags["module"])
+    if early is not None and early.expected == expected:
+        return early
+    if early is not None:
+        early.cancel()
+    if expected is None:
+        return None
     from studio.runner.process import Prestarted
 
-    if flags["module"] or "::" in script:
-        expected = [sys.executable, "-m", script.replace("::", "."), *args]
-    else:
-        expected = [sys.executable, str((Path.cwd() / os.path.expanduser(script)).resolve()), *args]
     return Prestarted.start(expected)
 
 

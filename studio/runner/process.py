@@ -123,6 +123,7 @@ class Prestarted:
     at once too, held until the launch (a warm start: see `_reaper.py`)."""
 
     def __init__(self, expected: list[str] | None = None) -> None:
+        self.expected = expected
         argv = with_reaper(["-", *(expected or ())])
         if argv is None:
             raise OSError("no reaper on this platform")
