@@ -161,7 +161,31 @@ def _run(script: str, args: tuple[str, ...], config: str | None, verbose: str | 
                    + (f" ({outcome.reason})" if outcome.reason else ""), err=True)
     elif talk:
         click.echo(closing_line(_exp), err=True)
-    sys.exit(outcome.exit_code)
+    exit_now(outcome.exit_code)
+
+
+def exit_now(code: int) -> None:
+    """End `studio run` once its outcome is recorded: what a normal exit does that matters
+    (no thread of its own left running, the `atexit` handlers, standard streams flushed),
+    without the interpreter's teardown, which frees every object of every module imported
+    (~15-20 ms of every run). Everything of the run is committed by now; where the
+    interpreter has no `atexit._run_exitfuncs`, or a non-daemon thread still runs, it exits
+    the usual way."""
+    import atexit
+    import os
+    import threading
+
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if run_exitfuncs is None or others:
+        sys.exit(code)
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 def capture_bar(total: int) -> tuple[Any, Any]:
