@@ -169,15 +169,16 @@ def exit_now(code: int) -> None:
     (no thread of its own left running, the `atexit` handlers, standard streams flushed),
     without the interpreter's teardown, which frees every object of every module imported
     (~15-20 ms of every run). Everything of the run is committed by now; where the
-    interpreter has no `atexit._run_exitfuncs`, or a non-daemon thread still runs, it exits
-    the usual way."""
+    interpreter has no `atexit._run_exitfuncs`, a non-daemon thread still runs, or a
+    profiler or tracer watches (`python -m cProfile -m studio run ...` writes its report
+    after the command returns), it exits the usual way."""
     import atexit
     import os
     import threading
 
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if run_exitfuncs is None or others:
+    if run_exitfuncs is None or others or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
