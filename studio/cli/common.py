@@ -8,16 +8,19 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import click
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# click is imported by the decorators, not here: `studio run SCRIPT` takes `context` without it.
 def config_option(f: F) -> F:
+    import click
+
     return click.option("--config", type=click.Path(dir_okay=False), default=None, help="YAML config file.")(f)
 
 
 def json_option(f: F) -> F:
+    import click
+
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 

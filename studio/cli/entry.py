@@ -1,7 +1,8 @@
 """The `studio` command's first step, before click or anything else of studio is imported.
 
-For `studio run SCRIPT ARGS...` run here, the run's reaper and the script's own interpreter
-start now (a warm start: `studio.runner._reaper`), so the interpreter's start overlaps studio's
+`studio run SCRIPT ARGS...` with no studio flag (the documented form) goes straight to the
+command's body (`studio.cli.running`), without click. For `studio run` here, the run's reaper
+and the script's own interpreter start now (a warm start: `studio.runner._reaper`), so the interpreter's start overlaps studio's
 imports as well as the capture. The command line is read with a table of `studio run`'s
 options (a unit test keeps it equal to the click command's); whatever it cannot read for
 certain, it leaves to `studio.cli.run`, which starts the reaper after parsing, and a guess that
@@ -74,11 +75,27 @@ def main(argv: list[str] | None = None) -> Any:
             from studio.runner.process import Prestarted
 
             _early["reaper"] = Prestarted.start(expected)
-    from studio.cli.main import main as studio_main
-
     try:
+        if args[:1] == ["run"] and len(args) > 1 and not args[1].startswith("-"):
+            return _plain_run(args[1], args[2:])
+        from studio.cli.main import main as studio_main
+
         return studio_main(argv)
     finally:
         reaper = take_early()
         if reaper is not None:  # not taken by `studio run` (an error first): it runs nothing
             reaper.cancel()
+
+
+def _plain_run(script: str, args: list[str]) -> Any:
+    """`studio run SCRIPT ARGS...` with no studio flag: what click would call, without click
+    (the options' defaults are `running.DEFAULT_FLAGS`; a unit test keeps them click's)."""
+    import gc
+
+    from studio.cli.boundary import guarded
+    from studio.cli.running import DEFAULT_FLAGS, start_run
+
+    try:
+        return guarded(lambda: start_run(script, args, None, None, False, dict(DEFAULT_FLAGS)))
+    finally:
+        gc.freeze()  # as `studio.cli.main.main` does: the exit need not walk what was imported

@@ -11,14 +11,13 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
-import logging
-import os
 import sys
 from typing import Any
 
 import click
 
 from studio import __version__
+from studio.cli.boundary import DEBUG_HINT, guarded, setup_logging  # noqa: F401 - re-exported
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -69,13 +68,6 @@ def cli() -> None:
     """studio: record, run and compare machine-learning experiments."""
 
 
-def setup_logging(verbose: str | bool | None) -> None:
-    level = logging.WARNING
-    if verbose:
-        level = getattr(logging, str(verbose).upper(), logging.DEBUG) if isinstance(verbose, str) else logging.DEBUG
-    logging.basicConfig(level=level, format="studio %(levelname)s %(name)s: %(message)s")
-
-
 def main(argv: list[str] | None = None) -> Any:
     try:
         return _main(argv)
@@ -86,51 +78,26 @@ def main(argv: list[str] | None = None) -> Any:
         gc.freeze()
 
 
-DEBUG_HINT = "run with STUDIOML_DEBUG=1 for the traceback"
-
-
-def _debugging() -> bool:
-    flag = os.environ.get("STUDIOML_DEBUG", "").strip().lower()
-    return flag not in ("", "0", "false", "no", "off") or logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
-def _fail(message: str, code: int) -> None:
-    if _debugging():
-        import traceback
-
-        traceback.print_exc()
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
 def _main(argv: list[str] | None) -> Any:
-    from studio.exceptions import EXIT_INTERNAL, StudioError, UsageError
+    from studio.exceptions import UsageError
 
-    try:
-        return cli.main(args=argv, prog_name="studio", standalone_mode=False)
-    except StudioError as exc:
-        _fail(f"studio: error: {exc}", exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("studio: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        # One line like every other error, naming where the help is (click's own display
-        # takes three lines: usage, hint, error).
-        where = getattr(getattr(exc, "ctx", None), "command_path", None)
-        hint = f"; see `{where} --help`" if where else ""
-        click.echo(f"studio: error: {exc.format_message().rstrip('.')}{hint}", err=True)
-        sys.exit(UsageError.exit_code)
-    except KeyboardInterrupt:
-        click.echo("studio: interrupted", err=True)
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except OSError as exc:  # the machine said no (permissions, full disk, missing folder)
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        _fail(f"studio: error: {exc.strerror or exc}{where}; check the path, its permissions and free space",
-              StudioError.exit_code)
-    except Exception as exc:  # a bug: still one line, and a code no script is likely to use
-        _fail(f"studio: internal error: {type(exc).__name__}: {exc}; {DEBUG_HINT}", EXIT_INTERNAL)
+    def command() -> Any:
+        try:
+            return cli.main(args=argv, prog_name="studio", standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("studio: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            # One line like every other error, naming where the help is (click's own display
+            # takes three lines: usage, hint, error).
+            where = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f"; see `{where} --help`" if where else ""
+            click.echo(f"studio: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            sys.exit(UsageError.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+
+    return guarded(command)
 
 
 if __name__ == "__main__":

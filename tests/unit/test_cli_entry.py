@@ -64,3 +64,26 @@ def test_a_script_path_is_resolved_like_resolve_target(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     target = resolve_target(RunOptions(script="link/../link/t.py", cwd=Path.cwd()))
     assert entry.expected_command("link/../link/t.py", [], False) == [sys.executable, str(target.workspace / target.script)]
+
+
+def test_plain_run_flags_are_clicks_defaults() -> None:
+    from studio.cli.running import DEFAULT_FLAGS
+
+    ctx = run.make_context("run", ["script.py", "a"])
+    flags = {k: v for k, v in ctx.params.items() if k not in ("script", "args", "config", "verbose", "quiet")}
+    assert flags == DEFAULT_FLAGS
+    assert (ctx.params["config"], ctx.params["verbose"], ctx.params["quiet"]) == (None, None, False)
+
+
+def test_plain_run_imports_no_click(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "t.py").write_text("print('ok')\n")
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('click' in sys.modules, file=sys.stderr))\n"
+            "from studio.cli.entry import main\nmain(['run', 't.py'])\n")
+    env = {**os.environ, "STUDIOML_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "False"
