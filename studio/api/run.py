@@ -141,6 +141,11 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
     }
 
 
+def environment_cache(ctx: Context) -> Path:
+    """Where the environment collectors keep what they may reuse (`studio.capture.host`)."""
+    return ctx.settings.home / "cache"
+
+
 def running_fields(ctx: Context, worker: str) -> dict[str, Any]:
     """The fields of an experiment that `worker` starts supervising now (one attempt, a lease)."""
     now = time.time()
@@ -190,7 +195,7 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     # Collected read-only (nothing is written) while the checks below open the metadata store.
     environment_future = None if opts.defer_workspace else start_environment(
         target.workspace / target.script if not target.module else target.workspace,
-        reuse=opts.reuse_environment,
+        reuse=opts.reuse_environment, cache_dir=environment_cache(ctx),
     )
     key = check_key(opts.key) if opts.key else new_key()
     check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
@@ -252,7 +257,7 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     artifacts.update(reused)
     artifacts.update(opts.extra_artifacts)
     if environment_future is None:
-        environment = {**static_environment(), "git": dict(PENDING_GIT)}
+        environment = {**static_environment(environment_cache(ctx)), "git": dict(PENDING_GIT)}
     else:
         environment = environment_future.result(ws.tree)
         _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
@@ -299,7 +304,7 @@ def capture_workspace(ctx: Context, key: str, exp: Experiment, echo: bool = Fals
 
     workspace = Path(exp.artifacts["workspace"].local_path or ".")
     script = workspace / exp.script if not exp.module else workspace
-    environment_future = start_environment(script, reuse=True)
+    environment_future = start_environment(script, reuse=True, cache_dir=environment_cache(ctx))
     secrets_left_out: list[str] = []
     ws = ctx.objects_for(key).put_tree(workspace, ignore=workspace_ignore(workspace, secrets_left_out))
     git = environment_future.result(ws.tree).get("git") or {}
