@@ -175,6 +175,7 @@ def _installed(executable: str, path_entries: tuple[str, ...], cache_dir: Path |
     read: list[Any] = []
     lines = _scan(list(path_entries), read)
     stats += read
+    # Only the mtime matters here: a later change of the entries sets it to a newer time.
     if not any(key is not None and time.time_ns() - key[2] < RACY_NS for _, key in stats):
         _write_json(cache_file, {"key": [executable, list(path_entries)], "stats": stats, "lines": lines})
     return tuple(lines)
@@ -185,7 +186,7 @@ def _stat_key(path: str) -> list[int] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_dev, st.st_ino, max(st.st_mtime_ns, st.st_ctime_ns)]
+    return [st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _write_json(path: Path, data: Any) -> None:
