@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.api import names
 from studio.api.context import Context
-from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
 from studio.capture.secrets import MASK
 from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
@@ -27,6 +26,9 @@ from studio.keys import check_key, check_name, new_key
 from studio.runner.launch import child_env, command_for, worker_id, write_mapping  # noqa: F401 - re-exported
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
+
+if TYPE_CHECKING:
+    from studio.api.specs import CaptureSpec, ReuseSpec
 
 REDACTED = MASK
 # Workspaces whose secret files this process already said it left out: said once, not per trial.
@@ -199,9 +201,15 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     )
     key = check_key(opts.key) if opts.key else new_key()
     check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
-    captures = [parse_capture(s, "--capture") for s in opts.capture]
-    once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
-    reuses = [parse_reuse(s) for s in opts.reuse]
+    captures: list[CaptureSpec] = []
+    once: list[CaptureSpec] = []
+    reuses: list[ReuseSpec] = []
+    if opts.capture or opts.capture_once or opts.reuse:  # most runs have none: no import
+        from studio.api.specs import parse_capture, parse_reuse
+
+        captures = [parse_capture(s, "--capture") for s in opts.capture]
+        once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
+        reuses = [parse_reuse(s) for s in opts.reuse]
     _check_unique_tags(captures, once, reuses)
     for spec in once:
         if not spec.path.exists():
