@@ -203,6 +203,35 @@ def test_not_a_repo_and_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert git_info(Path.cwd()) == {}
 
 
+@needs_git
+def test_outside_any_repository_git_is_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    state = capture_git.repository_state(outside)
+    if state is None or state[0] != "none":
+        pytest.skip("the temporary folder lies inside a git repository")
+    start = capture_git._start
+    started: list[tuple[str, ...]] = []
+
+    def counting(cwd: str, args: tuple[str, ...], *rest: object, **kw: object) -> object:
+        started.append(args)
+        return start(cwd, args, *rest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(capture_git, "_start", counting)
+    assert git_info(outside) == {}
+    assert git_info(outside / "train.py") == {}
+    assert started == []
+    # Where it cannot tell from the files (a git variable is set), git is asked as before.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    assert git_info(outside) == {}
+    assert started
+    monkeypatch.delenv("GIT_DIR")
+    started.clear()
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "train.py", "print(1)\n")
+    assert git_info(repo / "train.py")["repo_root"] == str(repo) and started
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
