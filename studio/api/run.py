@@ -367,11 +367,11 @@ def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:
     under the params studio was given (a sweep's point, `studio.params()`), which win. A param
     whose name looks secret (`--api-key`, a config file's `password:`) is recorded as `***`,
     and secret values inside others are masked, as for the config's `env:`."""
+    if not opts.args:  # before the imports: most runs have no arguments
+        return dict(opts.params)
     from studio.capture.cli_params import params_from_args
     from studio.capture.secrets import MASK, is_secret_name, mask_text, secret_values
 
-    if not opts.args:
-        return dict(opts.params)
     script = None if target.module else target.workspace / target.script
     found = params_from_args(opts.args, script=script, cwd=opts.cwd)
     secrets = secret_values()
