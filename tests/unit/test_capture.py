@@ -21,12 +21,12 @@ from studio.capture import (
     installed_packages,
     iter_workspace,
     python_version,
+    pythonenv,
     strip_credentials,
     workspace_ignore,
 )
 from studio.capture import git as capture_git
 from studio.capture import host as capture_host
-from studio.capture import pythonenv
 from studio.capture.host import parse_nvidia_smi
 from studio.capture.pythonenv import _scan
 
