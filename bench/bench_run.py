@@ -48,19 +48,28 @@ CPU: dict[int, list[float]] = {}  # id(list of wall times) -> CPU seconds of the
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], into: list[float] | None = None) -> float:
     """Wall seconds of one run; with `into`, appends them there and the CPU seconds (user +
     system, every process of the run: supervisor, reaper, script) to CPU[id(into)]."""
-    c0 = os.times()
+    c0 = children_cpu()
     t0 = time.perf_counter()
     subprocess.run(
         cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wall = time.perf_counter() - t0
-    c1 = os.times()
     if into is not None:
         into.append(wall)
-        CPU.setdefault(id(into), []).append(
-            c1.children_user - c0.children_user + c1.children_system - c0.children_system
-        )
+        CPU.setdefault(id(into), []).append(children_cpu() - c0)
     return wall
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of the waited-for children so far (getrusage's microseconds
+    where there is one: os.times counts in clock ticks, 10 ms, as coarse as what is measured)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        t = os.times()
+        return t.children_user + t.children_system
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def cpu(runs: list[float]) -> float:

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.api import names
 from studio.api.context import Context
-from studio.api.specs import CaptureSpec, ReuseSpec, parse_capture, parse_reuse
 from studio.capture.secrets import MASK
 from studio.capture.secrets import redact_env as _redact_env
 from studio.entities import DEFAULT_ARTIFACTS, ArtifactSpec, Experiment, Status
@@ -27,6 +26,9 @@ from studio.keys import check_key, check_name, new_key
 from studio.runner.launch import child_env, command_for, worker_id, write_mapping  # noqa: F401 - re-exported
 from studio.runner.resources import RESOURCE_NAMES, parse_needs
 from studio.units import parse_duration
+
+if TYPE_CHECKING:
+    from studio.api.specs import CaptureSpec, ReuseSpec
 
 REDACTED = MASK
 # Workspaces whose secret files this process already said it left out: said once, not per trial.
@@ -141,6 +143,11 @@ def experiment_paths(ctx: Context, key: str) -> dict[str, Path]:
     }
 
 
+def environment_cache(ctx: Context) -> Path:
+    """Where the environment collectors keep what they may reuse (`studio.capture.host`)."""
+    return ctx.settings.home / "cache"
+
+
 def running_fields(ctx: Context, worker: str) -> dict[str, Any]:
     """The fields of an experiment that `worker` starts supervising now (one attempt, a lease)."""
     now = time.time()
@@ -190,13 +197,19 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     # Collected read-only (nothing is written) while the checks below open the metadata store.
     environment_future = None if opts.defer_workspace else start_environment(
         target.workspace / target.script if not target.module else target.workspace,
-        reuse=opts.reuse_environment,
+        reuse=opts.reuse_environment, cache_dir=environment_cache(ctx),
     )
     key = check_key(opts.key) if opts.key else new_key()
     check_names(project=opts.project, queue=opts.queue, metric=opts.metric, sweep=opts.sweep, owner=ctx.settings.owner)
-    captures = [parse_capture(s, "--capture") for s in opts.capture]
-    once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
-    reuses = [parse_reuse(s) for s in opts.reuse]
+    captures: list[CaptureSpec] = []
+    once: list[CaptureSpec] = []
+    reuses: list[ReuseSpec] = []
+    if opts.capture or opts.capture_once or opts.reuse:  # most runs have none: no import
+        from studio.api.specs import parse_capture, parse_reuse
+
+        captures = [parse_capture(s, "--capture") for s in opts.capture]
+        once = [parse_capture(s, "--capture-once") for s in opts.capture_once]
+        reuses = [parse_reuse(s) for s in opts.reuse]
     _check_unique_tags(captures, once, reuses)
     for spec in once:
         if not spec.path.exists():
@@ -252,7 +265,7 @@ def build(ctx: Context, opts: RunOptions, *, local: bool = False) -> Experiment:
     artifacts.update(reused)
     artifacts.update(opts.extra_artifacts)
     if environment_future is None:
-        environment = {**static_environment(), "git": dict(PENDING_GIT)}
+        environment = {**static_environment(environment_cache(ctx)), "git": dict(PENDING_GIT)}
     else:
         environment = environment_future.result(ws.tree)
         _note_secrets_left_out(target.workspace, secrets_left_out + list((environment.get("git") or {}).get(
@@ -299,7 +312,7 @@ def capture_workspace(ctx: Context, key: str, exp: Experiment, echo: bool = Fals
 
     workspace = Path(exp.artifacts["workspace"].local_path or ".")
     script = workspace / exp.script if not exp.module else workspace
-    environment_future = start_environment(script, reuse=True)
+    environment_future = start_environment(script, reuse=True, cache_dir=environment_cache(ctx))
     secrets_left_out: list[str] = []
     ws = ctx.objects_for(key).put_tree(workspace, ignore=workspace_ignore(workspace, secrets_left_out))
     git = environment_future.result(ws.tree).get("git") or {}
@@ -354,11 +367,11 @@ def recorded_params(opts: RunOptions, target: Target) -> dict[str, Any]:
     under the params studio was given (a sweep's point, `studio.params()`), which win. A param
     whose name looks secret (`--api-key`, a config file's `password:`) is recorded as `***`,
     and secret values inside others are masked, as for the config's `env:`."""
+    if not opts.args:  # before the imports: most runs have no arguments
+        return dict(opts.params)
     from studio.capture.cli_params import params_from_args
     from studio.capture.secrets import MASK, is_secret_name, mask_text, secret_values
 
-    if not opts.args:
-        return dict(opts.params)
     script = None if target.module else target.workspace / target.script
     found = params_from_args(opts.args, script=script, cwd=opts.cwd)
     secrets = secret_values()

@@ -54,18 +54,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def collect_environment(script_path: Path | str) -> dict[str, Any]:
+def collect_environment(script_path: Path | str, cache_dir: Path | None = None) -> dict[str, Any]:
     """Everything the collectors record about a run of `script_path`, JSON-ready.
 
     Keys: `workspace_root`, `command_line`, `python_version`, `pythonenv` (list of lines),
     `git` (`{}` outside a repository), `host`. Git runs in a worker thread alongside the
     Python and host collectors: git's time is spent in subprocesses, so they overlap.
+    `cache_dir` (`$STUDIOML_HOME/cache`): where the host's boot-stable facts are kept
+    (`studio.capture.host`).
     """
     root = find_workspace_root(script_path)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-capture") as pool:
         git_future = pool.submit(git_info, root)
-        packages = installed_packages()
-        host = host_info()
+        packages = installed_packages(cache_dir)
+        host = host_info(cache_dir)
         git = git_future.result()
     return {
         "workspace_root": str(root),
@@ -78,7 +80,7 @@ def collect_environment(script_path: Path | str) -> dict[str, Any]:
     }
 
 
-def collect_environment_in_background(script_path: Path | str) -> Future[dict[str, Any]]:
+def collect_environment_in_background(script_path: Path | str, cache_dir: Path | None = None) -> Future[dict[str, Any]]:
     """`collect_environment` in a daemon thread; its future's result is what that returns.
 
     `studio run` starts it before opening the metadata store: git's subprocesses and the
@@ -90,7 +92,7 @@ def collect_environment_in_background(script_path: Path | str) -> Future[dict[st
 
     def work() -> None:
         try:
-            future.set_result(collect_environment(script_path))
+            future.set_result(collect_environment(script_path, cache_dir))
         except BaseException as exc:  # collectors never raise; this keeps a bug visible
             future.set_exception(exc)
 
@@ -105,23 +107,23 @@ _host: dict[str, Any] | None = None
 _git_seen: dict[str, tuple[Any, str | None, dict[str, Any]]] = {}
 
 
-def host_once() -> dict[str, Any]:
+def host_once(cache_dir: Path | None = None) -> dict[str, Any]:
     """`host_info()` collected once per process (the machine does not change under it)."""
     global _host
     with _lock:
         if _host is None:
-            _host = host_info()
+            _host = host_info(cache_dir)
         return dict(_host)
 
 
-def static_environment() -> dict[str, Any]:
+def static_environment(cache_dir: Path | None = None) -> dict[str, Any]:
     """What `start_environment(..., reuse=True)` records that does not depend on the files:
     `command_line`, `python_version`, `pythonenv`, `host` (each read once per process)."""
     return {
         "command_line": command_line(),
         "python_version": python_version(),
-        "pythonenv": installed_packages(),
-        "host": host_once(),
+        "pythonenv": installed_packages(cache_dir),
+        "host": host_once(cache_dir),
     }
 
 
@@ -136,14 +138,15 @@ def forget_environment() -> None:
 class PendingEnvironment:
     """`collect_environment` started early; `result(workspace_tree)` waits for it."""
 
-    def __init__(self, script_path: Path | str, reuse: bool) -> None:
+    def __init__(self, script_path: Path | str, reuse: bool, cache_dir: Path | None = None) -> None:
         self.root = find_workspace_root(script_path)
         self.reuse = reuse
+        self.cache_dir = cache_dir
         self.state: Any = None
         self._git: Future[dict[str, Any]] | None = None
         self._full: Future[dict[str, Any]] | None = None
         if not reuse:
-            self._full = collect_environment_in_background(script_path)
+            self._full = collect_environment_in_background(script_path, cache_dir)
             return
         self.state = repository_state(self.root)
         seen = _git_seen.get(str(self.root))
@@ -173,17 +176,17 @@ class PendingEnvironment:
                 git = git_info(self.root)
         if self.state is not None:
             _git_seen[key] = (self.state, workspace_tree, git)
-        return {"workspace_root": key, **static_environment(), "git": copy.deepcopy(git)}
+        return {"workspace_root": key, **static_environment(self.cache_dir), "git": copy.deepcopy(git)}
 
 
-def start_environment(script_path: Path | str, *, reuse: bool = False) -> PendingEnvironment:
+def start_environment(script_path: Path | str, *, reuse: bool = False, cache_dir: Path | None = None) -> PendingEnvironment:
     """Collect the environment of a run of `script_path` while the caller captures the
     workspace. With `reuse` (repeated experiments in one process), the host and installed
     packages are read once per process and git's state is reused while the repository's
     fingerprint (`studio.capture.git.repository_state`: HEAD, refs, index, config) and, when
     the workspace is the repository's root, the workspace's tree hash are unchanged;
-    otherwise git runs as for any run."""
-    return PendingEnvironment(script_path, reuse)
+    otherwise git runs as for any run. `cache_dir`: see `collect_environment`."""
+    return PendingEnvironment(script_path, reuse, cache_dir)
 
 
 def _in_thread(fn: Any, *args: Any) -> Future[Any]:

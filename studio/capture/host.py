@@ -3,27 +3,38 @@
 GPUs come from `nvidia-smi` when it is on PATH (a short timeout: a wedged driver must not
 stall a run), else from NVIDIA's management library (`pynvml`) when importable, else `[]`.
 Nothing here raises; a value that cannot be read is None.
+
+The facts that cost most to read and only change with a reboot (physical core count and RAM,
+read through psutil, whose import alone takes ~10 ms; the GPUs, a subprocess) can be kept in
+a small file per machine (`cache_dir`): reused while the kernel's boot id, the host name and
+the user are the same, so `studio run` neither imports psutil nor starts nvidia-smi before
+the script starts. Everything else is read every time.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 NVIDIA_SMI_TIMEOUT = 3.0  # seconds
 _MIB = 1024 * 1024
+#: The boot-stable facts of `host_info` that `cache_dir` keeps (see the module docstring).
+BOOT_FACTS = ("cpu_count_physical", "ram_total", "gpus")
+HOST_CACHE_FILE = "host.json"
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
-def host_info() -> dict[str, Any]:
+def host_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
     """A JSON-ready description of this host.
 
     Keys: hostname, user, os (`Linux`), os_release (kernel), os_version, distro (e.g.
@@ -31,11 +42,15 @@ def host_info() -> dict[str, Any]:
     python_version, cpu_model, cpu_count_logical, cpu_count_physical, cpu_count_usable (CPUs
     this process may run on), ram_total (bytes), gpus (list of {index, name, memory_total}
     with memory in bytes).
+
+    `cache_dir`: where the `BOOT_FACTS` of this boot are kept (read, or written when missing
+    or stale); without it, or where the system has no boot id, they are read every time.
     """
     uname = platform.uname()
+    user = _user()
     info: dict[str, Any] = {
-        "hostname": _safe(socket.gethostname),
-        "user": _user(),
+        "hostname": uname.node or None,
+        "user": user,
         "os": uname.system,
         "os_release": uname.release,
         "os_version": uname.version,
@@ -48,16 +63,69 @@ def host_info() -> dict[str, Any]:
         "cpu_count_physical": None,
         "cpu_count_usable": _safe(_usable_cpus),
         "ram_total": None,
-        "gpus": _safe(gpus) or [],
+        "gpus": [],
     }
+    key = _cache_key(uname.node, user) if cache_dir is not None else None
+    facts = _read_cached(Path(cache_dir), key) if cache_dir is not None and key is not None else None
+    if facts is None:
+        facts = boot_facts()
+        if cache_dir is not None and key is not None:
+            _write_cached(Path(cache_dir), key, facts)
+    info.update(facts)
+    return info
+
+
+def boot_facts() -> dict[str, Any]:
+    """The `BOOT_FACTS` of this machine, read now."""
+    facts: dict[str, Any] = {"cpu_count_physical": None, "ram_total": None, "gpus": _safe(gpus) or []}
     try:
         import psutil
 
-        info["cpu_count_physical"] = psutil.cpu_count(logical=False)
-        info["ram_total"] = int(psutil.virtual_memory().total)
+        facts["cpu_count_physical"] = psutil.cpu_count(logical=False)
+        facts["ram_total"] = int(psutil.virtual_memory().total)
     except Exception:
         log.debug("psutil could not read CPU/RAM", exc_info=True)
-    return info
+    return facts
+
+
+def _cache_key(hostname: str, user: str | None) -> list[Any] | None:
+    """What the cached facts were read under: None where there is no boot id (not Linux)."""
+    try:
+        with open(_BOOT_ID, encoding="ascii") as fh:
+            boot_id = fh.read().strip()
+    except OSError:
+        return None
+    if not boot_id:
+        return None
+    # A container shares its host's boot id but may see other GPUs (and has its own name);
+    # nvidia-smi appearing on PATH (a driver installed since) is a change too.
+    return [boot_id, hostname, user, sys.platform, shutil.which("nvidia-smi")]
+
+
+def _read_cached(cache_dir: Path, key: list[Any]) -> dict[str, Any] | None:
+    try:
+        with open(cache_dir / HOST_CACHE_FILE, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if data.get("key") == key and isinstance(data.get("facts"), dict) and set(data["facts"]) == set(BOOT_FACTS):
+            return dict(data["facts"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _write_cached(cache_dir: Path, key: list[Any], facts: dict[str, Any]) -> None:
+    tmp = cache_dir / f".{HOST_CACHE_FILE}.{os.getpid()}.tmp"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "facts": facts}, fh)
+        os.replace(tmp, cache_dir / HOST_CACHE_FILE)  # readers see the old file or the new one
+    except OSError:
+        log.debug("could not cache host facts in %s", cache_dir, exc_info=True)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _safe(fn: Any) -> Any:

@@ -15,17 +15,28 @@ Lines look like:
 The first occurrence of a name on `sys.path` wins, as for `import` and `importlib.metadata`,
 except that a bare `name.egg-info` (a by-product of building in a source checkout, often on
 `sys.path` as the current directory) yields to a real installation of the same name.
+
+With a `cache_dir`, the list is kept on disk for the next process, keyed by the interpreter,
+`sys.path`, and the inode and modification time of every `sys.path` folder and of every
+metadata file read for a version: installing, upgrading or removing a distribution adds or
+removes a `*.dist-info` entry, which changes its folder's mtime. Like the stat cache
+(docs/storage.md), nothing is cached while one of those changed less than 2 s before it was
+read (file system timestamps are coarse).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
 import platform
 import re
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 from studio.capture.git import strip_credentials
 
@@ -61,7 +72,7 @@ def _read_headers(path: str) -> dict[str, str]:
     return headers
 
 
-def _name_version(base: str, entry: str) -> tuple[str, str] | None:
+def _name_version(base: str, entry: str, read: list[Any] | None = None) -> tuple[str, str] | None:
     stem, _, suffix = entry.rpartition(".")
     parts = stem.split("-")
     # `name-version.dist-info`, `name-version-pyX.Y.egg-info`; a bare `name.egg-info` (setup.py
@@ -70,7 +81,10 @@ def _name_version(base: str, entry: str) -> tuple[str, str] | None:
         return parts[0], parts[1]
     meta = "METADATA" if suffix == "dist-info" else "PKG-INFO"
     path = os.path.join(base, entry)
-    headers = _read_headers(os.path.join(path, meta) if os.path.isdir(path) else path)
+    meta_path = os.path.join(path, meta) if os.path.isdir(path) else path
+    if read is not None:  # stat before reading: a later change shows as a newer mtime
+        read.append((meta_path, _stat_key(meta_path)))
+    headers = _read_headers(meta_path)
     name = headers.get("Name") or parts[0]
     version = headers.get("Version")
     return (name, version) if name and version else None
@@ -99,7 +113,9 @@ def _direct_url_note(dist_dir: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _scan(path_entries: list[str]) -> list[str]:
+def _scan(path_entries: list[str], read: list[Any] | None = None) -> list[str]:
+    """The lines for `path_entries`; `read` gets (path, stat key) of the metadata files read
+    for a version."""
     seen: dict[str, str] = {}
     weak: set[str] = set()  # bare `name.egg-info` build by-products, overridden by real installs
     for raw in path_entries:
@@ -110,7 +126,7 @@ def _scan(path_entries: list[str]) -> list[str]:
         except OSError:  # zip files, missing dirs, path hooks
             continue
         for entry in names:
-            nv = _name_version(base, entry)
+            nv = _name_version(base, entry, read)
             if nv is None:
                 continue
             name, version = nv
@@ -136,19 +152,67 @@ def _scan(path_entries: list[str]) -> list[str]:
     return [seen[k] for k in sorted(seen)]
 
 
+RACY_NS = 2_000_000_000  # as studio.objects.statcache.RACY_NS
+
+
 @functools.lru_cache(maxsize=8)
-def _installed(executable: str, path_entries: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(_scan(list(path_entries)))
+def _installed(executable: str, path_entries: tuple[str, ...], cache_dir: Path | None) -> tuple[str, ...]:
+    if cache_dir is None:
+        return tuple(_scan(list(path_entries)))
+    cache_file = cache_dir / ("pythonenv-" + hashlib.sha256(
+        json.dumps([executable, path_entries]).encode("utf-8", "surrogatepass")).hexdigest()[:24] + ".json")
+    try:
+        with open(cache_file, encoding="utf-8") as fh:
+            cached = json.load(fh)
+        if cached["key"] == [executable, list(path_entries)] and all(
+            _stat_key(path) == key for path, key in cached["stats"]
+        ):
+            return tuple(cached["lines"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    # Stat before scanning: a change during the scan then shows as a newer mtime next time.
+    stats = [(entry or ".", _stat_key(entry or ".")) for entry in path_entries]
+    read: list[Any] = []
+    lines = _scan(list(path_entries), read)
+    stats += read
+    # Only the mtime matters here: a later change of the entries sets it to a newer time.
+    if not any(key is not None and time.time_ns() - key[2] < RACY_NS for _, key in stats):
+        _write_json(cache_file, {"key": [executable, list(path_entries)], "stats": stats, "lines": lines})
+    return tuple(lines)
 
 
-def installed_packages() -> list[str]:
+def _stat_key(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except OSError:
+        log.debug("could not cache installed packages in %s", path, exc_info=True)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def installed_packages(cache_dir: Path | None = None) -> list[str]:
     """Installed distributions as sorted `name==version` lines (see the module docstring).
 
-    Cached per interpreter and `sys.path`; `installed_packages.cache_clear()` forgets it, e.g.
-    after installing something in the same process.
+    Cached per interpreter and `sys.path`, and with `cache_dir` on disk for the next process
+    while no `sys.path` folder changed; `installed_packages.cache_clear()` forgets the
+    in-process cache, e.g. after installing something in the same process.
     """
     try:
-        return list(_installed(sys.executable, tuple(sys.path)))
+        return list(_installed(sys.executable, tuple(sys.path), cache_dir))
     except Exception:  # a collector never breaks a run
         log.warning("could not list installed packages", exc_info=True)
         return []

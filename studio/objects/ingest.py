@@ -381,30 +381,31 @@ class TreeWriter:
         by_rel = snap.by_rel if snap is not None else None
         trusted = {} if trusted is None else trusted
         entries, on_file = self.entries, self.on_file
+        new_entry = tuple.__new__  # a NamedTuple's own __new__ is Python code: once per file
         for item in items:
-            st = item.st
+            rel, path, st = item
             # A plain tuple equals the StatKey of the same fields (StatKey is a NamedTuple).
             key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             h: str | None = None
             if by_rel is not None:
-                known = by_rel.get(item.rel)
-                if known is not None and known[1] == key and known[0] == item.path:
+                known = by_rel.get(rel)
+                if known is not None and known[1] == key and known[0] == path:
                     h = known[2]
                     self._snap_hits += 1
                 elif self.stat_cache is not None:
-                    h = self.stat_cache.lookup(item.path, StatKey._make(key))
+                    h = self.stat_cache.lookup(path, StatKey._make(key))
             else:
-                hit = cached.get(item.path)
+                hit = cached.get(path)
                 if hit is not None and hit[0] == key:
                     h = hit[1]
             if h is not None:
-                trusted[item.rel] = (item.path, key, h)  # type: ignore[assignment]
-                unverified.append((len(entries), item.path))
-                entries.append(TreeEntry(item.rel, h, st.st_size, EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+                trusted[rel] = (path, key, h)  # type: ignore[assignment]
+                unverified.append((len(entries), path))
+                entries.append(new_entry(TreeEntry, (rel, h, st.st_size, EXEC_MODE if st.st_mode & 0o111 else FILE_MODE)))  # type: ignore[arg-type]
                 if on_file is not None:
                     on_file(st.st_size)
                 continue
-            self._rel_of[item.path] = item.rel
+            self._rel_of[path] = rel
             batch.append(item)
             batch_bytes += st.st_size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import platform
 import sys
 import uuid
 from pathlib import Path
@@ -20,7 +20,8 @@ from studio.entities import Experiment
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    # platform.node() is socket.gethostname() without importing socket (uname's node name).
+    return f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str, Path]) -> dict[str, str]:

@@ -8,6 +8,12 @@ importable and finds devices, its utilisation and memory in use. Keys::
     sys/cpu_percent  sys/memory_rss (bytes)  sys/num_processes
     sys/gpu<i>_util (%)  sys/gpu<i>_memory_used (bytes)  sys/gpu<i>_memory_percent
 
+Sampling starts `first_sample` seconds after the sampler (at most 1 s): the first sample only
+primes the CPU figures (psutil measures CPU between two calls) and is not logged, so a script
+that is done before then needs none, and its supervisor does not import psutil (~10 ms) and
+the NVIDIA library while the run ends. Logged samples still come every `interval` seconds
+from the start.
+
 GPU figures are per device (a worker gives an experiment whole devices; containers often
 hide other processes' pids, so per-process GPU accounting would be unreliable). Points go
 into the experiment's series through a `Logger` of this (supervisor) process, flushed
@@ -75,9 +81,11 @@ class SystemSampler:
         metrics_dir: str | os.PathLike[str],
         interval: float = 5.0,
         flush_interval: float = 30.0,
+        first_sample: float = 1.0,
     ) -> None:
         self.pid = pid
         self.interval = interval
+        self.first_sample = max(0.0, min(first_sample, interval / 2))
         self.logger = Logger(Path(metrics_dir), flush_interval=flush_interval)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,9 +109,13 @@ class SystemSampler:
             self._gpus.close()
 
     def _run(self) -> None:
+        if self._stop.wait(self.first_sample):
+            return  # stopped first: nothing would have been logged
         self._gpus = _Gpus()
         self.sample()  # primes cpu_percent; its CPU figure would be 0, so it is not logged
-        while not self._stop.wait(self.interval):
+        wait = self.interval - self.first_sample  # logged samples at interval, 2*interval, ...
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 values = self.sample()
             except Exception:

@@ -119,11 +119,11 @@ def _record(
         )
         return build(ctx, opts)
     # An interactive session or `python -c`: no script, so no workspace to capture.
-    from studio.api.run import check_names
+    from studio.api.run import check_names, environment_cache
     from studio.capture import start_environment
 
     check_names(project=project, metric=metric, owner=ctx.settings.owner)
-    environment = start_environment(Path.cwd(), reuse=True).result()
+    environment = start_environment(Path.cwd(), reuse=True, cache_dir=environment_cache(ctx)).result()
     exp = Experiment(
         key=key,
         project=project or "default",

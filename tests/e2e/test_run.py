@@ -331,6 +331,35 @@ def test_a_run_on_an_existing_database_does_not_import_sqlalchemy(studio_home: P
     assert [r["status"] for r in studio_json("runs", "list", "all")] == ["finished", "finished"]
 
 
+def test_a_repeated_run_reuses_host_facts_and_packages_without_importing_psutil(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    # What only changes with a reboot or an install is read once ($STUDIOML_HOME/cache), so a
+    # short run's supervisor imports neither psutil nor what only flags/arguments need.
+    ws = tmp_path / "ws"
+    write(ws / "ok.py", "print('ok')\n")
+    studio("run", "--experiment", "first", "ok.py", cwd=ws, check=True)
+    assert (studio_home / "cache" / "host.json").is_file()
+    time.sleep(2.1)  # the workspace folder (on sys.path) was just created: not cached within 2 s
+    studio("run", "--experiment", "second", "ok.py", cwd=ws, check=True)
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('psutil', 'socket', 'studio.api.specs', 'studio.capture.cli_params')\n"
+        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))\n"
+        "from studio.cli.main import main\n"
+        "main(['run', '--experiment', 'third', 'ok.py'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    first, third = studio_json("runs", "show", "first"), studio_json("runs", "show", "third")
+    for fact in ("cpu_count_physical", "ram_total", "gpus", "cpu_count_logical", "hostname", "user"):
+        assert third["host"][fact] == first["host"][fact]
+    assert third["host"]["ram_total"] > 0 and third["pythonenv"] == first["pythonenv"]
+
+
 def test_a_long_log_is_merged_into_few_segments_and_counted_once(studio_home: Path, tmp_path: Path) -> None:
     # 40 flushes (one per second in a real run): the logger merges them 16 at a time on its
     # background thread; the summaries and the stored artifact still hold each point once.

@@ -21,10 +21,12 @@ from studio.capture import (
     installed_packages,
     iter_workspace,
     python_version,
+    pythonenv,
     strip_credentials,
     workspace_ignore,
 )
 from studio.capture import git as capture_git
+from studio.capture import host as capture_host
 from studio.capture.host import parse_nvidia_smi
 from studio.capture.pythonenv import _scan
 
@@ -199,6 +201,35 @@ def test_not_a_repo_and_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert git_info(tmp_path / "missing" / "script.py") == {}
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert git_info(Path.cwd()) == {}
+
+
+@needs_git
+def test_outside_any_repository_git_is_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    state = capture_git.repository_state(outside)
+    if state is None or state[0] != "none":
+        pytest.skip("the temporary folder lies inside a git repository")
+    start = capture_git._start
+    started: list[tuple[str, ...]] = []
+
+    def counting(cwd: str, args: tuple[str, ...], *rest: object, **kw: object) -> object:
+        started.append(args)
+        return start(cwd, args, *rest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(capture_git, "_start", counting)
+    assert git_info(outside) == {}
+    assert git_info(outside / "train.py") == {}
+    assert started == []
+    # Where it cannot tell from the files (a git variable is set), git is asked as before.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    assert git_info(outside) == {}
+    assert started
+    monkeypatch.delenv("GIT_DIR")
+    started.clear()
+    repo = make_repo(tmp_path / "repo")
+    write(repo / "train.py", "print(1)\n")
+    assert git_info(repo / "train.py")["repo_root"] == str(repo) and started
 
 
 @pytest.mark.parametrize(
@@ -404,6 +435,107 @@ def test_package_scan_notes_editable_vcs_and_duplicates(tmp_path: Path) -> None:
         "plain_pkg==1.2",
         "tool @ git+https://github.com/org/tool@abc123",
     ]
+
+
+def _age(*paths: Path, seconds: float = 10) -> None:
+    """Date `paths` back, out of the 2 s window in which a change is not trusted."""
+    import time
+
+    for path in paths:
+        old = time.time() - seconds
+        os.utime(path, (old, old))
+
+
+def test_installed_packages_cached_on_disk_until_a_folder_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, other, cache = tmp_path / "site", tmp_path / "other", tmp_path / "cache"
+    write(site / "a-1.0.dist-info" / "METADATA", "")
+    write(other / "checkout.egg-info" / "PKG-INFO", "Name: checkout\nVersion: 0.5\n")
+    _age(site, other, other / "checkout.egg-info" / "PKG-INFO")
+    monkeypatch.setattr(sys, "path", [str(site), str(other)])
+    pythonenv.installed_packages.cache_clear()
+    first = installed_packages(cache)
+    assert first == ["a==1.0", f"checkout==0.5  # source checkout {other}"]
+    assert len(list(cache.glob("pythonenv-*.json"))) == 1
+
+    # The next process reads the list back without scanning.
+    pythonenv.installed_packages.cache_clear()
+    scan = pythonenv._scan
+    monkeypatch.setattr(pythonenv, "_scan", lambda *a: pytest.fail("scanned although nothing changed"))
+    assert installed_packages(cache) == first
+    monkeypatch.setattr(pythonenv, "_scan", scan)
+
+    # An install adds a *.dist-info entry: its folder's mtime changes, so it is seen.
+    write(site / "b-2.0.dist-info" / "METADATA", "")
+    pythonenv.installed_packages.cache_clear()
+    assert installed_packages(cache) == ["a==1.0", "b==2.0", f"checkout==0.5  # source checkout {other}"]
+    # ... and, changed less than 2 s ago, the list is not cached (coarse timestamps).
+    assert "b==2.0" not in next(cache.glob("pythonenv-*.json")).read_text()
+
+    # A version read from a metadata file that is rewritten in place is seen too.
+    _age(site)
+    pythonenv.installed_packages.cache_clear()
+    installed_packages(cache)
+    write(other / "checkout.egg-info" / "PKG-INFO", "Name: checkout\nVersion: 0.6\n")
+    _age(other / "checkout.egg-info" / "PKG-INFO", seconds=5)
+    pythonenv.installed_packages.cache_clear()
+    assert installed_packages(cache)[-1] == f"checkout==0.6  # source checkout {other}"
+
+    # A different sys.path is another list; a damaged cache file is a scan, not an error.
+    monkeypatch.setattr(sys, "path", [str(site)])
+    pythonenv.installed_packages.cache_clear()
+    assert installed_packages(cache) == ["a==1.0", "b==2.0"]
+    for path in cache.glob("pythonenv-*.json"):
+        path.write_text("{not json")
+    pythonenv.installed_packages.cache_clear()
+    assert installed_packages(cache) == ["a==1.0", "b==2.0"]
+    pythonenv.installed_packages.cache_clear()
+
+
+def test_host_facts_cached_per_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    boot_id = write(tmp_path / "boot_id", "boot-1\n")
+    monkeypatch.setattr(capture_host, "_BOOT_ID", str(boot_id))
+    calls: list[int] = []
+
+    def facts() -> dict[str, object]:
+        calls.append(1)
+        return {"cpu_count_physical": 4, "ram_total": 2**33 + len(calls), "gpus": []}
+
+    monkeypatch.setattr(capture_host, "boot_facts", facts)
+    first = host_info(cache)
+    assert first["ram_total"] == 2**33 + 1 and first["cpu_count_physical"] == 4
+    assert json.loads((cache / "host.json").read_text())["key"][0] == "boot-1"
+    again = host_info(cache)
+    assert again == first and len(calls) == 1  # read back, not collected again
+    assert host_info()["ram_total"] == 2**33 + 2  # no cache_dir: read every time
+
+    write(boot_id, "boot-2\n")  # a reboot (RAM or GPUs may have changed)
+    assert host_info(cache)["ram_total"] == 2**33 + 3
+    assert host_info(cache)["ram_total"] == 2**33 + 3
+    monkeypatch.setattr(capture_host, "_user", lambda: "someone-else")
+    assert host_info(cache)["ram_total"] == 2**33 + 4
+    (cache / "host.json").write_text("[1, 2")  # damaged: collected again, never an error
+    assert host_info(cache)["ram_total"] == 2**33 + 5
+
+    monkeypatch.setattr(capture_host, "_BOOT_ID", str(tmp_path / "missing"))  # no boot id: no cache
+    assert host_info(cache)["ram_total"] == 2**33 + 6
+    assert host_info(cache)["ram_total"] == 2**33 + 7
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="Linux: a boot id")
+def test_cached_host_facts_spare_importing_psutil(tmp_path: Path) -> None:
+    fresh = host_info(tmp_path)
+    code = (
+        "import json, sys; from studio.capture.host import host_info; "
+        f"info = host_info({str(tmp_path)!r}); print(json.dumps(['psutil' in sys.modules, info]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    imported, info = json.loads(out)
+    assert not imported
+    assert {k: info[k] for k in capture_host.BOOT_FACTS} == {k: fresh[k] for k in capture_host.BOOT_FACTS}
+    assert info["ram_total"] > 64 * 1024 * 1024 and info["hostname"] == fresh["hostname"]
 
 
 def test_host_info_has_sane_values() -> None:

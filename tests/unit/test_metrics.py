@@ -375,3 +375,23 @@ def test_system_sampler(tmp_path: Path) -> None:
     assert {"sys/cpu_percent", "sys/memory_rss", "sys/num_processes"} <= keys
     rss = df[df["key"] == "sys/memory_rss"]["value"]
     assert len(rss) >= 2 and (rss > 1e6).all()
+
+
+def test_system_sampler_of_a_short_run_imports_nothing(tmp_path: Path) -> None:
+    """A script done before the first (priming, unlogged) sample costs its supervisor no
+    psutil import; one still running then is sampled every interval from the start."""
+    code = (
+        "import os, sys, time; from studio.tracking.system import SystemSampler; "
+        f"s = SystemSampler(os.getpid(), {str(tmp_path / 'short')!r}).start(); time.sleep(0.05); s.stop(); "
+        "print('psutil' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+    from studio.tracking.system import SystemSampler
+
+    sampler = SystemSampler(os.getpid(), tmp_path / "long", interval=0.4, first_sample=0.1).start()
+    time.sleep(0.65)  # primed at 0.1 s, logged at 0.4 s
+    sampler.stop()
+    df = read_series(tmp_path / "long")
+    assert len(df[df["key"] == "sys/cpu_percent"]) >= 1
