@@ -24,27 +24,36 @@ def start_sampler(pid: int, metrics_dir: Path | None) -> Any:
 
 
 class OutputMetrics:
-    """Feeds `name: value` lines of the output into the experiment's series."""
+    """Feeds `name: value` lines of the output into the experiment's series.
+
+    The parser and the logger are loaded at the first line that can hold a metric (one with
+    `:` or `=`): a run that prints none costs its supervisor neither import."""
 
     def __init__(self, metrics_dir: Path) -> None:
-        from studio.tracking.metrics import Logger
-
-        self._logger = Logger(metrics_dir)
+        self._dir = metrics_dir
+        self._logger: Any = None
         self._rest = ""
 
     def feed(self, text: str) -> None:
-        from studio.tracking.outputmetrics import parse_metric_lines
-
         text = self._rest + text
         complete, _, self._rest = text.rpartition("\n")
+        if ":" not in complete and "=" not in complete:
+            return
+        from studio.tracking.outputmetrics import parse_metric_lines
+
         for name, value in parse_metric_lines(complete):
             if name != "step":  # `step` is the logger's own argument, not a metric
+                if self._logger is None:
+                    from studio.tracking.metrics import Logger
+
+                    self._logger = Logger(self._dir)
                 values: dict[str, Any] = {name: value}
                 self._logger.log(None, **values)
 
     def close(self) -> None:
         self.feed("\n")
-        self._logger.close()
+        if self._logger is not None:
+            self._logger.close()
 
 
 def output_metrics_logger(metrics_dir: Path | None) -> OutputMetrics | None:
