@@ -67,4 +67,4 @@ def test_the_supervisor_loads_the_parser_and_logger_at_the_first_metric_line(tmp
     m.feed("ss: 0.25\n")
     m.close()
     df = read_series(tmp_path / "m")
-    assert sorted(zip(df["key"].astype(str), df["value"])) == [("acc", 0.25), ("loss", 0.25), ("loss", 0.5)]
+    assert sorted(zip(df["key"].astype(str), df["value"], strict=True)) == [("acc", 0.25), ("loss", 0.25), ("loss", 0.5)]
