@@ -5,18 +5,20 @@ The lab workbook's tag format; sortable by creation time, unique without coordin
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 import string
 import time
 
 _ALPHABET = string.ascii_uppercase + string.digits
+# What `secrets.choice` uses (os.urandom), without importing `secrets` (hmac, base64) for it.
+_SYSTEM_RANDOM = random.SystemRandom()
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
 def new_key(now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%d%H%M", time.gmtime(time.time() if now is None else now))
-    return stamp + "-" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    return stamp + "-" + "".join(_SYSTEM_RANDOM.choice(_ALPHABET) for _ in range(10))
 
 
 def check_key(key: str) -> str:

@@ -117,6 +117,7 @@ class Executor:
                     )
 
         def on_signal(signum: int) -> None:
+            stopping.setdefault("signum", signum)
             if signum == signal.SIGINT:
                 terminate(Status.STOPPED, "interrupted (Ctrl-C)")
             elif self.handback_on_sigterm:
@@ -128,6 +129,19 @@ class Executor:
         # Before the script starts: a signal meanwhile is recorded and passed on, never lost.
         signals.on_signal = on_signal
         signals.install()
+        if "status" in stopping and not stopping.get("handback"):
+            # Asked to stop before the script was started: it is not started at all. (Sent to
+            # a reaper that has not yet forked the script, which ignores it until then, the
+            # signal could be lost, and the script run to its end.)
+            signals.restore()
+            out.close()
+            if metric_logger is not None:
+                metric_logger.close()
+            signum = int(stopping["signum"])  # type: ignore[call-overload]
+            outcome = Outcome(stopping["status"], -signum, f"{stopping['reason']} while starting")  # type: ignore[arg-type]
+            meta.set_status(exp.key, outcome.status, expect=[Status.RUNNING], reason=outcome.reason,
+                            worker=self.worker, returncode=-signum, time_finished=time.time())
+            return outcome
         try:
             if prestarted is not None and reaper_argv is not None:
                 try:

@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import sys
-import uuid
 from pathlib import Path
 
 from studio.capture.secrets import MASK as REDACTED
@@ -21,7 +20,7 @@ from studio.entities import Experiment
 
 def worker_id() -> str:
     # platform.node() is socket.gethostname() without importing socket (uname's node name).
-    return f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return f"{platform.node()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 def child_env(ctx: Context, exp: Experiment, mapping_file: Path, paths: dict[str, Path]) -> dict[str, str]:
@@ -48,7 +47,7 @@ def write_mapping(ctx: Context, key: str, paths: dict[str, Path], directory: Pat
     experiment's own directory under STUDIOML_HOME; workers pass their run directory)."""
     mapping_file = (directory or ctx.settings.experiment_dir(key)) / "artifacts.json"
     mapping_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mapping_file.with_name(f".artifacts-{uuid.uuid4().hex[:8]}.tmp")
+    tmp = mapping_file.with_name(f".artifacts-{os.urandom(4).hex()}.tmp")
     tmp.write_text(json.dumps({tag: str(p) for tag, p in sorted(paths.items())}, indent=1))
     os.replace(tmp, mapping_file)
     return mapping_file

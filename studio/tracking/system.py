@@ -26,9 +26,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from studio.tracking.metrics import Logger
+if TYPE_CHECKING:
+    from studio.tracking.metrics import Logger
 
 __all__ = ["SystemSampler"]
 
@@ -86,7 +87,9 @@ class SystemSampler:
         self.pid = pid
         self.interval = interval
         self.first_sample = max(0.0, min(first_sample, interval / 2))
-        self.logger = Logger(Path(metrics_dir), flush_interval=flush_interval)
+        self.metrics_dir = Path(metrics_dir)
+        self.flush_interval = flush_interval
+        self.logger: Logger | None = None  # made at the first logged sample
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, Any] = {}  # pid -> psutil.Process (keeps cpu_percent state)
@@ -104,7 +107,8 @@ class SystemSampler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, 2 * self.interval))
-        self.logger.close()
+        if self.logger is not None:
+            self.logger.close()
         if self._gpus is not None:
             self._gpus.close()
 
@@ -123,6 +127,14 @@ class SystemSampler:
                 continue
             if values is None:  # the process is gone
                 return
+            if self.logger is None:
+                try:
+                    from studio.tracking.metrics import Logger
+
+                    self.logger = Logger(self.metrics_dir, flush_interval=self.flush_interval)
+                except Exception:  # metrics are a by-product: never a traceback on the output
+                    _log.debug("system metrics cannot be logged", exc_info=True)
+                    return
             self.logger.log(None, **values)
 
     def sample(self) -> dict[str, float] | None:

@@ -344,7 +344,7 @@ def test_a_repeated_run_reuses_host_facts_and_packages_without_importing_psutil(
     studio("run", "--experiment", "second", "ok.py", cwd=ws, check=True)
     code = (
         "import atexit, sys\n"
-        "heavy = ('psutil', 'socket', 'studio.api.specs', 'studio.capture.cli_params')\n"
+        "heavy = ('psutil', 'socket', 'secrets', 'studio.api.specs', 'studio.capture.cli_params', 'studio.tracking.outputmetrics')\n"
         "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))\n"
         "from studio.cli.main import main\n"
         "main(['run', '--experiment', 'third', 'ok.py'])\n"

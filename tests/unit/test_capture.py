@@ -288,6 +288,27 @@ def test_default_ignores_and_venv_detection(tmp_path: Path) -> None:
     assert not ignore("", True)
 
 
+def test_the_file_name_prefilter_passes_every_name_a_rule_may_leave_out() -> None:
+    import fnmatch
+    import itertools
+
+    from studio.capture import workspace as ws
+    from studio.capture.secrets import SECRET_FILES
+
+    patterns = (*SECRET_FILES, "*.pyc")
+    full = re.compile("|".join(fnmatch.translate(p) for p in patterns))
+    parts = ["", ".", "env", ".env", "id_rsa", "_x", "key", ".pem", "service-account", ".json", "pyc",
+             "credentials", "secrets", ".yaml", "a.b", "netrc", ".git-credentials", "x"]
+    names = {"".join(c) for c in itertools.product(parts, repeat=3)}
+    matched = [n for n in names if n and full.match(n)]
+    assert len(matched) > 100
+    assert all(ws._maybe_ignored_file(n) for n in matched)
+    assert not ws._maybe_ignored_file("train.py") and not ws._maybe_ignored_file("f123.dat")
+    # Wildcards anywhere: a necessary condition, or "maybe" for every name.
+    exact, prefixes, suffixes, anything = ws._name_prefilter(("a?c", "*.[ch]", "[ab]*.txt", "x", "*"))
+    assert exact == {"x"} and prefixes == ("a",) and suffixes == (".txt",) and anything
+
+
 def test_studioml_ignore_patterns(tmp_path: Path) -> None:
     write(
         tmp_path / ".studioml_ignore",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 from studio.tracking.outputmetrics import parse_metric_lines
 
@@ -43,3 +46,25 @@ def test_special_values_ansi_and_progress_redraws() -> None:
     assert got[0] == ("loss", 0.5)
     assert got[1][0] == "done" and math.isnan(got[1][1])
     assert got[2:] == [("up", math.inf), ("down", -math.inf)]
+
+
+def test_the_supervisor_loads_the_parser_at_the_first_line_that_can_hold_a_metric(tmp_path: Path) -> None:
+    # In a fresh interpreter: output without a `name: value` line does not import the parser.
+    code = (
+        "import sys; from studio.runner.collectors import OutputMetrics\n"
+        f"m = OutputMetrics(__import__('pathlib').Path({str(tmp_path / 'quiet')!r}))\n"
+        "m.feed('hello\\nworld, no metric here\\n'); m.close()\n"
+        "print(sorted(k for k in ('studio.tracking.outputmetrics',) if k in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+    from studio.runner.collectors import OutputMetrics
+    from studio.tracking.series import read_series
+
+    m = OutputMetrics(tmp_path / "m")
+    m.feed("epoch 1\nloss: 0.5, acc=0.25\nstep: 3\nlo")
+    m.feed("ss: 0.25\n")
+    m.close()
+    df = read_series(tmp_path / "m")
+    assert sorted(zip(df["key"].astype(str), df["value"], strict=True)) == [("acc", 0.25), ("loss", 0.25), ("loss", 0.5)]

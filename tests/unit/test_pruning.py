@@ -145,3 +145,37 @@ def test_stored_launch_substitutes_sweep_params_only(ctx: Context, tmp_path: Pat
     launch = stored_launch(ctx, plain, tmp_path / "run2")
     assert (launch.cwd / "train.py").read_text() == "lr = 0.3\nprint(lr)\n"
     assert (ws / "train.py").read_text() == "lr = 0.3\nprint(lr)\n"
+
+
+def test_a_stop_before_the_script_starts_does_not_start_it(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal between the executor taking over signals and the launch: the script is not
+    started (a reaper that has not yet forked it ignores signals, so it could be lost)."""
+    import signal
+
+    from studio.runner import executor as executor_module
+    from studio.runner.executor import Executor, Launch
+    from studio.runner.process import Signals
+
+    class SignalledAtOnce(Signals):
+        def install(self) -> None:
+            super().install()
+            if self.on_signal is not None:
+                self.on_signal(signal.SIGINT)
+
+    monkeypatch.setattr(executor_module, "Signals", SignalledAtOnce)
+    started = tmp_path / "started"
+    meta = ctx.meta
+    meta.create_experiment(Experiment(key="e1", queue="q"))
+    exp = meta.claim("q", "worker-1", 30)
+    assert exp is not None
+    launch = Launch(argv=[sys.executable, "-c", f"open({str(started)!r}, 'w')"], cwd=tmp_path, env={},
+                    paths={"output": tmp_path / "output.log"}, capture={}, echo=False)
+    outcome = Executor(ctx, "worker-1").run(exp, launch)
+    assert (outcome.status, outcome.returncode, outcome.exit_code) == (Status.STOPPED, -2, 130)
+    done = meta.get_experiment("e1")
+    assert done.status == Status.STOPPED and done.status_reason == "interrupted (Ctrl-C) while starting"
+    assert done.returncode == -2 and done.time_finished is not None
+    time.sleep(0.3)
+    assert not started.exists()

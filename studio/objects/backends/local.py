@@ -7,7 +7,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -67,7 +66,7 @@ class LocalBackend(ObjectBackend):
     def link_file(self, local_path: Path, key: str) -> bool:
         dest = self._str(key)
         self._ensure_parent(dest)
-        tmp = os.path.join(self._tmp, f"link-{uuid.uuid4().hex}")
+        tmp = os.path.join(self._tmp, f"link-{os.urandom(16).hex()}")
         try:
             os.link(local_path, tmp)
         except OSError:  # another file system, or links not allowed: copy instead
@@ -162,7 +161,7 @@ class LocalBackend(ObjectBackend):
         # tell: a writer that freshened the object before the rename shows in the renamed
         # file's mtime (and the object goes back); one that comes after finds it missing and
         # writes it again.
-        trash = os.path.join(self._tmp, f"gc-{uuid.uuid4().hex}")
+        trash = os.path.join(self._tmp, f"gc-{os.urandom(16).hex()}")
         try:
             os.rename(self._str(key), trash)
         except FileNotFoundError:
