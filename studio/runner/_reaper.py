@@ -116,8 +116,15 @@ def reap(state: dict[str, bool], script: int, status: int | None) -> int | None:
         time.sleep(0.01)
 
 
+#: SIGINT/SIGTERM/SIGHUP that reached the reaper before the script existed (a stop asked for
+#: right at launch, meant for the group the script is about to join): passed on once it does.
+_EARLY: list[int] = []
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _ignore(signum: int, frame: object) -> None:
-    pass
+    if signum not in _EARLY:
+        _EARLY.append(signum)
 
 
 def read_launch() -> tuple[list[str], str | None, dict[str, str] | None, bytes] | None:
@@ -204,8 +211,13 @@ def pass_launch(write: int, message: bytes) -> bool:
 
 
 def _exec_script(command: list[str], cwd: str | None, env: dict[str, str] | None) -> None:
-    """In the forked child: what the script starts with, then exec (raises if it cannot)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """In the forked child: what the script starts with, then exec (raises if it cannot).
+    The stop signals take their default action before they are unblocked, so one already
+    sent to the group stops the script (as exec would leave them; nohup's SIGHUP stays
+    ignored)."""
+    for sig in _STOPS:
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if env is not None:
         null = os.open(os.devnull, os.O_RDONLY)
@@ -271,7 +283,14 @@ def main(argv: list[str]) -> int:
                 script = pid
             else:
                 _kill(pid)
-    if not script:
+    if script:  # the warm start got any stop sent to the group itself: it was in it
+        _EARLY.clear()
+    else:
+        # A stop sent to the group before the fork reaches the reaper alone: blocked across
+        # the fork, those pending then (and those the handler saw) are passed on; one sent
+        # after it reaches the script too (it unblocks them with their default action).
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+        early = set(_EARLY) | (signal.sigpending() & set(_STOPS))
         script = os.fork()
         if script == 0:
             try:
@@ -279,6 +298,13 @@ def main(argv: list[str]) -> int:
             except BaseException as exc:  # noqa: BLE001 - the child must never return into main()
                 os.write(2, f"studio: could not start {command[0]}: {exc}\n".encode())
             os._exit(127)
+        _EARLY.clear()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+        for signum in sorted(early):
+            try:
+                os.kill(script, signum)
+            except ProcessLookupError:
+                pass
     status = None
     try:
         while status is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,8 +101,6 @@ def test_cancelled_warm_start_runs_nothing(tmp_path: Path) -> None:
     reaper = Prestarted.start([sys.executable, str(tmp_path / "w.py")])
     assert reaper is not None and reaper.proc is not None
     proc = reaper.proc
-    import time
-
     time.sleep(0.3)  # the warm interpreter is up and waiting
     reaper.cancel()
     assert proc.returncode == 0
@@ -114,3 +114,22 @@ def _cmdline_has(pid: str, text: str) -> bool:
         return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_sent_to_the_group_right_at_launch_stops_the_script(tmp_path: Path, warm: bool, sig: int) -> None:
+    """The supervisor stops a run by signalling the reaper's group; sent right after the
+    launch, the signal may reach the reaper before the script exists (cold) or while the
+    warm start is still setting up: either way the script must not run on."""
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(30)\n")
+    argv = [sys.executable, str(tmp_path / "slow.py")]
+    for _ in range(5):
+        reaper = Prestarted.start(argv if warm else None)
+        assert reaper is not None
+        if warm:
+            time.sleep(0.2)  # the warm interpreter is up and waiting
+        proc = reaper.launch(argv, os.getcwd(), _run_env())
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=10) == -sig
+        proc.communicate()

@@ -49,6 +49,12 @@ def _await_launch() -> None:
                 environ[name] = value
         if cwd:
             os.chdir(cwd)
+    except KeyboardInterrupt:  # a stop sent to the run's group right at launch
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)  # dies of it, as a script stopped while starting does
+        os._exit(130)
     except BaseException as exc:  # noqa: BLE001 - the script must never start half-prepared
         try:
             os.write(2, f"studio: could not start the script: {type(exc).__name__}: {exc}\n".encode())
