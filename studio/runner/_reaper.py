@@ -331,4 +331,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # Nothing is buffered (messages go out with os.write): the supervisor waits for this exit,
+    # so the interpreter's teardown is skipped.
+    code = main(sys.argv)
+    os._exit(code)
