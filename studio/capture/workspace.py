@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio._version import __version__
 from studio.capture.secrets import SECRET_FILES, is_secret_file
 
 if TYPE_CHECKING:
@@ -214,7 +215,9 @@ def workspace_ignore(root: Path | str, secrets_left_out: list[str] | None = None
         rules: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except OSError:
         rules = None
-    ignore.fingerprint = ("studio.workspace_ignore", root_str, home, rules)  # type: ignore[attr-defined]
+    # With studio's version: the built-in rules are part of the code, and a capture's snapshot
+    # on disk (studio.objects.memo) may outlive an upgrade.
+    ignore.fingerprint = ("studio.workspace_ignore", __version__, root_str, home, rules)  # type: ignore[attr-defined]
     return ignore
 
 

@@ -25,7 +25,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,7 +289,11 @@ class TreeWriter:
             from studio.objects.watch import FolderWatch
 
             watch = self._watch = FolderWatch.open(real, ignore)
-        kind, real, items = self._items(root, ignore, watch)
+        # Files the last capture kept under the same rules are kept again without asking them
+        # (the rules judge a file by its path alone; its folders are still asked).
+        kept = snap.by_rel if snap is not None and snap.ignore_id is not None and snap.ignore_id == ignore_id \
+            else None
+        kind, real, items = self._items(root, ignore, watch, kept)
         if kind != "dir":
             snap = None
         cached: dict[str, tuple[StatKey, str]] = {}
@@ -348,7 +352,8 @@ class TreeWriter:
         )
 
     def _items(
-        self, root: Path, ignore: IgnoreFn | None, watch: FolderWatch | None = None
+        self, root: Path, ignore: IgnoreFn | None, watch: FolderWatch | None = None,
+        kept: Container[str] | None = None,
     ) -> tuple[Literal["dir", "file"], str, Iterable[ScanItem]]:
         real = os.path.realpath(root)
         try:
@@ -356,7 +361,7 @@ class TreeWriter:
         except FileNotFoundError:
             raise NotFoundError(f"cannot capture {root}: it does not exist") from None
         if stat.S_ISDIR(st.st_mode):
-            return "dir", real, scan_tree(real, ignore, watch)
+            return "dir", real, scan_tree(real, ignore, watch, kept)
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
             raise UsageError(f"cannot capture {root}: it is a {_kind(st.st_mode)}, not a file or folder")
         name = os.path.basename(os.path.abspath(root))

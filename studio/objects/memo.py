@@ -18,7 +18,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.objects.scan import IgnoreFn
 from studio.objects.statcache import StatKey
@@ -44,6 +44,11 @@ class Snapshot:
     ignore_id: object = None
 
 
+def lasting_identity(ignore_id: object) -> bool:
+    """Whether `ignore_id` means the same in another process (not a function's id)."""
+    return ignore_id == "keep-all" or (isinstance(ignore_id, tuple) and ignore_id[:1] != ("function",))
+
+
 def ignore_identity(ignore: IgnoreFn | None) -> object:
     """Two captures with equal identities keep the same paths: no ignore at all, the same
     function, or functions with equal `fingerprint`s (`studio.capture.workspace_ignore`'s)."""
@@ -67,7 +72,7 @@ class CaptureMemo:
     """
 
     DISK_KEEP = 32
-    _FORMAT = 1
+    _FORMAT = 2  # 2: with the ignore rules' identity
 
     def __init__(self, roots: int = 4, disk: Path | None = None) -> None:
         self.roots = roots
@@ -104,10 +109,10 @@ class CaptureMemo:
     def _load(self, root: str) -> Snapshot | None:
         try:
             data = self._file(root).read_bytes()
-            fmt, saved_root, tree, files, size, by_rel = marshal.loads(data)
+            fmt, saved_root, tree, files, size, by_rel, ignore_id = marshal.loads(data)
             if fmt != self._FORMAT or saved_root != root or not isinstance(by_rel, dict):
                 return None
-            return Snapshot(tree, files, size, by_rel)
+            return Snapshot(tree, files, size, by_rel, ignore_id=ignore_id)
         except FileNotFoundError:
             return None
         except Exception as exc:  # a cache: a bad file costs a stat-cache read
@@ -117,7 +122,12 @@ class CaptureMemo:
     def _save(self, root: str, snap: Snapshot) -> None:
         assert self.disk is not None
         by_rel = {rel: (path, tuple(key), h) for rel, (path, key, h) in snap.by_rel.items()}
-        data = marshal.dumps((self._FORMAT, root, snap.tree, snap.files, snap.size, by_rel))
+        # An identity that only means something in this process (a function's id) is not kept.
+        ignore_id: Any = snap.ignore_id if lasting_identity(snap.ignore_id) else None
+        try:
+            data = marshal.dumps((self._FORMAT, root, snap.tree, snap.files, snap.size, by_rel, ignore_id))
+        except ValueError:  # an identity marshal cannot write: kept without it
+            data = marshal.dumps((self._FORMAT, root, snap.tree, snap.files, snap.size, by_rel, None))
         try:
             self.disk.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.disk, prefix=".snap-")

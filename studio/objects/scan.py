@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -47,9 +47,12 @@ def _utf8(name: str, where: str) -> bool:
     return True
 
 
-def scan_tree(root_real: str, ignore: IgnoreFn | None = None, watch: FolderWatch | None = None) -> Iterator[ScanItem]:
+def scan_tree(root_real: str, ignore: IgnoreFn | None = None, watch: FolderWatch | None = None,
+              kept: Container[str] | None = None) -> Iterator[ScanItem]:
     """Yield every file to capture under the directory `root_real` (already resolved).
-    `watch` is armed on each directory before it is listed, and told about each file kept."""
+    `watch` is armed on each directory before it is listed, and told about each file kept.
+    `kept`: paths of regular files `ignore` is known to keep (the last capture's, under the
+    same rules): not asked again."""
     # Once per file of every capture (10,000s): a regular file takes no call that can be
     # spared. Its ScanItem is built directly (a NamedTuple's __new__ is Python code); the
     # watch hears only of files that end it (more than one link, another file system).
@@ -83,7 +86,7 @@ def scan_tree(root_real: str, ignore: IgnoreFn | None = None, watch: FolderWatch
                     if not (ignore and ignore(rel, True)):
                         subdirs.append((entry.path, rel + "/"))
                     continue
-                if ignore and ignore(rel, False):
+                if ignore and (kept is None or rel not in kept) and ignore(rel, False):
                     continue
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # deleted while we looked: not part of this version

@@ -315,3 +315,60 @@ def test_a_process_holding_a_watch_exits(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_next_process_asks_the_rules_only_about_files_it_did_not_keep(
+    tmp_path: Path, trusting_cache: None
+) -> None:
+    """The snapshot on disk carries the ignore rules' identity: under the same rules a kept
+    file is kept without asking them again; an edited `.studioml_ignore` (or another studio
+    version, whose built-in rules may differ) makes every file be asked again."""
+    from studio.capture import workspace_ignore
+
+    def new_store() -> ObjectStore:
+        return open_object_store(str(tmp_path / "store"), tmp_path / "cache", tmp_path / "stat.db")
+
+    def counted(ws: Path) -> tuple[object, list[str]]:
+        rules = workspace_ignore(ws)
+        asked: list[str] = []
+
+        def ignore(rel: str, is_dir: bool) -> bool:
+            asked.append(rel)
+            return rules(rel, is_dir)
+
+        ignore.fingerprint = rules.fingerprint  # type: ignore[attr-defined]
+        return ignore, asked
+
+    ws = _workspace(tmp_path)
+    (ws / ".studioml_ignore").write_text("# nothing yet\n")
+    old = os.stat(ws / ".studioml_ignore")
+    os.utime(ws / ".studioml_ignore", ns=(old.st_atime_ns, old.st_mtime_ns - 10**10))
+    for path in ws.rglob("*"):  # older than the stat cache's 2 s: trusted by the snapshot
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**10))
+    ignore, asked = counted(ws)
+    first = new_store().put_tree(ws, ignore=ignore, watch=True)
+    assert "train.py" in asked and "data/x.txt" in asked
+    ignore, asked = counted(ws)
+    assert new_store().put_tree(ws, ignore=ignore, watch=True).tree == first.tree
+    assert "train.py" not in asked and "data/x.txt" not in asked and "data" in asked  # folders still asked
+    # New rules: every file is asked, and what they leave out is left out.
+    (ws / ".studioml_ignore").write_text("*.yaml\n")
+    ignore, asked = counted(ws)
+    third = new_store().put_tree(ws, ignore=ignore, watch=True)
+    assert "cfg.yaml" in asked and "cfg.yaml" not in _files(new_store(), third.tree)
+
+
+def test_a_snapshot_under_a_functions_identity_is_not_reused_by_another_process(
+    tmp_path: Path, trusting_cache: None
+) -> None:
+    from studio.objects.memo import lasting_identity
+
+    assert not lasting_identity(("function", 1234)) and lasting_identity("keep-all")
+    assert lasting_identity(("studio.workspace_ignore", "1", "/ws", None, None))
+    ws = _workspace(tmp_path)
+    store = open_object_store(str(tmp_path / "store"), tmp_path / "cache", tmp_path / "stat.db")
+    store.put_tree(ws, ignore=lambda rel, is_dir: False, watch=True)
+    again = open_object_store(str(tmp_path / "store"), tmp_path / "cache", tmp_path / "stat.db")
+    asked: list[str] = []
+    again.put_tree(ws, ignore=lambda rel, is_dir: asked.append(rel) or False, watch=True)  # type: ignore[func-returns-value]
+    assert "train.py" in asked
