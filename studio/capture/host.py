@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from studio.capture.cache import write_cache
+
 log = logging.getLogger(__name__)
 
 NVIDIA_SMI_TIMEOUT = 3.0  # seconds
@@ -70,7 +72,7 @@ def host_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
     if facts is None:
         facts = boot_facts()
         if cache_dir is not None and key is not None:
-            _write_cached(Path(cache_dir), key, facts)
+            write_cache(Path(cache_dir) / HOST_CACHE_FILE, {"key": key, "facts": facts})
     info.update(facts)
     return info
 
@@ -111,21 +113,6 @@ def _read_cached(cache_dir: Path, key: list[Any]) -> dict[str, Any] | None:
     except (OSError, ValueError, AttributeError):
         pass
     return None
-
-
-def _write_cached(cache_dir: Path, key: list[Any], facts: dict[str, Any]) -> None:
-    tmp = cache_dir / f".{HOST_CACHE_FILE}.{os.getpid()}.tmp"
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "facts": facts}, fh)
-        os.replace(tmp, cache_dir / HOST_CACHE_FILE)  # readers see the old file or the new one
-    except OSError:
-        log.debug("could not cache host facts in %s", cache_dir, exc_info=True)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 def _safe(fn: Any) -> Any:

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studio.capture.cache import write_cache
 from studio.capture.git import strip_credentials
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def _installed(executable: str, path_entries: tuple[str, ...], cache_dir: Path |
     stats += read
     # Only the mtime matters here: a later change of the entries sets it to a newer time.
     if not any(key is not None and time.time_ns() - key[2] < RACY_NS for _, key in stats):
-        _write_json(cache_file, {"key": [executable, list(path_entries)], "stats": stats, "lines": lines})
+        write_cache(cache_file, {"key": [executable, list(path_entries)], "stats": stats, "lines": lines})
     return tuple(lines)
 
 
@@ -187,21 +188,6 @@ def _stat_key(path: str) -> list[int] | None:
     except OSError:
         return None
     return [st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except OSError:
-        log.debug("could not cache installed packages in %s", path, exc_info=True)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 def installed_packages(cache_dir: Path | None = None) -> list[str]:
