@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from studio.cli.common import config_option
-from studio.cli.running import capture_bar, closing_line, exit_now, start_run  # noqa: F401 - public
+from studio.cli.running import start_run
 
 
 @click.command(
