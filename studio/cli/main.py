@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from studio import __version__
-from studio.cli.boundary import DEBUG_HINT, guarded, setup_logging  # noqa: F401 - re-exported
+from studio.cli.boundary import guarded
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
+from studio.cli.boundary import setup_logging
 from studio.cli.common import config_option, context
-from studio.cli.main import setup_logging
 
 
 @click.command(short_help="Run experiments from a queue on this machine.")
